@@ -1,0 +1,50 @@
+"""`plume-lite` command line. Each subcommand lives beside the code it drives:
+a module listed here exposes `add_cli(subparsers)` that registers its parser and
+sets `func`. Errors the user can fix (PlumeError) end in one line, not a traceback."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from plume_lite.errors import PlumeError
+
+# module -> registers one or more subcommands
+COMMAND_MODULES = [
+    "plume_lite.data.cli",       # synth, data show
+    "plume_lite.train",          # train
+    "plume_lite.evaluate",       # eval
+    "plume_lite.reproduce",      # reproduce
+    "plume_lite.bench",          # bench
+    "plume_lite.demo",           # demo
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plume-lite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that part of the package is not built yet
+                continue
+            raise
+        module.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PlumeError as e:
+        print(f"plume-lite {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"plume-lite {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
