@@ -1,0 +1,84 @@
+"""From item dicts to one left-padded processor batch.
+
+Items are validated here, so a wrong key or a missing file fails with a message that
+names the item, before any tensor work. Media decoding is plume_lite.data.media's job.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from plume_lite.data.formats import ITEM_KEYS
+from plume_lite.errors import InputError
+from plume_lite.tokens import DISC_EMB, prompt_text
+
+VISUAL_KEYS = ("image", "video", "pdf")
+
+
+def validate_item(item, index: int = 0) -> None:
+    if not isinstance(item, dict):
+        raise InputError(f"item {index} must be a dict with keys among {ITEM_KEYS}, got {type(item).__name__}")
+    unknown = [k for k in item if k not in ITEM_KEYS]
+    if unknown:
+        raise InputError(f"item {index} has unknown key(s) {unknown}; valid keys: {', '.join(ITEM_KEYS)}")
+    visual = [k for k in VISUAL_KEYS if item.get(k) is not None]
+    if len(visual) > 1:
+        raise InputError(f"item {index} has several visual inputs {visual}; give one of image, video, pdf")
+    if not visual and not item.get("text") and not item.get("instruction"):
+        raise InputError(f"item {index} is empty: give text, image, video or pdf")
+    if "page" in item and "pdf" not in item:
+        raise InputError(f"item {index} has 'page' but no 'pdf'")
+    for key in ("image", "video", "pdf"):
+        value = item.get(key)
+        if isinstance(value, (str, Path)) and not Path(value).exists():
+            raise InputError(f"item {index}: {key} file not found: {value}")
+
+
+def load_visual(item: dict, max_pixels: int | None = None):
+    """('image', PIL) | ('video', [PIL, ...]) | (None, None) for one validated item."""
+    from plume_lite.data import media
+
+    if item.get("image") is not None:
+        return "image", media.load_image(item["image"])
+    if item.get("pdf") is not None:
+        return "image", media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
+    if item.get("video") is not None:
+        return "video", media.load_video(item["video"])
+    return None, None
+
+
+class ItemBatcher:
+    def __init__(self, processor, instruction_prompt: str):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.instruction_prompt = instruction_prompt
+        self.disc_id = self.tokenizer.convert_tokens_to_ids(DISC_EMB)
+
+    def __call__(self, items: list, mode: str, device) -> tuple[dict, torch.Tensor]:
+        """Processor inputs for a left-padded batch, and the column of <disc_emb> per row."""
+        for i, item in enumerate(items):
+            validate_item(item, i)
+        texts, images, videos = [], [], []
+        for item in items:
+            kind, visual = load_visual(item)
+            if kind == "image":
+                images.append(visual)
+            elif kind == "video":
+                videos.append(visual)
+            texts.append(prompt_text(item, self.instruction_prompt, mode))
+        self.tokenizer.padding_side = "left"   # so the last column is <bot> / <disc_emb> for every row
+        kwargs = {}
+        if videos:
+            kwargs["videos"] = videos
+        inputs = self.processor(text=texts, images=images or None, padding=True,
+                                return_tensors="pt", **kwargs)
+        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        anchor_index = (inputs["input_ids"] == self.disc_id).int().argmax(dim=1)
+        return inputs, anchor_index
+
+    def suffix_ids(self, texts: list, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded token ids and mask of suffix texts (they follow the cache)."""
+        self.tokenizer.padding_side = "right"
+        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        return enc["input_ids"].to(device), enc["attention_mask"].to(device)

@@ -1,0 +1,151 @@
+"""The batched latent rollout (DESIGN §3) and its no-cache reference.
+
+1. Prefix forward over a left-padded batch (everything up to <bot>), with KV cache.
+   z0 = h[<bot>] (the last column), a = h[<disc_emb>].
+2. K times: x_j = Adapter(z_j, j, a); one decoder step with inputs_embeds = x_j.
+3. Suffix forward (<eot></think>\n<gen_emb>, or teacher-forced text) on the cache.
+
+Positions: every row carries its own next text position (image and video tokens
+compress M-RoPE positions, so it is not the cache length); latent step j sits at
+p_bot + 1 + j on all three axes and the suffix continues from there, the same in
+training and inference. Explicit position_ids go to every cached call.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+
+from plume_lite.adapter import TransitionAdapter
+
+
+def _accepts(fn, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
+
+
+def _cache_kwargs(module, cache) -> dict:
+    # transformers >= 5.24 calls it `cache`; 5.17 - 5.23 `past_key_values`.
+    key = "cache" if _accepts(module.forward, "cache") else "past_key_values"
+    return {key: cache}
+
+
+def _output_cache(out):
+    return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+
+def model_inputs(vlm, inputs: dict) -> dict:
+    """Keep only the processor outputs this transformers version's forward accepts."""
+    params = inspect.signature(vlm.forward).parameters
+    return {k: v for k, v in inputs.items() if k in params}
+
+
+def rope_positions(vlm, inputs: dict) -> torch.Tensor:
+    """M-RoPE position ids [3, B, L] of a (left-padded) batch; padding gets 0."""
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    kwargs = dict(input_ids=ids, image_grid_thw=inputs.get("image_grid_thw"),
+                  video_grid_thw=inputs.get("video_grid_thw"), attention_mask=mask)
+    if _accepts(vlm.get_rope_index, "mm_token_type_ids"):
+        kwargs["mm_token_type_ids"] = inputs.get("mm_token_type_ids", torch.zeros_like(ids))
+    positions, _ = vlm.get_rope_index(**kwargs)
+    return positions
+
+
+@dataclass
+class CachedSequence:
+    """A batch's KV cache plus what the next cached call needs."""
+    cache: object
+    attention_mask: torch.Tensor   # [B, L_so_far]
+    next_pos: torch.Tensor         # [B] text position of the next token
+
+
+def run_prefix(vlm, inputs: dict, use_cache: bool = True):
+    """Prefix forward; returns (last-layer hidden [B, L, D], CachedSequence or None)."""
+    positions = rope_positions(vlm, inputs)
+    kwargs = model_inputs(vlm, inputs)
+    out = vlm(**kwargs, position_ids=positions, use_cache=use_cache)
+    if not use_cache:
+        return out.last_hidden_state, None
+    state = CachedSequence(_output_cache(out), inputs["attention_mask"], positions.amax(dim=(0, 2)) + 1)
+    return out.last_hidden_state, state
+
+
+def cached_step(vlm, state: CachedSequence, embeds: torch.Tensor, mask: torch.Tensor | None = None):
+    """Append `embeds` [B, T, D] to the cached sequence; returns their hidden [B, T, D]."""
+    B, T, _ = embeds.shape
+    if mask is None:
+        mask = torch.ones(B, T, dtype=state.attention_mask.dtype, device=embeds.device)
+    offsets = torch.arange(T, device=embeds.device)
+    positions = (state.next_pos[:, None] + offsets[None, :]).unsqueeze(0).expand(3, B, T)
+    state.attention_mask = torch.cat([state.attention_mask, mask.to(state.attention_mask.dtype)], dim=1)
+    lm = vlm.language_model
+    out = lm(inputs_embeds=embeds, attention_mask=state.attention_mask, position_ids=positions,
+             use_cache=True, **_cache_kwargs(lm, state.cache))
+    state.cache = _output_cache(out)
+    state.next_pos = state.next_pos + T
+    return out.last_hidden_state
+
+
+@dataclass
+class Rollout:
+    anchor: torch.Tensor                 # [B, D] h[<disc_emb>]
+    z0: torch.Tensor                     # [B, D] h[<bot>]
+    latents: list = field(default_factory=list)   # z_1..z_K, each [B, D]
+    inputs: list = field(default_factory=list)    # x_0..x_{K-1} fed back, each [B, D]
+    gates: list = field(default_factory=list)     # [B, E] per step (MoE adapters)
+    chosen: list = field(default_factory=list)    # [B, k] per step
+    suffix_hidden: torch.Tensor | None = None      # [B, S, D]
+
+    @property
+    def last(self) -> torch.Tensor:
+        """The state that predicts the first suffix token: z_K, or h[<bot>] when K = 0."""
+        return self.latents[-1] if self.latents else self.z0
+
+
+def latent_rollout(vlm, adapter: TransitionAdapter, inputs: dict, anchor_index: torch.Tensor,
+                   steps: int, suffix_ids: torch.Tensor | None = None,
+                   suffix_mask: torch.Tensor | None = None) -> Rollout:
+    """Batched rollout. `anchor_index` [B] is the column of <disc_emb> in each row."""
+    hidden, state = run_prefix(vlm, inputs)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    result = Rollout(anchor=hidden[rows, anchor_index], z0=hidden[:, -1])
+    z = result.z0
+    for j in range(steps):
+        step = adapter(z, j, result.anchor)
+        z = cached_step(vlm, state, step.x.unsqueeze(1))[:, 0]
+        result.inputs.append(step.x)
+        result.latents.append(z)
+        if step.gate is not None:
+            result.gates.append(step.gate)
+            result.chosen.append(step.chosen)
+    if suffix_ids is not None:
+        embeds = vlm.get_input_embeddings()(suffix_ids)
+        result.suffix_hidden = cached_step(vlm, state, embeds, suffix_mask)
+    return result
+
+
+def full_sequence_forward(vlm, inputs: dict, latent_inputs: list, suffix_ids: torch.Tensor,
+                          suffix_mask: torch.Tensor, placeholder_id: int) -> torch.Tensor:
+    """Reference: the whole sequence in one pass, no cache, latent embeddings in place.
+
+    Positions come from get_rope_index over the full sequence (latent slots hold <ct>
+    placeholders, which are text), an independent check of the cached positions.
+    Returns the last-layer hidden [B, L + K + S, D]."""
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    B, L = ids.shape
+    K = len(latent_inputs)
+    slots = torch.full((B, K), placeholder_id, dtype=ids.dtype, device=ids.device)
+    full_ids = torch.cat([ids, slots, suffix_ids], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(slots, dtype=mask.dtype), suffix_mask.to(mask.dtype)], 1)
+    full = dict(inputs, input_ids=full_ids, attention_mask=full_mask)
+    if "mm_token_type_ids" in inputs:
+        pad = torch.zeros(B, K + suffix_ids.shape[1], dtype=inputs["mm_token_type_ids"].dtype,
+                          device=ids.device)
+        full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], pad], dim=1)
+    embeds = vlm.get_input_embeddings()(full_ids)
+    if K:
+        embeds = embeds.clone()
+        embeds[:, L:L + K] = torch.stack(latent_inputs, dim=1).to(embeds.dtype)
+    positions = rope_positions(vlm, full)
+    out = vlm(**model_inputs(vlm, full), inputs_embeds=embeds, position_ids=positions, use_cache=False)
+    return out.last_hidden_state
