@@ -35,17 +35,17 @@ def validate_item(item, index: int = 0) -> None:
             raise InputError(f"item {index}: {key} file not found: {value}")
 
 
-def load_visual(item: dict, max_pixels: int | None = None):
+def load_visual(item: dict):
     """('image', PIL) | ('video', [PIL, ...]) | (None, None) for one validated item."""
+    if not any(item.get(k) is not None for k in VISUAL_KEYS):
+        return None, None
     from plume_lite.data import media
 
     if item.get("image") is not None:
         return "image", media.load_image(item["image"])
     if item.get("pdf") is not None:
         return "image", media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
-    if item.get("video") is not None:
-        return "video", media.load_video(item["video"])
-    return None, None
+    return "video", media.load_video(item["video"])
 
 
 class ItemBatcher:
