@@ -1,0 +1,307 @@
+"""Safe decoding of images, videos and PDF pages.
+
+Every failure -- missing, empty, truncated, mistyped, encrypted or oversized file -- ends in
+one `MediaError` whose message names the file and the problem. Library exceptions are
+translated (`from None`) so a user sees one line, not a decoder traceback. Sizes are checked
+from headers *before* pixels are decoded, and video decoding is capped in frames, so a
+hostile file costs at most a bounded amount of time and memory.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from plume_lite.errors import PlumeError
+
+DEFAULT_MAX_PIXELS = 50_000_000        # one image: ~7000 x 7000; a 30000^2 "bomb" is refused
+DEFAULT_MAX_FRAME_PIXELS = 8_500_000   # one video frame: 4K fits
+DEFAULT_MAX_DECODED_FRAMES = 4096      # total frames a single load_video may decode
+DEFAULT_PDF_MAX_PIXELS = 16_000_000    # rendered page; the DPI is lowered to fit
+MAX_PDF_DPI = 300
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class MediaError(PlumeError, ValueError):
+    """A media file could not be read; the message says which file and why."""
+
+
+def _name(src) -> str:
+    return str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
+
+
+def _check_file(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{path}: file not found")
+    if path.is_dir():
+        raise MediaError(f"{path}: is a folder, expected a file")
+    if path.stat().st_size == 0:
+        raise MediaError(f"{path}: file is empty (0 bytes)")
+    return path
+
+
+def _mpx(n: float) -> str:
+    return f"{n / 1e6:.1f} Mpx"
+
+
+# ----------------------------------------------------------------------------- images
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    # Transparent pixels become white rather than whatever colour hides under alpha=0.
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        bg = Image.new("RGB", img.size, (255, 255, 255))
+        bg.paste(img, mask=img.getchannel("A"))
+        return bg
+    return img.convert("RGB") if img.mode != "RGB" else img.copy()
+
+
+def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Path, bytes or PIL image -> RGB PIL image, EXIF orientation applied.
+
+    The pixel budget is checked on the header size, before any pixel is decoded."""
+    name = _name(src)
+    if isinstance(src, Image.Image):
+        w, h = src.size
+        if w * h > max_pixels:
+            raise MediaError(f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
+                             f"{_mpx(max_pixels)} budget")
+        return _to_rgb(ImageOps.exif_transpose(src))
+    if isinstance(src, (bytes, bytearray)):
+        if not src:
+            raise MediaError("<bytes>: image data is empty")
+        fp, name = io.BytesIO(src), "<bytes>"
+    else:
+        fp = _check_file(src)
+    try:
+        with warnings.catch_warnings():
+            # PIL's own bomb check warns/raises at its global limit; ours is explicit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise MediaError(f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
+                                     f"{_mpx(max_pixels)} budget (possible decompression bomb)")
+                img.load()  # decode now, inside the try: truncated data fails here
+                return _to_rgb(ImageOps.exif_transpose(img))
+    except MediaError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise MediaError(f"{name}: not a recognised image format (corrupt or wrong "
+                         f"file type)") from None
+    except Image.DecompressionBombError as e:
+        raise MediaError(f"{name}: image too large (possible decompression bomb): {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        raise MediaError(f"{name}: cannot decode image, corrupt or truncated "
+                         f"({type(e).__name__}: {e})") from None
+
+
+# ----------------------------------------------------------------------------- videos
+
+def uniform_indices(n: int, k: int) -> list[int]:
+    """k indices spread evenly over range(n): the centre of each of k equal segments
+    (repeats when n < k, so a short clip still yields k frames)."""
+    if n <= 0 or k <= 0:
+        return []
+    return [min(n - 1, int((i + 0.5) * n / k)) for i in range(k)]
+
+
+def _size_tuple(size):
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return (size, size)
+    w, h = size
+    return (int(w), int(h))
+
+
+def _frame_list(frames, num_frames, size) -> list[Image.Image]:
+    if len(frames) == 0:
+        raise MediaError("video frame list is empty")
+    out = []
+    for i in uniform_indices(len(frames), num_frames):
+        img = load_image(frames[i])
+        out.append(img.resize(size, Image.BILINEAR) if size else img)
+    return out
+
+
+def _frame_folder(path: Path) -> list[Path]:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise MediaError(f"{path}: frame folder holds no image files")
+    return files
+
+
+def load_video(src, num_frames: int = 8, max_decoded_frames: int = DEFAULT_MAX_DECODED_FRAMES,
+               size=None, max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> list[Image.Image]:
+    """Video file (mp4/webm/gif/...), frame folder, or list of frame paths/PIL images ->
+    `num_frames` uniformly sampled RGB frames, resized to `size` ((w, h) or int) if given."""
+    size = _size_tuple(size)
+    if isinstance(src, (list, tuple)):
+        return _frame_list(list(src), num_frames, size)
+    path = Path(src)
+    if path.is_dir():
+        return _frame_list(_frame_folder(path), num_frames, size)
+    path = _check_file(path)
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a hard dependency
+        raise MediaError(f"{path}: PyAV is not installed (pip install av)") from None
+    try:
+        return _decode_video(av, path, num_frames, max_decoded_frames, size, max_frame_pixels)
+    except MediaError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as e:
+        raise MediaError(f"{path}: cannot decode video, corrupt or truncated "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def _open_video(av, path):
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as e:
+        why = getattr(e, "strerror", None) or e
+        raise MediaError(f"{path}: not a recognised video container (corrupt, truncated or "
+                         f"wrong file type: {why})") from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{path}: file holds no video stream")
+    return container
+
+
+def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
+    # Pass 1: demux only (no decoding) to count frames and learn their timestamps.
+    with _open_video(av, path) as container:
+        stream = container.streams.video[0]
+        w, h = stream.codec_context.width, stream.codec_context.height
+        if w * h > max_frame_pixels:
+            raise MediaError(f"{path}: video frames are {w}x{h} ({_mpx(w * h)}), over the "
+                             f"{_mpx(max_frame_pixels)} per-frame budget")
+        declared = stream.frames
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
+    pts = [t for t, _ in packets]
+    keyframes = sorted(t for t, k in packets if k and t is not None)
+    n = len(pts)
+    if n == 0:
+        raise MediaError(f"{path}: video stream holds no frames")
+    if declared and n < declared:
+        raise MediaError(f"{path}: video is truncated ({n} of {declared} declared frames present)")
+    want = uniform_indices(n, num_frames)
+    if n <= max_decoded:
+        frames = _decode_sequential(av, path, set(want), max(want), size)
+        if len(frames) < len(set(want)):
+            raise MediaError(f"{path}: video is truncated or corrupt (decoded too few frames, "
+                             f"needed frame {max(want) + 1} of {n})")
+        return [frames[i] for i in want]
+    order = sorted(p for p in pts if p is not None)
+    if len(order) < n:
+        raise MediaError(f"{path}: video timestamps are missing; cannot seek in a "
+                         f"{n}-frame video within the {max_decoded}-frame decode cap")
+    return _decode_by_seek(av, path, [order[i] for i in want], keyframes, max_decoded, size)
+
+
+def _decode_sequential(av, path, keep: set, last: int, size) -> dict:
+    frames = {}  # converted at once: decoder buffers are not held across iterations
+    with _open_video(av, path) as container:
+        stream = container.streams.video[0]
+        for i, frame in enumerate(container.decode(stream)):
+            if i in keep:
+                frames[i] = _to_pil(frame, size)
+            if i >= last:
+                break
+    return frames
+
+
+def _decode_by_seek(av, path, targets, keyframes, max_decoded, size):
+    # Long video: seek to the keyframe before each target and decode forward to it; when
+    # the next target lies in the same keyframe interval, just keep decoding forward.
+    out, decoded, last = [], 0, None
+    with _open_video(av, path) as container:
+        stream = container.streams.video[0]
+        frames = None
+        for t in targets:
+            kf = max((k for k in keyframes if k <= t), default=None)
+            if frames is None or last is None or kf is None or kf > last:
+                container.seek(t, stream=stream, backward=True, any_frame=False)
+                frames = container.decode(stream)
+            got = None
+            for frame in frames:
+                decoded += 1
+                if decoded > max_decoded:
+                    raise MediaError(f"{path}: sampling {len(targets)} frames needs more than "
+                                     f"{max_decoded} decoded frames (sparse keyframes?)")
+                last = frame.pts
+                if frame.pts is None or frame.pts >= t:
+                    got = frame
+                    break
+            if got is None:
+                raise MediaError(f"{path}: video is truncated (no frame at timestamp {t})")
+            out.append(_to_pil(got, size))
+    return out
+
+
+def _to_pil(frame, size) -> Image.Image:
+    if size:
+        return frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+    return frame.to_image().convert("RGB")
+
+
+# ----------------------------------------------------------------------------- PDF pages
+
+def _open_pdf(path, password=None):
+    import pypdfium2 as pdfium
+    path = _check_file(path)
+    try:
+        return pdfium.PdfDocument(str(path), password=password)
+    except pdfium.PdfiumError as e:
+        msg = str(e).lower()
+        if "password" in msg or "security" in msg:
+            raise MediaError(f"{path}: PDF is encrypted (password protected); "
+                             f"decrypt it first") from None
+        if "format" in msg or "file" in msg:
+            raise MediaError(f"{path}: not a valid PDF (corrupt, truncated or wrong "
+                             f"file type)") from None
+        raise MediaError(f"{path}: cannot open PDF ({e})") from None
+
+
+def pdf_num_pages(path) -> int:
+    """Number of pages of a PDF file."""
+    doc = _open_pdf(path)
+    try:
+        return len(doc)
+    finally:
+        doc.close()
+
+
+def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAULT_PDF_MAX_PIXELS,
+                  password: str | None = None) -> Image.Image:
+    """Render one page (0-based) of a PDF to an RGB PIL image.
+
+    `dpi` is capped at MAX_PDF_DPI and lowered further so the render fits `max_pixels`."""
+    import pypdfium2 as pdfium
+    doc = _open_pdf(path, password)
+    try:
+        n = len(doc)
+        if not isinstance(page, int) or not 0 <= page < n:
+            raise MediaError(f"{path}: page {page} is out of range; the document has {n} "
+                             f"page{'s' if n != 1 else ''} (0-based index)")
+        pg = doc[page]
+        try:
+            w_pt, h_pt = pg.get_size()
+            scale = min(float(dpi), MAX_PDF_DPI) / 72.0
+            if w_pt <= 0 or h_pt <= 0:
+                raise MediaError(f"{path}: page {page} has an empty size")
+            fit = (max_pixels / (w_pt * h_pt)) ** 0.5  # largest scale within the budget
+            scale = max(min(scale, fit), 1e-3)
+            img = pg.render(scale=scale).to_pil()
+        except pdfium.PdfiumError as e:
+            raise MediaError(f"{path}: cannot render page {page} ({e})") from None
+        finally:
+            pg.close()
+        return img.convert("RGB")
+    finally:
+        doc.close()
