@@ -1,0 +1,278 @@
+"""MMEB-v2 evaluation: rank, score, aggregate, and resume (DESIGN §7).
+
+`local` tasks rank each query against its own candidate list, `global` tasks against
+the whole de-duplicated pool; the metric (hit@1 for image/video, ndcg@5 for visual
+documents) comes from `task.metric`. Scores are percentages. Task -> meta-task ->
+modality means, overall = mean over all tasks (not over modalities), plus a
+reasoning / non-reasoning split. With `out`, every finished task is saved at once
+(atomically) under a key of (checkpoint, mode, steps), so a rerun after a crash
+skips it, and a changed setting or changed task data never reuses stale numbers.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from plume_lite import metrics
+from plume_lite.config import MODES
+from plume_lite.errors import CheckpointError, ConfigError, InputError
+from plume_lite.index import EmbeddingCache, content_hash, item_digest, model_id, setting_key, top_k
+from plume_lite.io import atomic_write_text
+
+SCHEMA = "plume_lite.eval/1"
+MODALITY_NAMES = {"image": "Image", "video": "Video", "visdoc": "VisDoc"}
+TOP = 5          # candidates kept per query for failure galleries
+CHUNK = 256      # queries scored at once: bounds the [chunk, pool] score matrix
+
+
+def task_fingerprint(task) -> str:
+    """Changes when anything that decides a task's numbers changes."""
+    return content_hash({
+        "head": [task.name, task.modality, task.meta_task, task.protocol, task.metric],
+        "q": [item_digest(it) for it in task.queries],
+        "c": [item_digest(it) for it in task.candidates],
+        "qc": task.query_candidates,
+        "qrels": [{str(k): float(v) for k, v in r.items()} for r in task.qrels],
+    })[:16]
+
+
+def _relevance(task) -> list[dict[int, float]]:
+    """Per query {pool index: grade}; a local query without qrels falls back to its
+    first listed candidate as the one positive (the MMEB convention)."""
+    n, nq = len(task.candidates), len(task.queries)
+    if len(task.qrels) != nq:
+        raise InputError(f"task {task.name}: {len(task.qrels)} qrels rows for {nq} queries")
+    rows = []
+    for i, r in enumerate(task.qrels):
+        row = {int(k): float(v) for k, v in r.items() if float(v) > 0}
+        if not row and task.protocol == "local" and task.query_candidates[i]:
+            row = {int(task.query_candidates[i][0]): 1.0}
+        if any(not 0 <= j < n for j in row):
+            raise InputError(f"task {task.name}: qrels of query {i} point outside the pool of {n}")
+        rows.append(row)
+    return rows
+
+
+def _local_lists(task) -> list[list[int]]:
+    n = len(task.candidates)
+    if task.query_candidates is None or len(task.query_candidates) != len(task.queries):
+        raise InputError(f"task {task.name}: a local task needs one candidate list per query")
+    lists = []
+    for i, lst in enumerate(task.query_candidates):
+        # dict.fromkeys: one candidate listed twice is still one candidate
+        lst = list(dict.fromkeys(int(j) for j in lst))
+        if not lst or any(not 0 <= j < n for j in lst):
+            raise InputError(f"task {task.name}: query {i} has an empty or out-of-range candidate list")
+        lists.append(lst)
+    return lists
+
+
+def score_task(cache: EmbeddingCache, task, progress=False) -> dict:
+    """Embed (through `cache`) and score one EvalTask; returns its result dict."""
+    if task.protocol not in ("local", "global"):
+        raise InputError(f"task {task.name}: protocol must be local or global, got {task.protocol!r}")
+    if not task.queries or not task.candidates:
+        raise InputError(f"task {task.name}: no queries or no candidates")
+    t0, encoded0 = time.perf_counter(), cache.n_encoded
+    rel = _relevance(task)
+    lists = _local_lists(task) if task.protocol == "local" else None
+    q = cache.encode(task.queries, progress=progress)
+    c = cache.encode(task.candidates, progress=progress)
+    values, per_query = [], []
+    for s in range(0, len(task.queries), CHUNK):
+        sims = q[s:s + CHUNK] @ c.T                               # [b, pool]
+        rows = rel[s:s + CHUNK]
+        if lists is None:
+            scores, mask, pool_idx = sims, None, None
+        else:  # gather each query's own candidates into a padded [b, L] block
+            chunk = lists[s:s + CHUNK]
+            width = max(len(lst) for lst in chunk)
+            pool_idx = torch.full((len(chunk), width), -1, dtype=torch.long)
+            for i, lst in enumerate(chunk):
+                pool_idx[i, :len(lst)] = torch.tensor(lst)
+            mask = pool_idx >= 0
+            scores = sims.gather(1, pool_idx.clamp(min=0))
+            rows = [{p: r[j] for p, j in enumerate(lst) if j in r} for lst, r in zip(chunk, rows)]
+        v = metrics.compute(task.metric, scores, rows, mask)
+        ranks = metrics.positive_rank(scores, rows, mask)
+        top_v, top_i = top_k(scores, TOP, mask)
+        if pool_idx is not None:
+            top_i = pool_idx.gather(1, top_i)
+        for i in range(len(v)):
+            keep = top_v[i] > float("-inf")  # a local list shorter than TOP
+            pos = [chunk[i][p] for p in rows[i]] if lists is not None else list(rows[i])
+            per_query.append({
+                "score": round(float(v[i]), 6),
+                "rank": None if ranks[i] == float("inf") else int(ranks[i]),
+                "pos_score": round(max(float(sims[i, j]) for j in pos), 6) if pos else None,
+                "top": top_i[i][keep].tolist(),
+                "top_scores": [round(x, 6) for x in top_v[i][keep].tolist()],
+            })
+        values.extend(v.tolist())
+    return {
+        "name": task.name, "modality": task.modality, "meta_task": task.meta_task,
+        "protocol": task.protocol, "metric": task.metric, "reasoning": bool(task.reasoning),
+        "score": 100.0 * sum(values) / len(values),
+        "n_queries": len(task.queries), "n_candidates": len(task.candidates),
+        "n_encoded": cache.n_encoded - encoded0,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "per_query": per_query,
+    }
+
+
+def _group(results) -> dict:
+    scores = [r["score"] for r in results]
+    return {"score": sum(scores) / len(scores), "n_tasks": len(scores)}
+
+
+def aggregate(task_results: dict) -> dict:
+    """Meta-task, modality, reasoning-split and overall means of task scores."""
+    res = list(task_results.values())
+    out = {"overall": _group(res) if res else None, "modalities": {}, "meta_tasks": {}, "reasoning": {}}
+    for mod in sorted({r["modality"] for r in res}, key=lambda m: (m not in MODALITY_NAMES, m)):
+        mine = [r for r in res if r["modality"] == mod]
+        out["modalities"][mod] = _group(mine)
+        out["meta_tasks"][mod] = {m: _group([r for r in mine if r["meta_task"] == m])
+                                  for m in dict.fromkeys(r["meta_task"] for r in mine)}
+    for name, flag in (("reasoning", True), ("non_reasoning", False)):
+        part = [r for r in res if r["reasoning"] == flag]
+        if part:
+            out["reasoning"][name] = _group(part)
+    return out
+
+
+def _fmt(group) -> str:
+    return "–" if group is None else f"{group['score']:.1f}"
+
+
+def markdown(result: dict) -> str:
+    """Summary (paper layout), meta-task and per-task tables."""
+    st, mods = result["setting"], result["modalities"]
+    head = [MODALITY_NAMES.get(m, m) for m in mods] + ["All", "Reasoning", "Non-reasoning"]
+    cells = [_fmt(g) for g in mods.values()] + [_fmt(result["overall"])] + \
+        [_fmt(result["reasoning"].get(k)) for k in ("reasoning", "non_reasoning")]
+    lines = [f"## MMEB eval: mode={st['mode']}, steps={st['steps']}, checkpoint={st['checkpoint']}"
+             + ("" if result["complete"] else f" (incomplete: {len(result['pending'])} tasks pending)"),
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+             "| " + " | ".join(cells) + " |", "",
+             "| modality | meta-task | tasks | score |", "|---|---|---|---|"]
+    for mod, metas in result["meta_tasks"].items():
+        for meta, g in metas.items():
+            lines.append(f"| {MODALITY_NAMES.get(mod, mod)} | {meta} | {g['n_tasks']} | {_fmt(g)} |")
+    lines += ["", "| task | modality | meta-task | protocol | metric | reasoning | queries | candidates | score |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["tasks"].values():
+        lines.append(f"| {r['name']} | {r['modality']} | {r['meta_task']} | {r['protocol']} | {r['metric']} "
+                     f"| {'yes' if r['reasoning'] else 'no'} | {r['n_queries']} | {r['n_candidates']} "
+                     f"| {r['score']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _part_path(parts: Path, name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80]
+    return parts / f"{safe}-{content_hash(name)[:8]}.json"
+
+
+def _markdown_path(out: Path) -> Path:
+    return out.with_suffix(".md") if out.suffix == ".json" else out.with_name(out.name + ".md")
+
+
+def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, progress=True,
+             checkpoint_id=None, cache_dir="auto", keep_per_query=True) -> dict:
+    """Evaluate `model` (anything with `.encode(items, mode, steps, batch_size, progress)`)
+    on a list of EvalTask; see module doc. With `out` (a JSON path) the results JSON and
+    a markdown table beside it are written atomically after every task, and finished
+    tasks are kept under `<out stem>.work/` for resuming. `cache_dir="auto"` puts the
+    embedding cache there too; None turns the disk cache off."""
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise InputError(f"duplicate task names: {sorted({n for n in names if names.count(n) > 1})}")
+    mid = model_id(model, checkpoint_id)
+    out = Path(out) if out is not None else None
+    work = out.with_name(out.stem + ".work") if out is not None else None
+    if out is not None and mid is None:
+        raise ConfigError("resumable evaluation needs a model id: pass checkpoint_id=...")
+    key = setting_key(mid, mode, steps)
+    parts = work / "parts" / key if work is not None else None
+    if cache_dir == "auto":
+        cache_dir = work / "emb" if work is not None else None
+    setting = {"checkpoint": mid, "mode": mode, "steps": steps, "key": key}
+    results: dict[str, dict] = {}
+
+    def write(complete):
+        result = {"schema": SCHEMA, "complete": complete, "setting": setting,
+                  **aggregate(results), "tasks": dict(results),
+                  "pending": [n for n in names if n not in results]}
+        if not keep_per_query:
+            result["tasks"] = {n: {k: v for k, v in r.items() if k != "per_query"}
+                               for n, r in results.items()}
+        if out is not None:
+            atomic_write_text(out, json.dumps(result, indent=1, allow_nan=False))
+            atomic_write_text(_markdown_path(out), markdown(result))
+        return result
+
+    for i, task in enumerate(tasks):
+        fp = task_fingerprint(task)
+        part = _part_path(parts, task.name) if parts is not None else None
+        if part is not None and part.exists():
+            saved = json.loads(part.read_text())
+            if saved.get("fingerprint") == fp and saved.get("setting_key") == key:
+                results[task.name] = saved["result"]
+                if progress:
+                    print(f"[{i + 1}/{len(tasks)}] {task.name}: {saved['result']['score']:.1f} (saved)",
+                          file=sys.stderr)
+                continue
+        # a fresh cache per task: its rows are freed once the task is scored
+        cache = EmbeddingCache(model, mode, steps, batch_size, cache_dir, mid)
+        with torch.no_grad():
+            r = score_task(cache, task, progress=progress)
+        r["fingerprint"] = fp
+        results[task.name] = r
+        if part is not None:
+            atomic_write_text(part, json.dumps({"fingerprint": fp, "setting_key": key, "result": r},
+                                               allow_nan=False))
+        if progress:
+            print(f"[{i + 1}/{len(tasks)}] {task.name}: {r['score']:.1f} ({r['seconds']:.1f} s)",
+                  file=sys.stderr)
+        write(complete=False)
+    return write(complete=True)
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint on MMEB-style tasks")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    p.add_argument("--data", required=True, help="data folder or hub id")
+    p.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    p.add_argument("--mode", default="latent", choices=MODES)
+    p.add_argument("--steps", type=int, default=None, help="latent steps K (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
+    p.add_argument("--out", required=True, help="results JSON (a .md table is written beside it)")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    from plume_lite.data.mmeb import load_eval_tasks
+    from plume_lite.index import checkpoint_fingerprint
+    from plume_lite.model import PlumeModel
+    if not Path(args.checkpoint).is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
+    wanted = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    tasks = load_eval_tasks(args.data, tasks=wanted)
+    missing = sorted(set(wanted or []) - {t.name for t in tasks})
+    if missing:
+        raise InputError(f"tasks not found in {args.data}: {', '.join(missing)}")
+    model = PlumeModel.from_pretrained(args.checkpoint, device=args.device)
+    result = evaluate(model, tasks, mode=args.mode, steps=args.steps, batch_size=args.batch_size,
+                      out=args.out, checkpoint_id=checkpoint_fingerprint(args.checkpoint),
+                      cache_dir=None if args.no_cache else "auto")
+    print(markdown(result), end="")
+    return 0

@@ -1,0 +1,187 @@
+"""Embedding cache and a small cosine index, shared by the evaluator and the demo.
+
+Embeddings are cached on disk keyed by a content hash of (checkpoint id, mode, steps,
+item): one folder per (checkpoint, mode, steps) setting, holding shards of
+{"keys": [item digest], "emb": [n, D] float32}. Each shard is written atomically as
+soon as its chunk is encoded, so an interrupted encode of a big candidate pool
+resumes at the last finished shard. Files are hashed by path + size + mtime, not
+by their bytes: cheap for videos and PDFs, and an edited file still misses.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from plume_lite.config import MODES
+from plume_lite.errors import InputError
+from plume_lite.io import atomic_write_bytes
+
+
+def content_hash(obj) -> str:
+    """sha256 of the canonical JSON of `obj`."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+MEDIA_KEYS = ("image", "video", "pdf")  # values that may be file paths
+
+
+def _canonical(value, media=False):
+    """A JSON-able stand-in for an item value that changes when its content changes."""
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, media) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, media or k in MEDIA_KEYS) for k, v in value.items()}
+    if hasattr(value, "tobytes") and hasattr(value, "mode") and hasattr(value, "size"):
+        # a PIL image: hash its pixels
+        return {"pil": [value.mode, list(value.size), hashlib.sha256(value.tobytes()).hexdigest()]}
+    if media and isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+        st = os.stat(value)
+        return {"file": [os.path.abspath(value), st.st_size, st.st_mtime_ns]}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise InputError(f"cannot hash item value of type {type(value).__name__}")
+
+
+def item_digest(item: dict) -> str:
+    """Content hash of one item (see module doc for how files are hashed)."""
+    return content_hash(_canonical(item))
+
+
+def checkpoint_fingerprint(path) -> str:
+    """Cheap id of a checkpoint folder: names, sizes and mtimes of its files."""
+    root = Path(path).resolve()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return content_hash([str(root)] + [[str(p.relative_to(root)), p.stat().st_size,
+                                 p.stat().st_mtime_ns] for p in files])[:16]
+
+
+def model_id(model, checkpoint_id: str | None = None) -> str | None:
+    """Id that names the weights in cache keys: explicit, `model.checkpoint_id`,
+    or a hash of the parameters of an nn.Module; None if none can be had."""
+    if checkpoint_id is not None:
+        return str(checkpoint_id)
+    if getattr(model, "checkpoint_id", None):
+        return str(model.checkpoint_id)
+    if isinstance(model, torch.nn.Module):
+        h = hashlib.sha256()
+        for name, t in sorted(model.state_dict().items()):
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            # raw bytes in the native dtype (bf16 has no numpy type; no float32 copy)
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return "params-" + h.hexdigest()[:16]
+    return None
+
+
+def setting_key(mid: str | None, mode: str, steps: int | None) -> str:
+    return content_hash({"model": mid, "mode": mode, "steps": steps})[:16]
+
+
+class EmbeddingCache:
+    """Encode items with one (model, mode, steps) setting, each distinct item once.
+
+    Without `cache_dir` (or without a model id) rows live only in this object."""
+
+    def __init__(self, model, mode="latent", steps=None, batch_size=16, cache_dir=None,
+                 checkpoint_id=None, shard_size=512):
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        self.model, self.mode, self.steps = model, mode, steps
+        self.batch_size, self.shard_size = batch_size, shard_size
+        self.model_id = model_id(model, checkpoint_id)
+        self.memory: dict[str, torch.Tensor] = {}
+        self.dir = None
+        if cache_dir is not None and self.model_id is not None:
+            self.dir = Path(cache_dir) / setting_key(self.model_id, mode, steps)
+            self._load_index()
+        self.n_encoded = 0  # items actually sent to the model (tests and logs)
+
+    def _load_index(self):
+        # key -> (shard path, row); tensors stay memory-mapped until a row is asked for
+        self.on_disk: dict[str, tuple[Path, int]] = {}
+        self._shards: dict[Path, torch.Tensor] = {}
+        for shard in sorted(self.dir.glob("shard-*.pt")) if self.dir.exists() else []:
+            data = torch.load(shard, mmap=True, weights_only=True)
+            self._shards[shard] = data["emb"]
+            for row, key in enumerate(data["keys"]):
+                self.on_disk.setdefault(key, (shard, row))
+
+    def _lookup(self, key):
+        if key in self.memory:
+            return self.memory[key]
+        if self.dir is not None and key in self.on_disk:
+            shard, row = self.on_disk[key]
+            return self._shards[shard][row]
+        return None
+
+    def _store(self, keys, emb):
+        if self.dir is None:
+            self.memory.update(zip(keys, emb))
+            return
+        buf = io.BytesIO()
+        torch.save({"keys": keys, "emb": emb.contiguous()}, buf)
+        shard = self.dir / f"shard-{content_hash(keys)[:20]}.pt"
+        atomic_write_bytes(shard, buf.getvalue())
+        self._shards[shard] = emb
+        for row, key in enumerate(keys):
+            self.on_disk.setdefault(key, (shard, row))
+
+    def encode(self, items, progress=False) -> torch.Tensor:
+        """[N, D] float32 embeddings of `items`, from cache where possible."""
+        keys = [item_digest(it) for it in items]
+        todo, seen = [], set()
+        for key, item in zip(keys, items):
+            if key not in seen and self._lookup(key) is None:
+                seen.add(key)
+                todo.append((key, item))
+        for start in range(0, len(todo), self.shard_size):
+            chunk = todo[start:start + self.shard_size]
+            emb = self.model.encode([it for _, it in chunk], mode=self.mode, steps=self.steps,
+                                    batch_size=self.batch_size, progress=progress)
+            emb = torch.as_tensor(emb).detach().to("cpu", torch.float32)
+            if emb.shape[0] != len(chunk):
+                raise RuntimeError(f"encode returned {emb.shape[0]} rows for {len(chunk)} items")
+            self.n_encoded += len(chunk)
+            self._store([k for k, _ in chunk], emb)
+        if not keys:
+            return torch.zeros(0, 0)
+        return torch.stack([self._lookup(k) for k in keys]).to(torch.float32)
+
+
+def top_k(scores: torch.Tensor, k: int, mask: torch.Tensor | None = None):
+    """(values, indices) of the k best per row; ties keep index order (stable), and
+    masked-out entries never appear ahead of valid ones."""
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    k = min(k, scores.shape[-1])
+    vals, idx = torch.sort(scores, dim=-1, descending=True, stable=True)
+    return vals[..., :k], idx[..., :k]
+
+
+class EmbeddingIndex:
+    """Embed a list of candidate items once; search it by cosine similarity.
+
+    `model.encode` returns L2-normalised rows, so a dot product is the cosine."""
+
+    def __init__(self, model, items, mode="latent", steps=None, batch_size=16,
+                 cache_dir=None, checkpoint_id=None, progress=False):
+        self.items = list(items)
+        self.cache = EmbeddingCache(model, mode, steps, batch_size, cache_dir, checkpoint_id)
+        self.embeddings = self.cache.encode(self.items, progress=progress)
+
+    def __len__(self):
+        return len(self.items)
+
+    def search(self, queries, k=5):
+        """Top-k candidates for `queries` (a list of items or an [Q, D] tensor):
+        returns (scores [Q, k], indices [Q, k]) into `self.items`."""
+        q = queries if isinstance(queries, torch.Tensor) else self.cache.encode(list(queries))
+        if q.ndim == 1:
+            q = q[None]
+        return top_k(q.to(torch.float32) @ self.embeddings.T, k)
