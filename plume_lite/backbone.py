@@ -65,17 +65,33 @@ def _train_tokenizer(vocab_size: int):
     return tok
 
 
-def build_tiny_backbone(out_dir, seed: int = 0, hidden_size: int = 128, num_layers: int = 2,
-                        num_heads: int = 4, num_kv_heads: int = 2, intermediate_size: int = 256,
-                        vision_depth: int = 2, vision_dim: int = 64, patch_size: int = 8,
-                        image_pixels: int = 64 * 64, vocab_size: int = 1024) -> Path:
+# Qwen2-VL-2B-Instruct shapes, for measuring speed and memory with random weights
+# (the real tokenizer is not available offline; the vocabulary is padded to its size).
+QWEN2VL_2B_SIZES = dict(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2,
+                        intermediate_size=8960, vision_depth=32, vision_dim=1280, vision_heads=16,
+                        patch_size=14, image_pixels=448 * 448, pad_vocab_to=151936)
+
+
+def build_tiny_backbone(out_dir, seed: int = 0, **sizes) -> Path:
     """Build a tiny Qwen2-VL backbone from code, save it to `out_dir`, return the path.
 
     Same seed and sizes give byte-identical files."""
+    out_dir = Path(out_dir)
+    model, processor = make_backbone(seed=seed, **sizes)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def make_backbone(seed: int = 0, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
+                  num_kv_heads: int = 2, intermediate_size: int = 256, vision_depth: int = 2,
+                  vision_dim: int = 64, vision_heads: int = 2, patch_size: int = 8,
+                  image_pixels: int = 64 * 64, vocab_size: int = 1024, pad_vocab_to: int | None = None,
+                  dtype: torch.dtype = torch.float32):
+    """(model, processor) of a randomly initialised Qwen2-VL-architecture backbone, in memory."""
     from transformers import (Qwen2TokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
                               Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
-    out_dir = Path(out_dir)
     head_dim = hidden_size // num_heads
     if head_dim % 2 or head_dim < 6:
         raise ValueError(f"hidden_size/num_heads = {head_dim} must be even and >= 6 for M-RoPE")
@@ -98,7 +114,7 @@ def build_tiny_backbone(out_dir, seed: int = 0, hidden_size: int = 128, num_laye
 
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+            vocab_size=max(len(tokenizer), pad_vocab_to or 0), hidden_size=hidden_size, intermediate_size=intermediate_size,
             num_hidden_layers=num_layers, num_attention_heads=num_heads,
             num_key_value_heads=num_kv_heads, max_position_embeddings=4096,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
@@ -107,18 +123,21 @@ def build_tiny_backbone(out_dir, seed: int = 0, hidden_size: int = 128, num_laye
             pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True,
         ),
         vision_config=dict(depth=vision_depth, embed_dim=vision_dim, hidden_size=hidden_size,
-                           num_heads=2, mlp_ratio=2, patch_size=patch_size,
+                           num_heads=vision_heads, mlp_ratio=4 if vision_dim >= 1024 else 2, patch_size=patch_size,
                            spatial_merge_size=2, temporal_patch_size=2),
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)   # a 2B model in bf16 never exists in float32 first
+    try:
+        model = Qwen2VLForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default_dtype)
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return model, processor
 
 
 def tiny_backbone_path(seed: int = 0) -> Path:

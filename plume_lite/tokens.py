@@ -28,17 +28,15 @@ def add_plume_tokens(model, tokenizer) -> dict[str, int]:
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in PLUME_TOKENS}
-    emb = model.get_input_embeddings()
-    if emb.weight.shape[0] < len(tokenizer):
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        emb = model.get_input_embeddings()
-        out = model.get_output_embeddings()
-        with torch.no_grad():
-            for token in missing:
-                source = tokenizer.convert_tokens_to_ids(INIT_FROM[token])
-                emb.weight[ids[token]] = emb.weight[source]
-                if out is not None and out.weight is not emb.weight:
-                    out.weight[ids[token]] = out.weight[source]
+    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    with torch.no_grad():   # only rows of tokens added now: a loaded checkpoint keeps its own
+        for token in missing:
+            source = tokenizer.convert_tokens_to_ids(INIT_FROM[token])
+            emb.weight[ids[token]] = emb.weight[source]
+            if out is not None and out.weight is not emb.weight:
+                out.weight[ids[token]] = out.weight[source]
     return ids
 
 
