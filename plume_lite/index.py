@@ -145,8 +145,10 @@ class EmbeddingCache:
             emb = self.model.encode([it for _, it in chunk], mode=self.mode, steps=self.steps,
                                     batch_size=self.batch_size, progress=progress)
             emb = torch.as_tensor(emb).detach().to("cpu", torch.float32)
-            if emb.shape[0] != len(chunk):
-                raise RuntimeError(f"encode returned {emb.shape[0]} rows for {len(chunk)} items")
+            if emb.ndim != 2 or emb.shape[0] != len(chunk):
+                raise RuntimeError(f"encode returned shape {tuple(emb.shape)} for {len(chunk)} items")
+            if not torch.isfinite(emb).all():  # fail here, not as a silently wrong score
+                raise RuntimeError(f"encode returned non-finite embeddings (mode={self.mode})")
             self.n_encoded += len(chunk)
             self._store([k for k, _ in chunk], emb)
         if not keys:

@@ -209,6 +209,9 @@ def test_input_errors():
     tasks[0].query_candidates[1] = [0, 99]
     with pytest.raises(InputError):
         ev.evaluate(FakeEncoder(), tasks[:1], progress=False)
+    broken = types.SimpleNamespace(checkpoint_id="nan", encode=lambda items, **kw: torch.full((len(items), 4), float("nan")))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        ev.evaluate(broken, make_tasks(), progress=False)
     nameless = types.SimpleNamespace(encode=FakeEncoder().encode)
     with pytest.raises(ConfigError):  # cannot key resumable results without a model id
         ev.evaluate(nameless, make_tasks(), out="unused.json", progress=False)
