@@ -1,0 +1,246 @@
+"""TrainConfig: one dataclass for a training run, with named profiles.
+
+    cfg = resolve_config("tiny", mode="latent", files=["my.yaml"], overrides=["lr=1e-4", "adapter=mlp"])
+
+Order: profile → YAML/JSON files → `key=value` overrides. Every value is
+type-checked against the field's annotation; an unknown key is a ConfigError that
+names the closest valid key. Model-side fields carry the names of PlumeConfig's
+fields and are passed to `PlumeModel.from_backbone`."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from plume_lite.config import MODES, PlumeConfig, check_keys
+from plume_lite.errors import ConfigError
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PRECISIONS = ("no", "bf16", "fp16")
+SCHEDULES = ("cosine", "constant")
+_PC = {f.name: f.default for f in dataclasses.fields(PlumeConfig)}
+# fields that may differ when resuming: they change logging/saving, not the maths
+RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_every", "progress_bar")
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "latent"                 # latent (PLUME) | explicit (UME-R1) | direct (VLM2Vec)
+    seed: int = 0
+    # --- model (PlumeConfig fields) ---
+    backbone: str = _PC["backbone"]
+    latent_steps: int = _PC["latent_steps"]        # K
+    adapter: str = _PC["adapter"]                  # moe | moe_no_anchor | mlp | none
+    num_experts: int = _PC["num_experts"]
+    top_k: int = _PC["top_k"]
+    expert_dropout: float = _PC["expert_dropout"]
+    step_table_size: int = _PC["step_table_size"]
+    max_new_tokens: int = _PC["max_new_tokens"]
+    instruction_prompt: str = _PC["instruction_prompt"]
+    # --- what trains ---
+    lora: bool = False                   # False: full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    freeze_vision: bool = True
+    precision: str = "no"                # no | bf16 | fp16 (accelerate mixed precision)
+    # --- curriculum (latent mode) ---
+    curriculum: bool = True              # False: all-latent from the first step
+    # --- optimisation ---
+    max_steps: int = 300                 # optimizer steps; curriculum progress = step / max_steps
+    batch_size: int = 16                 # pairs per process per micro-batch (in-batch negatives)
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    lr_schedule: str = "cosine"          # cosine | constant (after warmup)
+    grad_clip: float = 1.0
+    logit_scale: float = 50.0
+    balance_weight: float = 0.1
+    mask_duplicates: bool = True         # identical items in a batch are not negatives
+    # --- data ---
+    tasks: list[str] | None = None       # None: every training task
+    train_limit: int | None = None       # cap on pairs loaded (quick experiments)
+    # --- checkpoints, logs ---
+    save_every: int = 100
+    keep_checkpoints: int = 2
+    max_steps_this_run: int | None = None  # stop (with a checkpoint) after this step; resume later
+    log_every: int = 1
+    progress_bar: bool = True
+
+    def __post_init__(self):
+        for name, hint in _hints().items():      # 1 → 1.0 where a float is expected
+            value = getattr(self, name)
+            if hint is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, float(value))
+        self.validate()
+
+    def validate(self) -> None:
+        for name, value in dataclasses.asdict(self).items():
+            _check_type(name, value, _hints()[name])
+        choices = {"mode": MODES, "precision": PRECISIONS, "lr_schedule": SCHEDULES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("max_steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be >= 2: in-batch negatives need a second pair")
+        if self.lr <= 0 or self.grad_clip < 0 or self.warmup_steps < 0:
+            raise ConfigError("lr must be > 0, grad_clip >= 0 and warmup_steps >= 0")
+        PlumeConfig(**self.model_kwargs())          # adapter / K / top_k checks
+
+    def model_kwargs(self) -> dict:
+        """Keyword arguments of PlumeModel.from_backbone (without the backbone name)."""
+        return {name: getattr(self, name) for name in _PC if name not in ("backbone", "lora")}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, out_dir) -> None:
+        """Write the resolved config as train_config.json and .yaml (same content)."""
+        from plume_lite.io import atomic_write_text
+        data = self.to_dict()
+        atomic_write_text(Path(out_dir) / "train_config.json", json.dumps(data, indent=2))
+        atomic_write_text(Path(out_dir) / "train_config.yaml", yaml.safe_dump(data, sort_keys=False))
+
+    @classmethod
+    def load(cls, path) -> "TrainConfig":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "train_config.json"
+        return cls.from_dict(read_config_file(path))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        check_keys(cls, values)
+        return cls(**values)
+
+    def replace(self, **changes) -> "TrainConfig":
+        check_keys(TrainConfig, changes)
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, dict] = {
+    # CPU, 2 cores: the tiny offline backbone, full fine-tuning, SynthMMEB tiny.
+    # lr 3e-4 + clipping 1.0 trains through the rollout; 1e-3 collapsed (ENVIRONMENT.md).
+    "tiny": dict(backbone="tiny", lora=False, freeze_vision=False, precision="no",
+                 latent_steps=8, batch_size=16, grad_accum=1, lr=3e-4, warmup_steps=10,
+                 max_steps=300, save_every=100, grad_clip=1.0),
+    # One 24 GB GPU: Qwen2-VL-2B with LoRA on the language model, vision tower frozen,
+    # bf16. ~12 pairs fit per step with gradients through K = 8 steps (DESIGN §8);
+    # accumulation gives a larger effective batch (negatives stay per micro-batch).
+    "gpu-2b": dict(backbone="Qwen/Qwen2-VL-2B-Instruct", lora=True, lora_r=16, lora_alpha=32,
+                   lora_dropout=0.05, freeze_vision=True, precision="bf16", latent_steps=8,
+                   batch_size=12, grad_accum=4, lr=1e-4, warmup_steps=50, max_steps=2000,
+                   save_every=200, grad_clip=1.0),
+}
+
+
+def resolve_config(profile: str = "tiny", mode: str | None = None, files=(), overrides=()) -> TrainConfig:
+    """Profile defaults, then each file, then `key=value` strings (CLI form)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    values = dict(PROFILES[profile])
+    if mode is not None:
+        values["mode"] = mode
+    for path in files:
+        values.update(read_config_file(path))
+    values.update(parse_overrides(overrides))
+    return TrainConfig.from_dict(values)
+
+
+def parse_overrides(items) -> dict:
+    """["lr=1e-4", "tasks=[a,b]", "curriculum=off"] → typed values (checked by TrainConfig)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        check_keys(TrainConfig, {key: None})
+        out[key] = _parse_value(key, raw.strip())
+    return out
+
+
+def _parse_value(key: str, raw: str):
+    hint = _hints()[key]
+    if hint is str:
+        return raw                                   # never let YAML turn "1e-4"/"no" into a number/bool
+    if _is_list(hint) and raw and not raw.startswith("["):
+        return [s.strip() for s in raw.split(",") if s.strip()]
+    if hint is bool and raw.lower() in ("on", "off"):
+        return raw.lower() == "on"
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{key}: cannot parse {raw!r}: {e}") from None
+    if hint is float and isinstance(value, str):     # YAML 1.1 reads "3e-4" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_config_file(path) -> dict:
+    """The mapping in a YAML/JSON config file, keys checked, YAML's 3e-4 read as a float."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    check_keys(TrainConfig, data)
+    for key, value in data.items():                 # YAML 1.1 reads 3e-4 as a string
+        if key in _hints() and _hints()[key] is float and isinstance(value, str):
+            try:
+                data[key] = float(value)
+            except ValueError:
+                pass
+    return data
+
+
+_HINTS: dict = {}
+
+
+def _hints() -> dict:
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(TrainConfig))
+    return _HINTS
+
+
+def _is_list(hint) -> bool:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in args)
+
+
+def _check_type(name: str, value, hint) -> None:
+    optional = type(None) in typing.get_args(hint)
+    if value is None:
+        if optional:
+            return
+        raise ConfigError(f"{name} may not be null")
+    if _is_list(hint):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    ok = (isinstance(value, bool) if base is bool else
+          isinstance(value, int) and not isinstance(value, bool) if base is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
+          isinstance(value, base))
+    if not ok:
+        raise ConfigError(f"{name} must be {base.__name__}, got {type(value).__name__} {value!r}")
