@@ -1,0 +1,43 @@
+"""One training forward as an nn.Module, so accelerate's wrapper (DDP, FSDP,
+DeepSpeed) sees a real `forward` call: DDP only prepares its gradient reduction
+inside `forward`, and PlumeModel's training entry point is `forward_train`."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from plume_lite.losses import item_ids, plume_loss
+
+
+class TrainStep(nn.Module):
+    def __init__(self, model, mode: str, logit_scale: float = 50.0, balance_weight: float = 0.1,
+                 mask_duplicates: bool = True):
+        super().__init__()
+        self.model = model
+        self.mode, self.logit_scale, self.balance_weight = mode, logit_scale, balance_weight
+        self.mask_duplicates = mask_duplicates
+
+    def forward(self, batch):
+        """(total loss, {part: tensor}, {stat: tensor}) for one `train_data.Batch`."""
+        out_q = self.model.forward_train(batch.queries, batch.query_suffix, batch.n_latent, self.mode)
+        out_c = self.model.forward_train(batch.positives, batch.positive_suffix, batch.n_latent, self.mode)
+        ids = {}
+        if self.mask_duplicates:
+            device = out_q.disc_emb.device
+            ids = dict(q_ids=item_ids(batch.queries, device), c_ids=item_ids(batch.positives, device))
+        total, parts = plume_loss(self.mode, out_q, out_c, scale=self.logit_scale,
+                                  balance_weight=self.balance_weight, **ids)
+        return total, parts, router_stats(out_q.gates, out_c.gates, top_k=self.model.config.top_k)
+
+
+@torch.no_grad()
+def router_stats(*gates_list, top_k: int = 2) -> dict:
+    """Mean router entropy (nats) and the share of top-k picks per expert, over the
+    queries' and candidates' latent steps; empty without a router or latent steps."""
+    gates = [g for g in gates_list if g is not None and g.numel()]
+    if not gates:
+        return {}
+    g = torch.cat([x.reshape(-1, x.shape[-1]) for x in gates]).float()      # [N, E]
+    entropy = -(g * g.clamp_min(1e-12).log()).sum(-1).mean()
+    picks = torch.zeros_like(g).scatter(-1, g.topk(min(top_k, g.shape[-1]), dim=-1).indices, 1.0)
+    return {"router_entropy": entropy, "expert_load": picks.sum(0) / picks.sum()}
