@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -103,8 +104,14 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
 
     out_dir, ckpt_root = Path(out_dir), Path(out_dir) / "checkpoints"
     config = check_out_dir(config, out_dir, resume)
-    accelerator = Accelerator(mixed_precision=config.precision, kwargs_handlers=[
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    # without cpu=True, accelerate on a machine without a GPU ignores the launcher and
+    # every process would train alone (into the same folder)
+    cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=cpu, mixed_precision=config.precision, kwargs_handlers=[
         DistributedDataParallelKwargs(find_unused_parameters=True)])  # direct mode skips the adapter
+    if accelerator.num_processes != launched:
+        raise ConfigError(f"launched {launched} processes but accelerate set up {accelerator.num_processes}")
     main = accelerator.is_main_process
     if main:
         config.save(out_dir)

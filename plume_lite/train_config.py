@@ -49,6 +49,7 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     freeze_vision: bool = True
     precision: str = "no"                # no | bf16 | fp16 (accelerate mixed precision)
+    cpu: bool = False                    # train on CPU even where a GPU is present
     # --- curriculum (latent mode) ---
     curriculum: bool = True              # False: all-latent from the first step
     # --- optimisation ---
