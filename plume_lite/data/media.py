@@ -60,17 +60,30 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img.copy()
 
 
+def _check_budget(name, size, max_pixels):
+    w, h = size
+    if w * h > max_pixels:
+        raise MediaError(f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
+                         f"{_mpx(max_pixels)} budget (possible decompression bomb)")
+
+
+def _decode(img: Image.Image, name: str) -> Image.Image:
+    try:
+        img.load()  # decode now, inside the try: truncated data fails here
+        return _to_rgb(ImageOps.exif_transpose(img))
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        raise MediaError(f"{name}: cannot decode image, corrupt or truncated "
+                         f"({type(e).__name__}: {e})") from None
+
+
 def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Path, bytes or PIL image -> RGB PIL image, EXIF orientation applied.
 
     The pixel budget is checked on the header size, before any pixel is decoded."""
     name = _name(src)
     if isinstance(src, Image.Image):
-        w, h = src.size
-        if w * h > max_pixels:
-            raise MediaError(f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
-                             f"{_mpx(max_pixels)} budget")
-        return _to_rgb(ImageOps.exif_transpose(src))
+        _check_budget(getattr(src, "filename", "") or name, src.size, max_pixels)
+        return _decode(src, getattr(src, "filename", "") or name)
     if isinstance(src, (bytes, bytearray)):
         if not src:
             raise MediaError("<bytes>: image data is empty")
@@ -81,23 +94,17 @@ def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         with warnings.catch_warnings():
             # PIL's own bomb check warns/raises at its global limit; ours is explicit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise MediaError(f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
-                                     f"{_mpx(max_pixels)} budget (possible decompression bomb)")
-                img.load()  # decode now, inside the try: truncated data fails here
-                return _to_rgb(ImageOps.exif_transpose(img))
-    except MediaError:
-        raise
+            img = Image.open(fp)
     except Image.UnidentifiedImageError:
         raise MediaError(f"{name}: not a recognised image format (corrupt or wrong "
                          f"file type)") from None
     except Image.DecompressionBombError as e:
         raise MediaError(f"{name}: image too large (possible decompression bomb): {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
-        raise MediaError(f"{name}: cannot decode image, corrupt or truncated "
-                         f"({type(e).__name__}: {e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise MediaError(f"{name}: cannot open image ({type(e).__name__}: {e})") from None
+    with img:
+        _check_budget(name, img.size, max_pixels)
+        return _decode(img, name)
 
 
 # ----------------------------------------------------------------------------- videos

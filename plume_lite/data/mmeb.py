@@ -1,0 +1,192 @@
+"""One entry point for training pairs and evaluation tasks, whatever the source:
+
+- a SynthMMEB folder (`tasks.json`, written by `make_synth`);
+- MMEB-train (`TIGER-Lab/MMEB-train` or its local copy: one folder per subset with
+  parquet/json files, images under the root or `images/`);
+- UME-sft-train (`zhibinlan/UME-sft-train` or a local .json/.jsonl file or folder);
+- MMEB_Test_Instruct (`ziyjiang/MMEB_Test_Instruct` or a local folder, one subfolder per
+  task) -- video tasks use the same rows with `qry_video_path`/`tgt_video_path` naming a
+  video file or a folder of frames;
+- BEIR document sets (a folder with `queries`, `corpus`, `qrels`, or a folder of them).
+
+Local media paths are resolved against `media_root` (if given), then the task folder and
+the source root (and its `images/`, `eval_images/`, `frames/`, `videos/`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from plume_lite.data import convert, sources
+from plume_lite.data.formats import EvalTask, TrainPair
+from plume_lite.data.storage import DataError, read_rows, table_files
+from plume_lite.data.synth import read_manifest
+
+_MEDIA_DIRS = ("images", "eval_images", "frames", "videos", "media")
+_BEIR_PARTS = ("queries", "corpus", "qrels")
+
+
+def _roots(root: Path, media_root=None, extra=()) -> list:
+    base = [media_root] if media_root else []
+    return base + list(extra) + [root] + [root / d for d in _MEDIA_DIRS]
+
+
+def _check_tasks(tasks, known: list[str], source) -> None:
+    if tasks is None:
+        return
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise DataError(f"{source}: unknown task(s) {unknown}; available: {known}")
+
+
+def _source(source):
+    """-> ('local', Path) or ('hub', repo id)."""
+    p = Path(source)
+    if p.exists():
+        return "local", p
+    if sources.is_hub_id(str(source)):
+        return "hub", str(source)
+    raise DataError(f"{source}: no such file or folder (and not a hub id 'owner/name')")
+
+
+# ----------------------------------------------------------------------------- training pairs
+
+def _ume_task(row: dict, default: str) -> str:
+    return str(row.get("dataset_name") or row.get("task") or row.get("source") or default)
+
+
+def _row_kind(rows: list[dict]) -> str:
+    return "ume" if rows and isinstance(rows[0].get("qry"), dict) else "mmeb"
+
+
+def _local_train_tables(root: Path):
+    """Yield (task, kind, rows) from a local MMEB-train or UME-sft layout."""
+    direct = [root] if root.is_file() else [
+        f for f in table_files(root) if f.parent == root and f.suffix in (".json", ".jsonl")]
+    if direct:  # UME-sft style: record files at the top level
+        for f in direct:
+            rows = read_rows(f)
+            yield f.stem, _row_kind(rows), rows
+        return
+    subsets = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in _MEDIA_DIRS
+               and table_files(d)]
+    if not subsets:
+        raise DataError(f"{root}: no training tables found (expected one folder per subset, "
+                        f"a .json/.jsonl file, or a SynthMMEB folder)")
+    for d in subsets:
+        rows = read_rows(d, split="original")
+        yield d.name, _row_kind(rows), rows
+
+
+def load_train_pairs(source, tasks=None, limit=None, media_root=None) -> list[TrainPair]:
+    """Training pairs of `source` (see module doc), optionally only `tasks` and at most
+    `limit` pairs per task."""
+    kind, src = _source(source)
+    pairs: list[TrainPair] = []
+    if kind == "local" and (src / "tasks.json").exists():
+        manifest = read_manifest(src)
+        entries = manifest["tasks"]
+        _check_tasks(tasks, [e["name"] for e in entries], src)
+        for e in entries:
+            if tasks is None or e["name"] in tasks:
+                rows = read_rows(src / e["train"])[:limit]
+                pairs += [convert.pair_from_mmeb(r, e["name"], _roots(src, media_root))
+                          for r in rows]
+        return pairs
+    if kind == "local":
+        tables, root = _local_train_tables(src), (src.parent if src.is_file() else src)
+    else:
+        tables, root = sources.hub_train_rows(src, tasks, limit), Path(".")
+    grouped: dict[str, list] = {}
+    for name, row_kind, rows in tables:
+        for r in rows:
+            task = _ume_task(r, name) if row_kind == "ume" else name
+            grouped.setdefault(task, []).append((row_kind, r))
+    _check_tasks(tasks, sorted(grouped), source)
+    for task, rows in grouped.items():
+        if tasks is not None and task not in tasks:
+            continue
+        for row_kind, r in rows[:limit]:
+            conv = convert.pair_from_ume if row_kind == "ume" else convert.pair_from_mmeb
+            pairs.append(conv(r, task, _roots(root, media_root)))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- evaluation tasks
+
+def _is_beir(p: Path) -> bool:
+    return all(_beir_part(p, part) is not None for part in _BEIR_PARTS)
+
+
+def _beir_part(p: Path, part: str):
+    for cand in (p / part, p / f"{part}.jsonl", p / f"{part}.parquet", p / f"{part}.json"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _read_beir(p: Path):
+    return tuple(read_rows(_beir_part(p, part), split="test") for part in _BEIR_PARTS)
+
+
+def _local_eval_tables(root: Path):
+    """Yield (task, kind, tables, task_dir) from a local BEIR set, an instruct table,
+    or a folder holding several of them."""
+    if _is_beir(root):
+        yield root.name, "beir", _read_beir(root), root
+        return
+    if root.is_file() or (root / "state.json").exists() or any(
+            f.parent == root for f in table_files(root)):
+        yield root.stem, "instruct", read_rows(root, split="test"), root
+        return
+    found = False
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name in _MEDIA_DIRS:
+            continue
+        if _is_beir(d):
+            found = True
+            yield d.name, "beir", _read_beir(d), d
+        elif table_files(d):
+            found = True
+            yield d.name, "instruct", read_rows(d, split="test"), d
+    if not found:
+        raise DataError(f"{root}: no evaluation tables found (expected MMEB_Test_Instruct "
+                        f"rows, BEIR queries/corpus/qrels, or a SynthMMEB folder)")
+
+
+def _to_task(name, kind, tables, meta, roots) -> EvalTask:
+    if kind == "beir":
+        return convert.task_from_beir(*tables, name=name, meta=meta, roots=roots)
+    return convert.task_from_instruct(tables, name, meta, roots)
+
+
+def _has_video(rows) -> bool:
+    return any(r.get("qry_video_path") or any(r.get("tgt_video_path") or []) for r in rows[:20])
+
+
+def load_eval_tasks(source, tasks=None, media_root=None) -> list[EvalTask]:
+    """Evaluation tasks of `source` (see module doc), optionally only `tasks`."""
+    kind, src = _source(source)
+    if kind == "local" and (src / "tasks.json").exists():
+        entries = read_manifest(src)["tasks"]
+        _check_tasks(tasks, [e["name"] for e in entries], src)
+        out = []
+        for e in entries:
+            if tasks is None or e["name"] in tasks:
+                d = src / e["eval"]
+                tables = _read_beir(d) if e.get("format") == "beir" else read_rows(d)
+                out.append(_to_task(e["name"], "beir" if e.get("format") == "beir"
+                                    else "instruct", tables, e, _roots(src, media_root)))
+        return out
+    if kind == "local":
+        found = [(n, k, t, d) for n, k, t, d in _local_eval_tables(src)]
+        _check_tasks(tasks, [f[0] for f in found], src)
+    else:
+        found = [(n, k, t, Path(".")) for n, k, t in sources.hub_eval_tables(src, tasks)]
+    out = []
+    for name, k, tables, d in found:
+        if tasks is not None and name not in tasks:
+            continue
+        meta = sources.real_meta(name, has_video=k == "instruct" and _has_video(tables),
+                                 beir=k == "beir")
+        root = src if kind == "local" and src.is_dir() else d
+        out.append(_to_task(name, k, tables, meta, _roots(root, media_root, extra=[d])))
+    return out

@@ -1,0 +1,172 @@
+"""The one on-disk format: `datasets` tables (save_to_disk) with the field names of the real
+sources, plus readers for the layouts real data arrives in (save_to_disk, parquet, json,
+jsonl). Media paths are stored relative to the data folder and resolved when loaded."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from plume_lite.errors import PlumeError
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local folders never need the hub
+
+# MMEB-train (`qry`, `qry_image_path`, `pos_text`, `pos_image_path`, `neg_*`) extended with
+# video/PDF paths, instructions and the UME-sft rationale/answer of query and positive.
+TRAIN_COLUMNS = {
+    "qry_inst": "string", "qry": "string", "qry_image_path": "string",
+    "qry_video_path": "string",
+    "pos_inst": "string", "pos_text": "string", "pos_image_path": "string",
+    "pos_video_path": "string", "pos_pdf_path": "string", "pos_page": "int32",
+    "neg_text": "string", "neg_image_path": "string", "neg_video_path": "string",
+    "neg_pdf_path": "string", "neg_page": "int32",
+    "qry_rationale": "string", "qry_answer": "string",
+    "pos_rationale": "string", "pos_answer": "string",
+}
+# ziyjiang/MMEB_Test_Instruct, with video paths (file or frame folder) added.
+INSTRUCT_COLUMNS = {
+    "qry_inst": "string", "qry_text": "string", "qry_img_path": "string",
+    "qry_video_path": "string",
+    "tgt_inst": "string", "tgt_text": ["string"], "tgt_img_path": ["string"],
+    "tgt_video_path": ["string"],
+}
+# BEIR-style document retrieval (ViDoRe / VisRAG); synthetic pages are PDF pages.
+BEIR_COLUMNS = {
+    "queries": {"query-id": "string", "query": "string"},
+    "corpus": {"corpus-id": "string", "pdf_path": "string", "page": "int32",
+               "image_path": "string", "text": "string"},
+    "qrels": {"query-id": "string", "corpus-id": "string", "score": "int32"},
+}
+# VLM2Vec's instructions for ViDoRe-style page retrieval (BEIR tables carry none).
+VISDOC_QRY_INST = "Find a document image that matches the given query:"
+VISDOC_TGT_INST = "Understand the content of the provided document image."
+TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".tsv", ".arrow")
+
+
+class DataError(PlumeError, ValueError):
+    """A data folder, table or task list is missing, malformed or unknown."""
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """No progress bars from `datasets` while we read or write small tables."""
+    import datasets
+    from datasets.utils import logging as dlog
+    was_disabled = datasets.are_progress_bars_disabled()
+    level = dlog.get_verbosity()
+    datasets.disable_progress_bars()
+    dlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+        dlog.set_verbosity(level)
+
+
+def _features(columns: dict):
+    from datasets import Features, List, Value
+    return Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v)
+                     for k, v in columns.items()})
+
+
+def write_table(rows: list[dict], path, columns: dict) -> None:
+    """Rows -> a `datasets` folder with exactly `columns` (missing fields default empty).
+    Content-hash fingerprints make the output byte-identical for identical rows."""
+    from datasets import Dataset
+    filled = {k: [r.get(k, [] if isinstance(t, list) else (0 if t == "int32" else ""))
+                  for r in rows] for k, t in columns.items()}
+    with quiet_datasets():
+        Dataset.from_dict(filled, features=_features(columns)).save_to_disk(str(path))
+
+
+def _is_saved_dataset(p: Path) -> bool:
+    return (p / "state.json").exists() or (p / "dataset_dict.json").exists()
+
+
+def _load_saved(p: Path, split=None) -> list[dict]:
+    from datasets import DatasetDict, load_from_disk
+    with quiet_datasets():
+        ds = load_from_disk(str(p))
+    if isinstance(ds, DatasetDict):
+        names = list(ds)
+        pick = split if split in ds else next(
+            (s for s in ("test", "train", "original") if s in ds), names[0])
+        ds = ds[pick]
+    return ds.to_list()
+
+
+def _read_json(p: Path) -> list[dict]:
+    text = p.read_text(encoding="utf-8")
+    if p.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{p}: line {i} is not valid JSON ({e.msg})") from None
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(f"{p}: expected a JSON list of records")
+    return data
+
+
+def table_files(p: Path, split=None) -> list[Path]:
+    """Data files of a table folder, preferring files of `split` when named so."""
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in TABLE_SUFFIXES
+                   and not f.name.startswith(".") and f.name not in ("dataset_info.json",
+                                                                     "state.json"))
+    if split:
+        named = [f for f in files if f.name.startswith(split) or f.parent.name == split]
+        files = named or files
+    return files
+
+
+def read_rows(path, split=None) -> list[dict]:
+    """Read a table from a save_to_disk folder, a parquet/json/jsonl file, or a folder of them."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder")
+    if p.is_dir() and _is_saved_dataset(p):
+        return _load_saved(p, split)
+    files = [p] if p.is_file() else table_files(p, split)
+    if not files:
+        raise DataError(f"{p}: no data files (.parquet, .jsonl, .json, .tsv or a "
+                        f"save_to_disk folder)")
+    rows = []
+    for f in files:
+        if f.suffix in (".json", ".jsonl"):
+            rows.extend(_read_json(f))
+        elif f.suffix == ".tsv":  # classic BEIR qrels/test.tsv
+            import csv
+            with open(f, newline="", encoding="utf-8") as fh:
+                rows.extend(csv.DictReader(fh, delimiter="\t"))
+        elif f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            rows.extend(pq.read_table(f).to_pylist())
+        else:
+            raise DataError(f"{f}: unsupported table file type")
+    return rows
+
+
+def resolve(rel, roots) -> str:
+    """A stored media path -> absolute path: tried against each root in order; the first
+    existing wins, else the first candidate (so a later MediaError names a real place)."""
+    if not rel:
+        return ""
+    p = Path(rel)
+    if p.is_absolute():
+        return str(p)
+    cands = [Path(r) / p for r in roots if r]
+    for c in cands:
+        if c.exists():
+            return str(c.resolve())
+    return str(cands[0].resolve()) if cands else str(p.resolve())

@@ -1,0 +1,119 @@
+"""SynthMMEB: an offline benchmark shaped like MMEB-v2 (image / video / visual-document
+tasks, local and global candidate protocols, Hit@1 and graded NDCG@5), with a rationale
+for every training pair, written in the real sources' formats.
+
+    DIR/tasks.json                 manifest: per task modality, meta_task, protocol, metric,
+                                   reasoning flag, split sizes, held-out combination
+    DIR/train/<task>/              MMEB-train / UME-sft style pairs (datasets save_to_disk)
+    DIR/eval/<task>/               MMEB_Test_Instruct rows, or BEIR queries/ corpus/ qrels/
+    DIR/media/<task>/<split>/      PNG images, mp4 clips, PDF documents
+
+Generation is deterministic: one seed gives byte-identical files."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from plume_lite.data.storage import (BEIR_COLUMNS, INSTRUCT_COLUMNS, TRAIN_COLUMNS, DataError,
+                                     write_table)
+from plume_lite.data.synth_base import Builder, TaskSpec
+from plume_lite.io import atomic_dir, atomic_write_text
+
+FORMAT = "synthmmeb/1"
+# n_train pairs and n_test queries per task; n_cands = candidates per local query
+SIZES = {
+    "tiny": {"n_train": 120, "n_test": 32, "n_cands": 8},
+    "small": {"n_train": 600, "n_test": 64, "n_cands": 12},
+}
+
+
+def all_tasks() -> list[TaskSpec]:
+    from plume_lite.data import synth_docs, synth_image, synth_video
+    return synth_image.TASKS + synth_video.TASKS + synth_docs.TASKS
+
+
+def _pool_stats(rows: list[dict]) -> tuple[int, int]:
+    """(de-duplicated candidate pool size, longest per-query candidate list)."""
+    pool, longest = set(), 0
+    for r in rows:
+        tg = list(zip(r["tgt_text"], r["tgt_img_path"], r["tgt_video_path"]))
+        pool.update(tg)
+        longest = max(longest, len(tg))
+    return len(pool), longest
+
+
+def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
+    write_table(b.train_rows, tmp / "train" / spec.name, TRAIN_COLUMNS)
+    entry = {
+        "name": spec.name, "modality": spec.modality, "meta_task": spec.meta_task,
+        "protocol": spec.protocol, "metric": spec.metric, "reasoning": spec.reasoning,
+        "description": spec.description, "holdout": spec.holdout,
+        "train": f"train/{spec.name}", "eval": f"eval/{spec.name}",
+        "n_train": len(b.train_rows),
+    }
+    if b.beir is not None:
+        for part, rows in b.beir.items():
+            write_table(rows, tmp / "eval" / spec.name / part, BEIR_COLUMNS[part])
+        entry.update(format="beir", n_test_queries=len(b.beir["queries"]),
+                     n_candidates=len(b.beir["corpus"]), n_qrels=len(b.beir["qrels"]))
+    else:
+        write_table(b.eval_rows, tmp / "eval" / spec.name, INSTRUCT_COLUMNS)
+        pool, longest = _pool_stats(b.eval_rows)
+        entry.update(format="mmeb_instruct", n_test_queries=len(b.eval_rows),
+                     n_candidates=pool,
+                     candidates_per_query=longest if spec.protocol == "local" else pool)
+    return entry
+
+
+def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: bool = False) -> Path:
+    """Generate SynthMMEB into `out_dir` (replaced atomically) and return its path.
+
+    size: "tiny" (~1.4k training pairs, 32 test queries per task) or "small" (5x the
+    training pairs, 64 test queries); tasks: optional subset of task names."""
+    if size not in SIZES:
+        raise DataError(f"unknown synth size {size!r}; choose one of {sorted(SIZES)}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise DataError(f"seed must be an integer, got {seed!r}")
+    specs = all_tasks()
+    if tasks is not None:
+        names = {s.name for s in specs}
+        unknown = [t for t in tasks if t not in names]
+        if unknown:
+            raise DataError(f"unknown SynthMMEB task(s) {unknown}; known: {sorted(names)}")
+        specs = [s for s in specs if s.name in set(tasks)]
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / "tasks.json").exists())):
+        raise DataError(f"{out} exists and is not a SynthMMEB folder; refusing to overwrite it")
+    entries = []
+    with atomic_dir(out) as tmp:
+        for spec in specs:
+            t0 = time.perf_counter()
+            b = Builder(tmp, spec, seed, **SIZES[size])
+            spec.build(b)
+            entries.append(_write_task(tmp, spec, b))
+            if verbose:
+                print(f"  {spec.name:<20} {time.perf_counter() - t0:5.1f}s", flush=True)
+        manifest = {
+            "name": "SynthMMEB", "format": FORMAT, "size": size, "seed": seed,
+            "image_size": [64, 64], "page_size": [64, 80], "video_frames": 8, "fps": 8,
+            "holdout_rule": "test queries use attribute combinations with "
+                            "(sum of attribute indices + seed) % 4 == 0, never seen in training",
+            "tasks": entries,
+        }
+        atomic_write_text(tmp / "tasks.json", json.dumps(manifest, indent=2) + "\n")
+    return out
+
+
+def read_manifest(root) -> dict:
+    path = Path(root) / "tasks.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{root}: no tasks.json; not a SynthMMEB folder") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), list):
+        raise DataError(f"{path}: expected an object with a 'tasks' list")
+    return manifest
