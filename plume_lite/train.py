@@ -146,7 +146,7 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
     elif main:
         (out_dir / "log.jsonl").unlink(missing_ok=True)
 
-    stop = min(config.max_steps, config.max_steps_this_run or config.max_steps)
+    stop = min(config.max_steps, start + (config.max_steps_this_run or config.max_steps))
     bar = None
     if main and config.progress_bar:
         from tqdm.auto import tqdm

@@ -66,11 +66,11 @@ class TrainConfig:
     mask_duplicates: bool = True         # identical items in a batch are not negatives
     # --- data ---
     tasks: list[str] | None = None       # None: every training task
-    train_limit: int | None = None       # cap on pairs loaded (quick experiments)
+    train_limit: int | None = None       # at most this many pairs per task (quick runs)
     # --- checkpoints, logs ---
     save_every: int = 100
     keep_checkpoints: int = 2
-    max_steps_this_run: int | None = None  # stop (with a checkpoint) after this step; resume later
+    max_steps_this_run: int | None = None  # stop (with a checkpoint) after this many steps; --resume goes on
     log_every: int = 1
     progress_bar: bool = True
 
