@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from math import ceil
 import warnings
 from pathlib import Path
 
@@ -302,8 +303,9 @@ def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAUL
             scale = min(float(dpi), MAX_PDF_DPI) / 72.0
             if w_pt <= 0 or h_pt <= 0:
                 raise MediaError(f"{path}: page {page} has an empty size")
-            fit = (max_pixels / (w_pt * h_pt)) ** 0.5  # largest scale within the budget
-            scale = max(min(scale, fit), 1e-3)
+            scale = min(scale, (max_pixels / (w_pt * h_pt)) ** 0.5)  # fit the budget...
+            while scale > 1e-3 and ceil(w_pt * scale) * ceil(h_pt * scale) > max_pixels:
+                scale *= 0.98  # ...after the renderer rounds the size up
             img = pg.render(scale=scale).to_pil()
         except pdfium.PdfiumError as e:
             raise MediaError(f"{path}: cannot render page {page} ({e})") from None
