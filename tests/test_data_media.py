@@ -27,7 +27,7 @@ def _write_video(path, codec, fmt, n=30, size=(64, 48), opts=None):
             s.options = opts
         for i in range(n):
             a = np.full((h, w, 3), i * 8, np.uint8)
-            for p in s.encode(__import__("av").VideoFrame.from_ndarray(a, format="rgb24")):
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")):
                 out.mux(p)
         for p in s.encode():
             out.mux(p)

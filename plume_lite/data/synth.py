@@ -56,7 +56,8 @@ def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
         for part, rows in b.beir.items():
             write_table(rows, tmp / "eval" / spec.name / part, BEIR_COLUMNS[part])
         entry.update(format="beir", n_test_queries=len(b.beir["queries"]),
-                     n_candidates=len(b.beir["corpus"]), n_qrels=len(b.beir["qrels"]))
+                     n_candidates=len(b.beir["corpus"]),
+                     candidates_per_query=len(b.beir["corpus"]), n_qrels=len(b.beir["qrels"]))
     else:
         write_table(b.eval_rows, tmp / "eval" / spec.name, INSTRUCT_COLUMNS)
         pool, longest = _pool_stats(b.eval_rows)
