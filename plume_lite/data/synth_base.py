@@ -139,7 +139,15 @@ def label_task(b: Builder, sample: Callable, qry_inst: str, labels: list[str],
 
 
 def label_rationale(answer: str) -> str:
+    """What a short text label says, in the same sentence style as the query rationales."""
     words = answer.split()
-    return sentences(f"The candidate is a short answer of {scenes.NUMBERS[min(len(words), 13)]}"
-                     f" word{'s' if len(words) != 1 else ''}",
-                     f"It reads {answer}", f"So it stands for {answer}")
+    if answer in scenes.COLORS:
+        return sentences("The candidate names a colour", f"The colour is {answer}")
+    if answer in scenes.NUMBERS:
+        return sentences("The candidate names a number", f"The number is {answer}")
+    if answer in scenes.MOTIONS:
+        return sentences("The candidate names a motion", f"The motion is {answer}")
+    if len(words) == 2 and words[0] in scenes.COLORS and words[1] in scenes.SHAPES:
+        return sentences("The candidate names a colour and a shape",
+                         f"The colour is {words[0]}", f"The shape is a {words[1]}")
+    return sentences("The candidate is a short answer", f"It reads {answer}")
