@@ -1,0 +1,217 @@
+"""The search behind the page: one PlumeModel, one corpus, and the corpus embeddings of
+every (mode, K) setting asked for so far.
+
+Corpus embeddings go through plume_lite.index.EmbeddingCache, so they are computed once
+per (checkpoint, mode, K, item) and read back from disk after a restart. All model calls
+take one lock: transformers keeps rope state on the model between calls, so two encodes
+must never interleave. Every request runs in a worker thread with a deadline; a request
+that misses it gets a clear error instead of holding the page forever.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import contextvars
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from plume_lite.config import MODES
+from plume_lite.index import EmbeddingCache, checkpoint_fingerprint, item_digest, top_k
+from plume_lite.io import atomic_write_bytes
+
+from plume_demo import render
+
+MAX_STEPS = 16        # the K slider's range; the step table has 32 rows
+MAX_RESULTS = 24
+
+
+class Busy(RuntimeError):
+    """The model stayed busy (or the work ran) past the request's deadline."""
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    index: int
+    item: dict
+
+
+@dataclass
+class SearchResult:
+    hits: list
+    mode: str
+    steps: int
+    trace: dict
+    latency: dict = field(default_factory=dict)   # mode -> {"encode_ms", "search_ms"}
+
+
+class DemoEngine:
+    def __init__(self, model, corpus_items, cache_dir, checkpoint_id: str | None = None,
+                 batch_size: int = 16, timeout_s: float = 60.0):
+        self.model = model.eval()
+        self.items: list[dict] = []
+        self.keys: set[str] = set()
+        self.cache_dir = Path(cache_dir)
+        self.checkpoint_id = checkpoint_id
+        self.checkpoint_path: str | None = None
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.default_steps = int(model.config.latent_steps)
+        self.num_experts = int(model.config.num_experts)
+        self.has_router = model.config.adapter in ("moe", "moe_no_anchor")
+        self._lock = threading.Lock()
+        self._caches: dict[tuple, EmbeddingCache] = {}
+        self._emb: dict[tuple, torch.Tensor] = {}
+        self._pool = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="plume-demo")
+        self.add_items(corpus_items)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, corpus_items, cache_dir, **kwargs) -> "DemoEngine":
+        from plume_lite import PlumeModel
+        model = PlumeModel.from_pretrained(checkpoint)
+        engine = cls(model, corpus_items, cache_dir, checkpoint_fingerprint(checkpoint), **kwargs)
+        engine.checkpoint_path = str(checkpoint)
+        return engine
+
+    # ------------------------------------------------------------------ deadlines
+    def bounded(self, fn, *args, timeout_s: float | None = None):
+        """fn(*args) in a worker thread; Busy if it is not done by the deadline. (A
+        thread cannot be killed: an overrun finishes in the background, still bounded
+        by the media caps and the fixed token budget.)"""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        # the caller's context goes along: gradio finds its progress bar through it
+        future = self._pool.submit(contextvars.copy_context().run, fn, *args)
+        try:
+            return future.result(timeout=timeout_s)
+        except cf.TimeoutError:
+            raise Busy(f"the request did not finish within {timeout_s:.0f} s; the server is "
+                       f"busy or the input is too heavy; try again, or use direct mode") from None
+
+    @contextlib.contextmanager
+    def _model_lock(self, deadline: float):
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Busy("the model stayed busy with other queries; try again in a moment")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    # ------------------------------------------------------------------ corpus
+    def setting(self, mode: str, steps) -> tuple:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode != "latent":
+            return (mode, None)     # K only shapes the latent rollout
+        steps = self.default_steps if steps is None else int(steps)
+        if not 0 <= steps <= MAX_STEPS:
+            raise ValueError(f"K must be between 0 and {MAX_STEPS}, got {steps}")
+        return (mode, steps)
+
+    def add_items(self, items) -> list[dict]:
+        """Append the items not in the corpus yet; returns those appended. Their
+        embeddings are computed on the next search in each setting."""
+        new = []
+        for item in items:
+            key = item_digest(item)
+            if key not in self.keys:
+                self.keys.add(key)
+                new.append(item)
+        self.items.extend(new)
+        return new
+
+    def extend(self, items, progress=None) -> list[dict]:
+        """add_items, then embed the new rows in every setting already in use, so the
+        next search (and the next start, through the disk cache) finds them ready."""
+        with self._model_lock(time.monotonic() + 600):
+            new = self.add_items(items)
+            for key in list(self._emb):
+                self._corpus_embeddings(key, progress)
+        return new
+
+    def corpus_embeddings(self, mode: str, steps=None, progress=None, deadline=None) -> torch.Tensor:
+        """[N, D] embeddings of the whole corpus in this setting (encoding only the rows
+        not seen before). `progress(done, total)` is called between chunks."""
+        key = self.setting(mode, steps)
+        deadline = deadline or time.monotonic() + 3600
+        with self._model_lock(deadline):
+            return self._corpus_embeddings(key, progress)
+
+    def _corpus_embeddings(self, key, progress=None) -> torch.Tensor:
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = EmbeddingCache(self.model, key[0], key[1], self.batch_size,
+                                   self.cache_dir / "embeddings", self.checkpoint_id)
+            self._caches[key] = cache
+        have = self._emb.get(key)
+        done = 0 if have is None else have.shape[0]
+        items = self.items[:]
+        chunk = 64
+        parts = [] if have is None else [have]
+        for start in range(done, len(items), chunk):
+            if progress:
+                progress(start, len(items))
+            parts.append(cache.encode(items[start:start + chunk]))
+        if len(parts) > 1 or have is None:
+            dim = self.model.backbone.config.text_config.hidden_size
+            have = torch.cat(parts) if parts else torch.zeros(0, dim)
+            self._emb[key] = have
+        if progress:
+            progress(len(items), len(items))
+        return have
+
+    def warmup(self, modes) -> None:
+        """One throw-away image query per mode: the first call of each code path pays
+        one-off setup costs that should not show up as a user's latency."""
+        from PIL import Image
+        item = {"image": Image.new("RGB", (64, 64), (90, 90, 90)), "text": "warm-up"}
+        with self._model_lock(time.monotonic() + 600):
+            for mode in modes:
+                self.model.encode([item], mode=mode, steps=self.default_steps)
+
+    # ------------------------------------------------------------------ search
+    def search(self, item: dict, mode: str = "latent", steps=None, k: int = 8,
+               time_all: bool = False) -> SearchResult:
+        """Rank the corpus for one query item (blocking, with the engine's deadline)."""
+        deadline = time.monotonic() + self.timeout_s
+        return self.bounded(self._search, item, mode, steps, k, time_all, deadline,
+                            timeout_s=self.timeout_s)
+
+    def _search(self, item, mode, steps, k, time_all, deadline) -> SearchResult:
+        key = self.setting(mode, steps)
+        k = max(1, min(int(k), MAX_RESULTS))
+        with self._model_lock(deadline):
+            corpus = self._corpus_embeddings(key)
+            t0 = time.perf_counter()
+            q, traces = self.model.encode([item], mode=mode, steps=key[1], return_trace=True)
+            t1 = time.perf_counter()
+            values, indices = top_k(q @ corpus.T, k) if len(corpus) else (q[:, :0], q[:, :0].long())
+            t2 = time.perf_counter()
+            latency = {mode: {"encode_ms": 1e3 * (t1 - t0), "search_ms": 1e3 * (t2 - t1)}}
+            if time_all:   # the same query through the other modes: encode time only
+                for other in MODES:
+                    if other != mode:
+                        s = time.perf_counter()
+                        self.model.encode([item], mode=other, steps=steps if other == "latent" else None)
+                        latency[other] = {"encode_ms": 1e3 * (time.perf_counter() - s)}
+        hits = [Hit(r + 1, float(v), int(i), self.items[int(i)])
+                for r, (v, i) in enumerate(zip(values[0].tolist(), indices[0].tolist()))]
+        return SearchResult(hits, mode, key[1] or 0, traces[0], latency)
+
+    # ------------------------------------------------------------------ pictures
+    def thumbnail_path(self, item: dict) -> str:
+        """A PNG of the item for the gallery, drawn once and kept under cache_dir/thumbs."""
+        path = self.cache_dir / "thumbs" / f"{item_digest(item)[:24]}.png"
+        if not path.exists():
+            import io
+            buf = io.BytesIO()
+            render.thumbnail(item).save(buf, format="PNG")
+            atomic_write_bytes(path, buf.getvalue())
+        return str(path)
+
+    def close(self):
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,115 @@
+"""Pictures of items for the page: gallery thumbnails, text cards, video contact sheets.
+
+SynthMMEB media are 64 px wide; browsers blur them when they scale them up, so small
+pictures are enlarged here with nearest-neighbour sampling, which keeps edges crisp.
+"""
+from __future__ import annotations
+
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont
+
+from plume_lite.data import media
+
+THUMB = 192            # gallery thumbnails and previews are at least this wide
+CARD = (240, 240)      # text cards
+BACKGROUND = (248, 248, 246)
+INK = (30, 30, 30)
+ACCENT = (70, 90, 200)
+
+
+def font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def enlarge(img: Image.Image, side: int = THUMB) -> Image.Image:
+    """Scale a small image up by an integer factor (crisp), leave big ones alone."""
+    w, h = img.size
+    factor = side // max(1, max(w, h))
+    if factor >= 2:
+        return img.resize((w * factor, h * factor), Image.NEAREST)
+    return img
+
+
+def shrink(img: Image.Image, side: int = 512) -> Image.Image:
+    img = img.copy()
+    img.thumbnail((side, side))
+    return img
+
+
+def text_card(text: str, title: str = "text", size=CARD) -> Image.Image:
+    """A text candidate drawn as a card, so it sits in the gallery beside the pictures."""
+    img = Image.new("RGB", size, BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, size[0] - 1, size[1] - 1], outline=(200, 200, 200), width=2)
+    draw.rectangle([0, 0, size[0] - 1, 26], fill=ACCENT)
+    draw.text((10, 5), title.upper(), fill=(255, 255, 255), font=font(14))
+    lines = textwrap.wrap(" ".join(str(text).split()), width=26) or ["(empty)"]
+    max_lines = (size[1] - 44) // 20
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [lines[max_lines - 1][:22] + " …"]
+    draw.multiline_text((10, 36), "\n".join(lines), fill=INK, font=font(16), spacing=4)
+    return img
+
+
+def contact_sheet(frames: list, columns: int = 4, gap: int = 2) -> Image.Image:
+    """Sampled video frames in a grid, in time order (left to right, top to bottom)."""
+    w, h = frames[0].size
+    rows = -(-len(frames) // columns)
+    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap),
+                      (255, 255, 255))
+    for i, frame in enumerate(frames):
+        sheet.paste(frame.resize((w, h)), ((i % columns) * (w + gap), (i // columns) * (h + gap)))
+    return sheet
+
+
+def badge(img: Image.Image, label: str) -> Image.Image:
+    """A small dark tag in the corner (e.g. 'video', 'page 3')."""
+    img = img.copy()
+    draw = ImageDraw.Draw(img)
+    f = font(13)
+    box = draw.textbbox((0, 0), label, font=f)
+    draw.rectangle([4, 4, box[2] + 12, box[3] + 10], fill=(20, 20, 20))
+    draw.text((8, 6), label, fill=(255, 255, 255), font=f)
+    return img
+
+
+def item_kind(item: dict) -> str:
+    for key in ("image", "video", "pdf"):
+        if item.get(key) is not None:
+            return key
+    return "text"
+
+
+def item_words(item: dict) -> str:
+    return " ".join(s for s in (item.get("instruction"), item.get("text")) if s)
+
+
+def thumbnail(item: dict) -> Image.Image:
+    """What a corpus item looks like in the gallery: the image, the middle frame of a
+    video, the rendered page of a PDF, or a card with the text."""
+    kind = item_kind(item)
+    try:
+        if kind == "image":
+            return enlarge(shrink(media.load_image(item["image"])))
+        if kind == "video":
+            frame = media.load_video(item["video"], num_frames=1)[0]
+            return badge(enlarge(shrink(frame)), "▶ video")
+        if kind == "pdf":
+            page = int(item.get("page", 0))
+            img = media.load_pdf_page(item["pdf"], page=page, dpi=144, max_pixels=600_000)
+            return badge(enlarge(shrink(img)), f"page {page + 1}")
+    except media.MediaError as e:     # a corpus file that went bad after it was added
+        return text_card(str(e), title="unreadable")
+    return text_card(item.get("text") or item.get("instruction") or "", title="text")
+
+
+def caption(rank: int, score: float, item: dict, width: int = 60) -> str:
+    kind = item_kind(item)
+    words = item_words(item) if kind != "text" else item.get("text", "")
+    words = textwrap.shorten(words, width=width, placeholder=" …") if words else ""
+    head = f"#{rank} · {score:.3f} · {kind}"
+    return f"{head} · {words}" if words else head

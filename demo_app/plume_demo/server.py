@@ -1,0 +1,56 @@
+"""Assembling and serving the demo: the page, the start-up job, the queue, and the
+limits that keep one heavy or hostile request from taking the server down.
+
+    from plume_demo.server import build_app, launch
+    demo = build_app("ckpt/", corpus_items=[{"text": "a red circle"}], cache_dir="tmp/")
+    launch(demo, port=7860)
+"""
+from __future__ import annotations
+
+import plume_demo  # noqa: F401  (offline environment before gradio is imported)
+
+import gradio as gr
+
+from plume_demo.startup import Startup
+from plume_demo.ui import build_blocks
+
+MAX_FILE_SIZE = "25mb"        # uploads above this are refused by gradio before any decoding
+QUEUE_SIZE = 64               # waiting requests beyond this are told to come back later
+CONCURRENCY = 2               # events served at once (model calls still run one at a time)
+QUERY_TIMEOUT_S = 60.0        # a search that takes longer ends in an error message
+CSS = """
+#status {min-height: 1.5em}
+#results .caption-label {font-size: 0.8em}
+"""
+
+
+def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=None,
+              warm=("latent",), timeout_s: float = QUERY_TIMEOUT_S, wait: bool = False,
+              log: bool = True) -> gr.Blocks:
+    """The demo as a gr.Blocks, its start-up running in the background.
+
+    checkpoint    PlumeModel folder; None = the default checkpoint (trained on first use)
+    corpus_items  list of item dicts; or corpus_dir, a data folder or a folder of files;
+                  neither = the SynthMMEB test corpus
+    cache_dir     embeddings, thumbnails and user-added files (default: cache_root()/demo)
+    warm          modes whose corpus embeddings are ready before the page says so
+    wait          block until ready (raises if start-up failed)
+    The start-up object is `demo.plume_startup` (`.wait()`, `.engine`, `.timings`)."""
+    corpus = corpus_items if corpus_items is not None else corpus_dir
+    startup = Startup(checkpoint, corpus, cache_dir, warm=warm, timeout_s=timeout_s, log=log)
+    demo = build_blocks(startup)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    startup.start()
+    if wait:
+        startup.wait()
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860,
+           max_file_size=MAX_FILE_SIZE, block: bool = True, **kwargs):
+    """Serve `demo`. With block=False it returns at once (tests), else serves until
+    interrupted. Returns gradio's (app, local_url, share_url)."""
+    return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
+                       show_error=True, share=False, prevent_thread_lock=not block,
+                       footer_links=["api"], ssr_mode=False, theme=gr.themes.Soft(), css=CSS,
+                       **kwargs)

@@ -1,0 +1,152 @@
+"""Getting the demo ready: data, checkpoint, corpus and corpus embeddings, in a
+background thread, so the page is up at once and shows what is happening.
+
+On a fresh machine the default path generates SynthMMEB tiny and trains the default
+checkpoint (plume_lite.pretrained, minutes on a CPU); later starts find both in the
+cache folder, and the corpus embeddings in the demo's embedding cache.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from plume_lite.config import MODES
+
+from plume_demo.corpus import UserCorpus, load_corpus, task_corpus
+from plume_demo.engine import DemoEngine
+
+
+class NotReady(RuntimeError):
+    pass
+
+
+def default_cache_dir() -> Path:
+    from plume_lite.pretrained import cache_root
+    return cache_root() / "demo"
+
+
+class Startup:
+    """checkpoint: a PlumeModel folder, or None for the default trained checkpoint.
+    corpus: a list of items, a folder (data folder with tasks.json, or any folder of
+    images/videos/PDFs/.txt), or None for the SynthMMEB test corpus.
+    warm: the modes whose corpus embeddings are computed before the page says ready."""
+
+    def __init__(self, checkpoint=None, corpus=None, cache_dir=None, warm=("latent",),
+                 timeout_s: float = 60.0, batch_size: int = 16, log=True):
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.corpus = corpus
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.warm = [m for m in warm if m in MODES]
+        self.timeout_s, self.batch_size, self.log = timeout_s, batch_size, log
+        self.status = "Starting…"
+        self.error: str | None = None
+        self.engine: DemoEngine | None = None
+        self.user = UserCorpus(self.cache_dir / "user_corpus")
+        self.skipped: list[str] = []
+        self.timings: dict = {}
+        self.ready = threading.Event()
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ status
+    def report(self, text: str) -> None:
+        self.status = text
+        if self.log:
+            print(f"[plume demo {time.monotonic() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    def require(self) -> DemoEngine:
+        if self.error:
+            raise NotReady(f"the demo failed to start: {self.error}")
+        if not self.ready.is_set():
+            raise NotReady(f"the demo is still starting: {self.status}")
+        return self.engine
+
+    def wait(self, timeout: float | None = None) -> DemoEngine:
+        self.ready.wait(timeout)
+        return self.require()
+
+    # ------------------------------------------------------------------ building
+    def start(self) -> "Startup":
+        threading.Thread(target=self.run, name="plume-demo-startup", daemon=True).start()
+        return self
+
+    def run(self) -> None:
+        try:
+            self._build()
+        except Exception as e:  # shown in the page; the server keeps answering
+            self.error = f"{type(e).__name__}: {e}"
+            self.report(f"Start-up failed: {self.error}")
+            traceback.print_exc()
+        finally:
+            self.ready.set()
+
+    def _timed(self, name, fn, *args, **kwargs):
+        t = time.monotonic()
+        out = fn(*args, **kwargs)
+        self.timings[name] = round(time.monotonic() - t, 2)
+        return out
+
+    def _build(self) -> None:
+        data = None
+        if self.corpus is None:
+            from plume_lite.pretrained import default_data
+            self.report("Preparing the SynthMMEB tiny data (generated on the first start only)…")
+            data = self._timed("data_s", default_data)
+        checkpoint = self.checkpoint
+        if checkpoint is None:
+            checkpoint = self._timed("checkpoint_s", self._default_checkpoint, data)
+        if self.corpus is None:
+            items = task_corpus(data)
+        elif isinstance(self.corpus, (str, Path)):
+            self.report(f"Reading the corpus folder {self.corpus}…")
+            items, self.skipped = load_corpus(self.corpus)
+            for line in self.skipped:
+                self.report(f"skipped an unreadable corpus file: {line}")
+        else:
+            items = list(self.corpus)
+        items = items + self.user.items()
+        self.report(f"Loading the model from {checkpoint}…")
+        self.engine = self._timed("model_s", DemoEngine.from_checkpoint, checkpoint, items,
+                                  self.cache_dir, timeout_s=self.timeout_s,
+                                  batch_size=self.batch_size)
+        for mode in self.warm:
+            def progress(done, total, mode=mode):
+                self.report(f"Embedding the corpus ({mode} mode): {done}/{total} items…")
+            self._timed(f"embed_{mode}_s", self.engine.corpus_embeddings, mode, None, progress)
+        self._timed("warmup_s", self.engine.warmup, self.warm)
+        self.timings["ready_s"] = round(time.monotonic() - self._t0, 2)
+        self.report(f"Ready in {self.timings['ready_s']:.1f} s: {len(self.engine.items)} corpus "
+                    f"items, checkpoint {checkpoint}. Timings: {json.dumps(self.timings)}")
+
+    def _default_checkpoint(self, data):
+        """default_checkpoint(), reporting training progress read from its step log."""
+        from plume_lite.pretrained import cache_root, default_checkpoint
+        self.report("Preparing the default checkpoint (trained on the first start only, "
+                    "about 2–3 minutes on a CPU)…")
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch_training,
+                                   args=(cache_root() / "checkpoints", done), daemon=True)
+        watcher.start()
+        try:
+            return default_checkpoint("latent", data=data)
+        finally:
+            done.set()
+
+    def _watch_training(self, root: Path, done: threading.Event) -> None:
+        start = time.time()
+        while not done.wait(1.0):
+            logs = [p for p in root.glob("*/log.jsonl") if p.stat().st_mtime >= start - 5]
+            if not logs:
+                continue
+            log = max(logs, key=lambda p: p.stat().st_mtime)
+            try:
+                last = log.read_text().strip().splitlines()[-1]
+                step = json.loads(last).get("step")
+                total = json.loads((log.parent / "train_config.json").read_text()).get("max_steps")
+            except (OSError, ValueError, IndexError, AttributeError):
+                continue
+            self.status = (f"Training the default checkpoint (first start only): step "
+                           f"{step}/{total}, {time.time() - start:.0f} s so far…")

@@ -1,0 +1,233 @@
+"""The page: a query upload with preview and page picker, search settings, the ranked
+gallery, the routing heatmap, per-mode latency, the explicit rationale, and a panel to
+add files to the corpus. Handlers turn every user-fixable problem into gr.Error, so the
+message shows in the page and the server keeps serving.
+"""
+from __future__ import annotations
+
+import plume_demo  # noqa: F401  (offline environment before gradio is imported)
+
+import logging
+
+import gradio as gr
+
+from plume_lite.config import MODES
+from plume_lite.data.media import MediaError
+
+from plume_demo.corpus import UPLOAD_EXTS, load_query
+from plume_demo.engine import MAX_RESULTS, MAX_STEPS, Busy
+from plume_demo.heatmap import message_image, routing_heatmap
+from plume_demo.startup import NotReady, Startup
+
+log = logging.getLogger("plume_demo")
+MAX_PAGE = 1000          # static bound of the page slider; the real count is checked
+MAX_ADD_FILES = 32       # files per "add to corpus" click
+DESCRIPTION = """# PLUME-lite: multimodal search with latent reasoning steps
+Upload an **image**, a **video** or a **PDF** (pick the page), optionally add an instruction,
+and search the corpus. `latent` runs K continuous reasoning steps through a mixture of
+experts (the routing is drawn below), `direct` reads one forward pass, `explicit` writes a
+rationale first."""
+
+
+def _fail(e: Exception):
+    """A gr.Error the page shows as a message; the server carries on."""
+    if isinstance(e, MediaError):
+        return gr.Error(str(e), title="This file cannot be used")
+    if isinstance(e, (Busy, NotReady)):
+        return gr.Error(str(e), title="Please wait")
+    if isinstance(e, ValueError):
+        return gr.Error(str(e), title="Invalid setting")
+    log.exception("unexpected error in the demo")
+    return gr.Error(f"internal error ({type(e).__name__}: {e})", title="Something went wrong")
+
+
+class Handlers:
+    def __init__(self, startup: Startup):
+        self.startup = startup
+
+    def status(self):
+        s = self.startup
+        if s.error:
+            text = f"❌ **Start-up failed:** {s.error}"
+        elif s.ready.is_set():
+            e = s.engine
+            text = (f"✅ Ready: {len(e.items)} corpus items · checkpoint K = {e.default_steps}, "
+                    f"{e.num_experts} routed experts")
+        else:
+            text = f"⏳ {s.status}"
+        done = s.ready.is_set()
+        steps = gr.Slider(value=s.engine.default_steps) if done and s.engine else gr.Slider()
+        return text, gr.Timer(active=not done), steps
+
+    def preview(self, path, page, reset=False):
+        """The rendered query (image, video frames, or the chosen PDF page)."""
+        if not path:
+            return None, gr.Slider(visible=False), ""
+        try:
+            q = load_query(path, page if page else 1)
+        except Exception as e:
+            raise _fail(e) from None
+        if q.kind == "pdf":
+            slider = gr.Slider(minimum=1, maximum=max(q.pages, 1), visible=q.pages > 1,
+                               label=f"PDF page (1–{q.pages})", **({"value": 1} if reset else {}))
+            return q.preview, slider, f"PDF, {q.pages} page{'s' if q.pages != 1 else ''}"
+        if q.kind == "video":
+            return q.preview, gr.Slider(visible=False), "video: the 8 sampled frames"
+        w, h = q.item["image"].size
+        return q.preview, gr.Slider(visible=False), f"image, {w}×{h} pixels"
+
+    def on_upload(self, path):
+        return self.preview(path, 1, reset=True)
+
+    def search(self, path, page, instruction, mode, steps, k, time_all, progress=gr.Progress()):
+        try:
+            engine = self.startup.require()
+            query = load_query(path, page or 1, instruction)
+            progress(0.1, desc=f"Embedding the corpus in {mode} mode (once per setting)…")
+            engine.bounded(engine.corpus_embeddings, mode, steps,
+                           lambda d, t: progress((d, t), desc="Embedding the corpus", unit="items"),
+                           timeout_s=max(engine.timeout_s, 600))
+            progress(0.9, desc="Searching…")
+            result = engine.search(query.item, mode, steps, k, bool(time_all))
+            gallery = [(engine.thumbnail_path(h.item), _caption(h)) for h in result.hits]
+        except Exception as e:
+            raise _fail(e) from None
+        trace = result.trace
+        if "gates" in trace:
+            picture = routing_heatmap(trace["gates"], trace["chosen"],
+                                      f"Routing of this query: {result.steps} latent steps × "
+                                      f"{trace['gates'].shape[1]} experts")
+            routing = {"gates": trace["gates"].tolist(), "chosen": trace["chosen"].tolist()}
+        else:
+            picture, routing = message_image(_no_routing(result.mode, result.steps, engine)), None
+        rationale = trace.get("text", "") if mode == "explicit" else ""
+        details = {
+            "mode": result.mode, "steps": result.steps,
+            "results": [{"rank": h.rank, "score": round(h.score, 4), "corpus_index": h.index,
+                         "kind": _kind(h.item), "text": h.item.get("text", "")} for h in result.hits],
+            "latency_ms": {m: {k2: round(v, 2) for k2, v in d.items()} for m, d in result.latency.items()},
+            "routing": routing, "rationale": rationale or None,
+            "generated_tokens": trace.get("generated_tokens"),
+        }
+        return gallery, picture, _latency_table(result), rationale, details
+
+    def add(self, files, texts):
+        try:
+            engine = self.startup.require()
+        except Exception as e:
+            raise _fail(e) from None
+        files = [f for f in (files or []) if f]
+        lines = [s for s in (texts or "").splitlines() if s.strip()]
+        if not files and not lines:
+            raise gr.Error("choose files or type text lines to add", title="Nothing to add")
+        if len(files) > MAX_ADD_FILES:
+            raise gr.Error(f"add at most {MAX_ADD_FILES} files at once", title="Too many files")
+        added, problems = [], []
+        for path in files:
+            try:
+                added += self.startup.user.add_file(path)
+            except MediaError as e:
+                problems.append(str(e))
+        added += self.startup.user.add_texts(lines)
+        try:
+            new = engine.bounded(engine.extend, added, timeout_s=600)
+        except Exception as e:
+            raise _fail(e) from None
+        if problems and not new:
+            raise gr.Error(" · ".join(problems), title="Nothing was added")
+        if problems:
+            gr.Warning("Skipped: " + " · ".join(problems))
+        return (f"Added {len(new)} item{'s' if len(new) != 1 else ''}; the corpus now holds "
+                f"{len(engine.items)}, and they are kept for later starts.")
+
+
+def _kind(item):
+    return next((k for k in ("image", "video", "pdf") if item.get(k) is not None), "text")
+
+
+def _caption(hit):
+    from plume_demo.render import caption
+    return caption(hit.rank, hit.score, hit.item)
+
+
+def _no_routing(mode, steps, engine) -> str:
+    if mode == "direct":
+        return "direct mode: one forward pass,\nno latent steps, so no routing"
+    if mode == "explicit":
+        return "explicit mode writes a rationale\n(shown below) instead of latent steps"
+    if steps == 0:
+        return "K = 0: no latent steps, so no routing"
+    return f"this checkpoint's adapter has no router\n(adapter = {engine.model.config.adapter})"
+
+
+def _latency_table(result) -> str:
+    rows = ["| mode | query encode (ms) | search (ms) |", "|---|---:|---:|"]
+    for m in MODES:
+        if m in result.latency:
+            d = result.latency[m]
+            search = f"{d['search_ms']:.1f}" if "search_ms" in d else "—"
+            name = f"**{m}** (this search)" if m == result.mode else m
+            rows.append(f"| {name} | {d['encode_ms']:.1f} | {search} |")
+        else:
+            rows.append(f"| {m} | not timed | — |")
+    return "\n".join(rows)
+
+
+def build_blocks(startup: Startup) -> gr.Blocks:
+    h = Handlers(startup)
+    with gr.Blocks(title="PLUME-lite demo", delete_cache=(3600, 7200)) as demo:
+        gr.Markdown(DESCRIPTION)
+        status = gr.Markdown("⏳ Starting…", label="status", elem_id="status")
+        timer = gr.Timer(1.0)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                query = gr.File(label="Query: an image, a video or a PDF", file_types=UPLOAD_EXTS,
+                                type="filepath", elem_id="query-file")
+                page = gr.Slider(1, MAX_PAGE, value=1, step=1, label="PDF page", visible=False,
+                                 elem_id="page")
+                preview = gr.Image(label="Query preview", type="pil", interactive=False, height=260,
+                                   elem_id="preview")
+                info = gr.Markdown("", label="query info")
+                instruction = gr.Textbox(label="Instruction (optional)", max_lines=3,
+                                         placeholder="e.g. Find the picture that matches this one")
+                mode = gr.Radio(list(MODES), value="latent", label="Mode")
+                steps = gr.Slider(0, MAX_STEPS, value=8, step=1, label="Latent steps K (latent mode)")
+                k = gr.Slider(1, MAX_RESULTS, value=8, step=1, label="Results to show")
+                time_all = gr.Checkbox(True, label="Also time this query in the other two modes")
+                go = gr.Button("Search", variant="primary", elem_id="search")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="Top results (rank · cosine score · kind)", columns=4,
+                                     height=420, object_fit="contain", elem_id="results")
+                with gr.Row():
+                    heat = gr.Image(label="Routing trace (steps × experts)", type="pil",
+                                    format="png", interactive=False, elem_id="heatmap")
+                    with gr.Column():
+                        latency = gr.Markdown("", label="Latency", elem_id="latency")
+                        rationale = gr.Textbox(label="Explicit-mode rationale", lines=4,
+                                               interactive=False, elem_id="rationale",
+                                               placeholder="explicit mode writes its reasoning here")
+                with gr.Accordion("Result details (JSON)", open=False):
+                    details = gr.JSON(label="details")
+        with gr.Accordion("Add your own files to the corpus", open=False):
+            add_files = gr.File(label="Images, videos or PDFs", file_count="multiple",
+                                file_types=UPLOAD_EXTS, type="filepath")
+            add_text = gr.Textbox(label="Text candidates, one per line", lines=3)
+            add_go = gr.Button("Add to corpus")
+            add_info = gr.Markdown("", label="added")
+
+        timer.tick(h.status, outputs=[status, timer, steps], api_name="status_tick",
+                   api_visibility="private",
+                   queue=False, show_progress="hidden")
+        demo.load(h.status, outputs=[status, timer, steps], api_name="status", queue=False)
+        query.upload(h.on_upload, inputs=query, outputs=[preview, page, info], api_name="preview")
+        query.clear(lambda: (None, gr.Slider(visible=False), ""), outputs=[preview, page, info],
+                    api_visibility="private")
+        page.release(h.preview, inputs=[query, page], outputs=[preview, page, info],
+                     api_name="preview_page")
+        go.click(h.search, inputs=[query, page, instruction, mode, steps, k, time_all],
+                 outputs=[gallery, heat, latency, rationale, details], api_name="search",
+                 concurrency_limit=2, concurrency_id="model")
+        add_go.click(h.add, inputs=[add_files, add_text], outputs=add_info,
+                     api_name="add_to_corpus", concurrency_limit=1)
+    demo.plume_startup = startup
+    return demo

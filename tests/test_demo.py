@@ -1,0 +1,326 @@
+"""The Gradio demo, served on 127.0.0.1 and driven with gradio_client: image, video and
+PDF queries, every bad file of the data issue, concurrency, the upload limit, adding
+files to the corpus, the embedding cache across restarts, and `plume-lite demo`.
+
+One small server per module: an untrained tiny checkpoint and a ~12-item corpus, so the
+whole file runs in well under a minute on 2 cores."""
+import os
+
+os.environ.update({"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
+                   "HF_HUB_DISABLE_TELEMETRY": "1"})
+
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "demo_app"))
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+UPLOAD_LIMIT = "2mb"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shape_image(path, color, shape="circle"):
+    img = Image.new("RGB", (64, 64), (40, 40, 40))
+    d = ImageDraw.Draw(img)
+    (d.ellipse if shape == "circle" else d.rectangle)([12, 12, 52, 52], fill=color)
+    img.save(path)
+    return str(path)
+
+
+def tiny_checkpoint(folder: Path) -> str:
+    """An untrained tiny PlumeModel: enough to exercise every path in seconds."""
+    import torch
+    from plume_lite import PlumeModel
+    if not (folder / "plume_config.json").exists():
+        torch.manual_seed(0)
+        PlumeModel.from_backbone("tiny").save_pretrained(folder)
+    return str(folder)
+
+
+def small_corpus(root: Path, media_files: dict) -> list:
+    items = []
+    for color in ("red", "green", "blue", "yellow"):
+        for shape in ("circle", "square"):
+            items.append({"image": shape_image(root / f"{color}-{shape}.png", color, shape)})
+    items += [{"video": media_files["video"]}, {"pdf": media_files["pdf"], "page": 0},
+              {"pdf": media_files["pdf"], "page": 1}, {"text": "a red circle on a dark background"}]
+    return items
+
+
+def start_demo(root: Path, media_files: dict, **launch_kwargs):
+    """(demo, url, corpus items): a demo server on a free loopback port, ready."""
+    from plume_demo.server import build_app, launch
+    root.mkdir(parents=True, exist_ok=True)
+    items = small_corpus(root, media_files)
+    demo = build_app(tiny_checkpoint(root / "ckpt"), items, root / "cache", wait=True, log=False)
+    _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True,
+                       **launch_kwargs)
+    return demo, url, items
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge size (the pixels are never there)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
+
+
+def bad_files(root: Path, media_files: dict) -> dict:
+    """name -> (path, words the error message must contain)."""
+    from pypdf import PdfWriter
+    root.mkdir(parents=True, exist_ok=True)
+    files = {}
+    empty = root / "empty.png"
+    empty.write_bytes(b"")
+    files["zero bytes"] = (empty, "empty")
+    good = Path(media_files["video"]).read_bytes()
+    cut = root / "truncated.mp4"
+    cut.write_bytes(good[: len(good) // 2])
+    files["truncated mp4"] = (cut, "truncated")
+    noise = root / "noise.png"
+    noise.write_bytes(os.urandom(4096))
+    files["random bytes .png"] = (noise, "not a recognised image")
+    locked = root / "locked.pdf"
+    writer = PdfWriter(clone_from=media_files["pdf"])
+    writer.encrypt(user_password="secret", owner_password="owner")
+    with open(locked, "wb") as f:
+        writer.write(f)
+    files["password PDF"] = (locked, "password")
+    huge = root / "huge.png"
+    huge.write_bytes(png_claiming(30000, 30000))
+    files["30000x30000 PNG"] = (huge, "decompression bomb")
+    text = root / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    files["text named .mp4"] = (text, "video")
+    return files
+
+
+def search(client, path, page=1, instruction="", mode="latent", steps=4, k=5, time_all=False):
+    return client.predict(handle_file(str(path)), page, instruction, mode, steps, k, time_all,
+                          api_name="/search")
+
+
+def check_result(out, k=5, steps=4, routed=True):
+    gallery, heatmap, latency, rationale, details = out
+    assert 0 < len(gallery) <= k
+    assert all(Path(g["image"]).is_file() and g["caption"].startswith(f"#{i + 1} ")
+               for i, g in enumerate(gallery))
+    scores = [r["score"] for r in details["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert Image.open(heatmap).size[0] > 100      # the heatmap (or its stand-in) is a picture
+    assert "query encode (ms)" in latency
+    if routed:
+        gates, chosen = details["routing"]["gates"], details["routing"]["chosen"]
+        assert len(gates) == steps and len(chosen) == steps
+        assert all(abs(sum(row) - 1) < 1e-4 for row in gates)
+    return details
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, media_files):
+    root = tmp_path_factory.mktemp("demo")
+    demo, url, items = start_demo(root, media_files, max_file_size=UPLOAD_LIMIT)
+    yield {"demo": demo, "url": url, "root": root, "items": items, "media": media_files}
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server["url"], verbose=False)
+
+
+# ----------------------------------------------------------------------------- queries
+
+@pytest.mark.parametrize("kind", ["image", "video", "pdf"])
+def test_query_returns_gallery_and_routing(client, server, kind):
+    path = server["root"] / "red-circle.png" if kind == "image" else server["media"][kind]
+    page = 2 if kind == "pdf" else 1
+    instruction = "" if kind == "image" else "find the matching item"
+    details = check_result(search(client, path, page=page, instruction=instruction))
+    if kind == "image":  # the query is itself in the corpus: it must come first
+        assert details["results"][0]["corpus_index"] == 0
+        assert details["results"][0]["score"] > 0.999
+
+
+def test_pdf_preview_and_page_picker(client, server):
+    preview, _, info = client.predict(handle_file(server["media"]["pdf"]), api_name="/preview")
+    assert "2 pages" in info and Image.open(preview).size[0] >= 64
+    page2, _, _ = client.predict(handle_file(server["media"]["pdf"]), 2, api_name="/preview_page")
+    assert Image.open(page2).tobytes() != Image.open(preview).tobytes()
+    with pytest.raises(Exception, match="greater than maximum"):   # the picker's own bound
+        search(client, server["media"]["pdf"], page=3)
+    with pytest.raises(Exception, match="page 3 is out of range; the document has 2 pages"):
+        search(Client(server["url"], verbose=False), server["media"]["pdf"], page=3)
+
+
+def test_modes_latency_and_rationale(client, server):
+    image = server["root"] / "blue-square.png"
+    direct = search(client, image, mode="direct", time_all=True)
+    check_result(direct, routed=False)
+    assert direct[4]["routing"] is None and direct[3] == ""
+    assert set(direct[4]["latency_ms"]) == {"latent", "direct", "explicit"}
+    explicit = search(client, image, mode="explicit")
+    check_result(explicit, routed=False)
+    assert explicit[3] and explicit[4]["generated_tokens"] > 0     # the written rationale
+    check_result(search(client, image, mode="latent", steps=2), steps=2)
+
+
+# ----------------------------------------------------------------------------- robustness
+
+def test_bad_files_give_a_message_and_the_app_keeps_serving(client, server):
+    good = server["root"] / "green-circle.png"
+    for name, (path, words) in bad_files(server["root"] / "bad", server["media"]).items():
+        start = time.monotonic()
+        with pytest.raises(Exception) as err:
+            search(client, path)
+        assert words in str(err.value), f"{name}: {err.value}"
+        assert path.name in str(err.value), f"{name}: the message should name the file"
+        assert time.monotonic() - start < 20, name
+        check_result(search(client, good))      # and the next query still works
+
+
+def test_unsupported_type_and_bad_settings(client, server):
+    odd = server["root"] / "table.csv"
+    odd.write_text("a,b\n1,2\n")
+    with pytest.raises(Exception):
+        search(client, odd)
+    good = server["root"] / "green-circle.png"
+    with pytest.raises(Exception, match="instruction"):
+        search(client, good, instruction="x" * 600)
+    check_result(search(client, good))
+
+
+def test_upload_over_the_size_limit_is_refused(client, server):
+    big = server["root"] / "big.png"
+    big.write_bytes(os.urandom(3 * 1024 * 1024))      # over the 2 MB limit of this server
+    with pytest.raises(Exception):
+        search(client, big)
+    check_result(search(client, server["root"] / "green-circle.png"))
+
+
+def test_ten_concurrent_queries_all_complete(server):
+    images = [server["root"] / f"{c}-{s}.png" for c in ("red", "green", "blue", "yellow")
+              for s in ("circle", "square")]
+    results, errors = [None] * 10, []
+
+    def one(i):
+        try:
+            results[i] = search(Client(server["url"], verbose=False), images[i % len(images)])
+        except Exception as e:  # collected: a thread's exception would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for i, out in enumerate(results):
+        details = check_result(out)
+        assert details["results"][0]["corpus_index"] == i % len(images)
+
+
+def test_deadline_turns_a_stuck_request_into_an_error(server):
+    from plume_demo.engine import Busy
+    engine = server["demo"].plume_startup.engine
+    with pytest.raises(Busy, match="did not finish"):
+        engine.bounded(time.sleep, 2, timeout_s=0.2)
+
+
+# ----------------------------------------------------------------------------- corpus
+
+def test_added_files_are_searchable_and_cached_across_restarts(client, server, tmp_path):
+    from plume_demo.startup import Startup
+    new = shape_image(tmp_path / "purple-circle.png", "purple")
+    msg = client.predict([handle_file(new)], "a purple circle", api_name="/add_to_corpus")
+    assert "Added 2 items" in msg
+    details = check_result(search(client, new))
+    assert details["results"][0]["score"] > 0.999          # the added file is found first
+    engine = server["demo"].plume_startup.engine
+    n = len(engine.items)
+    # a restart on the same cache folder: the same corpus, nothing embedded again
+    again = Startup(engine.checkpoint_path, server["items"], server["root"] / "cache", log=False)
+    again.run()
+    fresh = again.require()
+    assert len(fresh.items) == n
+    assert sum(c.n_encoded for c in fresh._caches.values()) == 0
+
+
+# ----------------------------------------------------------------------------- entry points
+
+def test_offline_environment_is_set_before_gradio():
+    """In a clean interpreter, importing the app turns analytics and the hub off."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")}
+    code = ("import runpy, os, sys; m = runpy.run_path('demo_app/app.py', run_name='app');"
+            "import gradio.analytics as a; print(a.analytics_enabled(), os.environ['HF_HUB_OFFLINE'],"
+            " os.environ['HF_HUB_DISABLE_TELEMETRY'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "1", "1"]
+
+
+def test_cli_registers_demo():
+    from plume_lite.cli import build_parser
+    args = build_parser().parse_args(["demo", "--checkpoint", "ck", "--corpus", "c",
+                                      "--host", "0.0.0.0", "--port", "7999"])
+    assert (args.checkpoint, args.corpus, args.host, args.port) == ("ck", "c", "0.0.0.0", 7999)
+    assert callable(args.func)
+
+
+def test_plume_lite_demo_command_serves_a_folder_corpus(server, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shape_image(corpus / "a.png", "red")
+    shape_image(corpus / "b.png", "blue", "square")
+    (corpus / "captions.txt").write_text("a red circle\na blue square\n")
+    (corpus / "broken.png").write_bytes(b"not a png")          # skipped, reported in the log
+    port = free_port()
+    env = dict(os.environ, PLUME_CACHE=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "plume_lite.cli", "demo", "--checkpoint",
+           server["demo"].plume_startup.engine.checkpoint_path, "--corpus", str(corpus),
+           "--port", str(port), "--warm", "latent"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        status = ""
+        while time.monotonic() < deadline:
+            try:
+                status = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/status")[0]
+                if "Ready" in status or "failed" in status:
+                    break
+            except Exception:
+                assert proc.poll() is None, proc.stdout.read()
+            time.sleep(1)
+        assert "Ready: 4 corpus items" in status, status
+        out = search(Client(f"http://127.0.0.1:{port}/", verbose=False), corpus / "a.png", k=4)
+        assert check_result(out, k=4)["results"][0]["score"] > 0.999
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert "broken.png" in log
