@@ -33,8 +33,9 @@ __all__ = ["build_app", "launch", "add_arguments", "run", "main"]
 
 
 def run(args) -> int:
-    warm = tuple(m for m in args.warm.split(",") if m)
-    demo = build_app(args.checkpoint, corpus_dir=args.corpus, cache_dir=args.cache_dir, warm=warm)
+    modes = lambda text: tuple(m.strip() for m in text.split(",") if m.strip())  # noqa: E731
+    demo = build_app(args.checkpoint, corpus_dir=args.corpus, cache_dir=args.cache_dir,
+                     warm=modes(args.warm), prefetch=modes(args.prefetch))
     launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0
 

@@ -32,8 +32,11 @@ def add_arguments(parser):
                         help="corpus embeddings, thumbnails and added files "
                              "(default: <plume cache>/demo)")
     parser.add_argument("--max-file-size", default="25mb", help="upload size limit, e.g. 25mb")
-    parser.add_argument("--warm", default="latent,direct,explicit",
-                        help="modes whose corpus embeddings are computed at start-up")
+    parser.add_argument("--warm", default="latent",
+                        help="modes whose corpus embeddings are computed before the page is ready")
+    parser.add_argument("--prefetch", default="direct,explicit",
+                        help="modes embedded in the background once the page is ready "
+                             "(any other mode: on its first search)")
     return parser
 
 

@@ -262,11 +262,13 @@ def test_added_files_are_searchable_and_cached_across_restarts(client, server, t
     engine = server["demo"].plume_startup.engine
     n = len(engine.items)
     # a restart on the same cache folder: the same corpus, nothing embedded again
-    again = Startup(engine.checkpoint_path, server["items"], server["root"] / "cache", log=False)
+    again = Startup(engine.checkpoint_path, server["items"], server["root"] / "cache",
+                    prefetch=("direct",), log=False)
     again.run()
     fresh = again.require()
     assert len(fresh.items) == n
-    assert sum(c.n_encoded for c in fresh._caches.values()) == 0
+    assert fresh._caches[("latent", 8)].n_encoded == 0
+    assert fresh.ready_settings()[("direct", None)] == (n, n)    # the background prefetch
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -317,7 +319,7 @@ def test_plume_lite_demo_command_serves_a_folder_corpus(server, tmp_path):
             except Exception:
                 assert proc.poll() is None, proc.stdout.read()
             time.sleep(1)
-        assert "Ready: 4 corpus items" in status, status
+        assert "Ready:** 4 corpus items" in status, status
         out = search(Client(f"http://127.0.0.1:{port}/", verbose=False), corpus / "a.png", k=4)
         assert check_result(out, k=4)["results"][0]["score"] > 0.999
     finally:

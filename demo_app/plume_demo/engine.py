@@ -64,7 +64,9 @@ class DemoEngine:
         self.default_steps = int(model.config.latent_steps)
         self.num_experts = int(model.config.num_experts)
         self.has_router = model.config.adapter in ("moe", "moe_no_anchor")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()                # model calls, one at a time
+        self._guards = threading.Lock()              # the dict of builders below
+        self._builders: dict[tuple, threading.Lock] = {}
         self._caches: dict[tuple, EmbeddingCache] = {}
         self._emb: dict[tuple, torch.Tensor] = {}
         self._pool = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="plume-demo")
@@ -127,42 +129,48 @@ class DemoEngine:
     def extend(self, items, progress=None) -> list[dict]:
         """add_items, then embed the new rows in every setting already in use, so the
         next search (and the next start, through the disk cache) finds them ready."""
-        with self._model_lock(time.monotonic() + 600):
-            new = self.add_items(items)
-            for key in list(self._emb):
-                self._corpus_embeddings(key, progress)
+        new = self.add_items(items)
+        for mode, steps in list(self._emb):
+            self.corpus_embeddings(mode, steps, progress)
         return new
 
     def corpus_embeddings(self, mode: str, steps=None, progress=None, deadline=None) -> torch.Tensor:
-        """[N, D] embeddings of the whole corpus in this setting (encoding only the rows
-        not seen before). `progress(done, total)` is called between chunks."""
+        """[N, D] embeddings of the whole corpus in this setting, encoding only rows not
+        seen before, one batch at a time. The model lock is taken per batch, so queries
+        are answered while a big corpus is embedded in the background; one builder per
+        setting at a time. `progress(done, total)` is called between batches."""
         key = self.setting(mode, steps)
         deadline = deadline or time.monotonic() + 3600
-        with self._model_lock(deadline):
-            return self._corpus_embeddings(key, progress)
-
-    def _corpus_embeddings(self, key, progress=None) -> torch.Tensor:
-        cache = self._caches.get(key)
-        if cache is None:
-            cache = EmbeddingCache(self.model, key[0], key[1], self.batch_size,
-                                   self.cache_dir / "embeddings", self.checkpoint_id)
-            self._caches[key] = cache
-        have = self._emb.get(key)
-        done = 0 if have is None else have.shape[0]
-        items = self.items[:]
-        chunk = 64
-        parts = [] if have is None else [have]
-        for start in range(done, len(items), chunk):
-            if progress:
-                progress(start, len(items))
-            parts.append(cache.encode(items[start:start + chunk]))
-        if len(parts) > 1 or have is None:
+        with self._guards:
+            build = self._builders.setdefault(key, threading.Lock())
+        if not build.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Busy(f"the corpus is still being embedded in {mode} mode; try again shortly")
+        try:
+            cache = self._caches.get(key)
+            if cache is None:
+                cache = EmbeddingCache(self.model, key[0], key[1], self.batch_size,
+                                       self.cache_dir / "embeddings", self.checkpoint_id)
+                self._caches[key] = cache
             dim = self.model.backbone.config.text_config.hidden_size
-            have = torch.cat(parts) if parts else torch.zeros(0, dim)
+            have = self._emb.get(key, torch.zeros(0, dim))
+            items = self.items[:]
+            for start in range(have.shape[0], len(items), self.batch_size):
+                if progress:
+                    progress(start, len(items))
+                with self._model_lock(deadline):
+                    part = cache.encode(items[start:start + self.batch_size])
+                have = torch.cat([have, part])
+                self._emb[key] = have          # kept per batch: an interrupted build resumes
             self._emb[key] = have
-        if progress:
-            progress(len(items), len(items))
-        return have
+            if progress:
+                progress(len(items), len(items))
+            return have
+        finally:
+            build.release()
+
+    def ready_settings(self) -> dict:
+        """setting -> (rows embedded, corpus size), for the status line."""
+        return {key: (emb.shape[0], len(self.items)) for key, emb in self._emb.items()}
 
     def warmup(self, modes) -> None:
         """One throw-away image query per mode: the first call of each code path pays
@@ -184,8 +192,8 @@ class DemoEngine:
     def _search(self, item, mode, steps, k, time_all, deadline) -> SearchResult:
         key = self.setting(mode, steps)
         k = max(1, min(int(k), MAX_RESULTS))
+        corpus = self.corpus_embeddings(mode, key[1], deadline=deadline)
         with self._model_lock(deadline):
-            corpus = self._corpus_embeddings(key)
             t0 = time.perf_counter()
             q, traces = self.model.encode([item], mode=mode, steps=key[1], return_trace=True)
             t1 = time.perf_counter()

@@ -42,7 +42,8 @@ def routing_heatmap(gates, chosen, title: str = "") -> Image.Image:
     ax.set_xticks(range(experts), [f"E{e}" for e in range(experts)])
     ax.set_yticks(range(steps), [f"step {j + 1}" for j in range(steps)])
     ax.set_xlabel("routed expert (★ = chosen by top-k)")
-    ax.set_title(title or "Routing trace: router probability per latent step", fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
     fig.tight_layout()
     return _to_image(fig)

@@ -25,7 +25,7 @@ CSS = """
 
 
 def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=None,
-              warm=("latent",), timeout_s: float = QUERY_TIMEOUT_S, wait: bool = False,
+              warm=("latent",), prefetch=(), timeout_s: float = QUERY_TIMEOUT_S, wait: bool = False,
               log: bool = True) -> gr.Blocks:
     """The demo as a gr.Blocks, its start-up running in the background.
 
@@ -34,10 +34,12 @@ def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=
                   neither = the SynthMMEB test corpus
     cache_dir     embeddings, thumbnails and user-added files (default: cache_root()/demo)
     warm          modes whose corpus embeddings are ready before the page says so
+    prefetch      modes embedded afterwards in the background (others: on first use)
     wait          block until ready (raises if start-up failed)
     The start-up object is `demo.plume_startup` (`.wait()`, `.engine`, `.timings`)."""
     corpus = corpus_items if corpus_items is not None else corpus_dir
-    startup = Startup(checkpoint, corpus, cache_dir, warm=warm, timeout_s=timeout_s, log=log)
+    startup = Startup(checkpoint, corpus, cache_dir, warm=warm, prefetch=prefetch,
+                      timeout_s=timeout_s, log=log)
     demo = build_blocks(startup)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     startup.start()

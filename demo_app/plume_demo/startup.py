@@ -33,14 +33,18 @@ class Startup:
     """checkpoint: a PlumeModel folder, or None for the default trained checkpoint.
     corpus: a list of items, a folder (data folder with tasks.json, or any folder of
     images/videos/PDFs/.txt), or None for the SynthMMEB test corpus.
-    warm: the modes whose corpus embeddings are computed before the page says ready."""
+    warm: the modes whose corpus embeddings are computed before the page says ready.
+    prefetch: the modes embedded after that, in the background, while the page serves."""
 
     def __init__(self, checkpoint=None, corpus=None, cache_dir=None, warm=("latent",),
-                 timeout_s: float = 60.0, batch_size: int = 16, log=True):
+                 prefetch=(), timeout_s: float = 60.0, batch_size: int = 16, log=True):
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.corpus = corpus
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.warm = [m for m in warm if m in MODES]
+        self.prefetch = [m for m in prefetch if m in MODES and m not in self.warm]
+        self.background = ""                       # what the prefetch is doing, if anything
+        self.background_done = threading.Event()
         self.timeout_s, self.batch_size, self.log = timeout_s, batch_size, log
         self.status = "Starting…"
         self.error: str | None = None
@@ -82,6 +86,21 @@ class Startup:
             traceback.print_exc()
         finally:
             self.ready.set()
+        self._prefetch()
+
+    def _prefetch(self) -> None:
+        """The other modes' corpus embeddings, batch by batch, between user queries."""
+        try:
+            for mode in self.prefetch if self.engine and not self.error else []:
+                def progress(done, total, mode=mode):
+                    self.background = f"embedding the corpus for {mode} mode: {done}/{total}"
+                self._timed(f"prefetch_{mode}_s", self.engine.corpus_embeddings, mode, None, progress)
+                self.report(f"{mode} mode ready ({self.timings[f'prefetch_{mode}_s']} s)")
+        except Exception as e:  # the mode is then embedded on its first search instead
+            self.report(f"background embedding stopped: {type(e).__name__}: {e}")
+        finally:
+            self.background = ""
+            self.background_done.set()
 
     def _timed(self, name, fn, *args, **kwargs):
         t = time.monotonic()

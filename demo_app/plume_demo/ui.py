@@ -48,15 +48,17 @@ class Handlers:
     def status(self):
         s = self.startup
         if s.error:
-            text = f"❌ **Start-up failed:** {s.error}"
+            text = f"**Start-up failed:** {s.error}"
         elif s.ready.is_set():
             e = s.engine
-            text = (f"✅ Ready: {len(e.items)} corpus items · checkpoint K = {e.default_steps}, "
+            text = (f"**Ready:** {len(e.items)} corpus items · checkpoint K = {e.default_steps}, "
                     f"{e.num_experts} routed experts")
         else:
-            text = f"⏳ {s.status}"
-        done = s.ready.is_set()
-        steps = gr.Slider(value=s.engine.default_steps) if done and s.engine else gr.Slider()
+            text = f"**Starting:** {s.status}"
+        if s.background:
+            text += f" · in the background: {s.background}"
+        done = s.ready.is_set() and s.background_done.is_set()
+        steps = gr.Slider(value=s.engine.default_steps) if s.ready.is_set() and s.engine else gr.Slider()
         return text, gr.Timer(active=not done), steps
 
     def preview(self, path, page, reset=False):
@@ -95,8 +97,7 @@ class Handlers:
         trace = result.trace
         if "gates" in trace:
             picture = routing_heatmap(trace["gates"], trace["chosen"],
-                                      f"Routing of this query: {result.steps} latent steps × "
-                                      f"{trace['gates'].shape[1]} experts")
+                                      "Routing trace: router probability per latent step")
             routing = {"gates": trace["gates"].tolist(), "chosen": trace["chosen"].tolist()}
         else:
             picture, routing = message_image(_no_routing(result.mode, result.steps, engine)), None
@@ -177,7 +178,7 @@ def build_blocks(startup: Startup) -> gr.Blocks:
     h = Handlers(startup)
     with gr.Blocks(title="PLUME-lite demo", delete_cache=(3600, 7200)) as demo:
         gr.Markdown(DESCRIPTION)
-        status = gr.Markdown("⏳ Starting…", label="status", elem_id="status")
+        status = gr.Markdown("**Starting…**", label="status", elem_id="status")
         timer = gr.Timer(1.0)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
@@ -199,9 +200,10 @@ def build_blocks(startup: Startup) -> gr.Blocks:
                 gallery = gr.Gallery(label="Top results (rank · cosine score · kind)", columns=4,
                                      height=420, object_fit="contain", elem_id="results")
                 with gr.Row():
-                    heat = gr.Image(label="Routing trace (steps × experts)", type="pil",
-                                    format="png", interactive=False, elem_id="heatmap")
-                    with gr.Column():
+                    heat = gr.Image(label="Routing trace (steps × experts)", show_label=False,
+                                    type="pil", format="png", interactive=False, height=420,
+                                    elem_id="heatmap", scale=3)
+                    with gr.Column(scale=2):
                         latency = gr.Markdown("", label="Latency", elem_id="latency")
                         rationale = gr.Textbox(label="Explicit-mode rationale", lines=4,
                                                interactive=False, elem_id="rationale",
