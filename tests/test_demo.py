@@ -186,6 +186,8 @@ def test_modes_latency_and_rationale(client, server):
     check_result(explicit, routed=False)
     assert explicit[3] and explicit[4]["generated_tokens"] > 0     # the written rationale
     check_result(search(client, image, mode="latent", steps=2), steps=2)
+    no_steps = search(client, image, mode="latent", steps=0)
+    assert check_result(no_steps, routed=False)["routing"] is None      # K = 0: nothing routed
 
 
 # ----------------------------------------------------------------------------- robustness

@@ -33,6 +33,22 @@ class Busy(RuntimeError):
     """The model stayed busy (or the work ran) past the request's deadline."""
 
 
+_POOL = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="plume-demo")
+
+
+def run_bounded(fn, *args, timeout_s: float = 60.0):
+    """fn(*args) in a worker thread; Busy if it is not done by the deadline. (A thread
+    cannot be killed: an overrun finishes in the background, still bounded by the media
+    caps and the fixed token budget, while the request has already been answered.)"""
+    # the caller's context goes along: gradio finds its progress bar through it
+    future = _POOL.submit(contextvars.copy_context().run, fn, *args)
+    try:
+        return future.result(timeout=timeout_s)
+    except cf.TimeoutError:
+        raise Busy(f"the request did not finish within {timeout_s:.0f} s; the server is busy "
+                   f"or the input is too heavy; try again, or use direct mode") from None
+
+
 @dataclass
 class Hit:
     rank: int
@@ -63,13 +79,11 @@ class DemoEngine:
         self.timeout_s = timeout_s
         self.default_steps = int(model.config.latent_steps)
         self.num_experts = int(model.config.num_experts)
-        self.has_router = model.config.adapter in ("moe", "moe_no_anchor")
         self._lock = threading.Lock()                # model calls, one at a time
         self._guards = threading.Lock()              # the dict of builders below
         self._builders: dict[tuple, threading.Lock] = {}
         self._caches: dict[tuple, EmbeddingCache] = {}
         self._emb: dict[tuple, torch.Tensor] = {}
-        self._pool = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="plume-demo")
         self.add_items(corpus_items)
 
     @classmethod
@@ -82,17 +96,7 @@ class DemoEngine:
 
     # ------------------------------------------------------------------ deadlines
     def bounded(self, fn, *args, timeout_s: float | None = None):
-        """fn(*args) in a worker thread; Busy if it is not done by the deadline. (A
-        thread cannot be killed: an overrun finishes in the background, still bounded
-        by the media caps and the fixed token budget.)"""
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        # the caller's context goes along: gradio finds its progress bar through it
-        future = self._pool.submit(contextvars.copy_context().run, fn, *args)
-        try:
-            return future.result(timeout=timeout_s)
-        except cf.TimeoutError:
-            raise Busy(f"the request did not finish within {timeout_s:.0f} s; the server is "
-                       f"busy or the input is too heavy; try again, or use direct mode") from None
+        return run_bounded(fn, *args, timeout_s=self.timeout_s if timeout_s is None else timeout_s)
 
     @contextlib.contextmanager
     def _model_lock(self, deadline: float):
@@ -173,13 +177,15 @@ class DemoEngine:
         return {key: (emb.shape[0], len(self.items)) for key, emb in self._emb.items()}
 
     def warmup(self, modes) -> None:
-        """One throw-away image query per mode: the first call of each code path pays
-        one-off setup costs that should not show up as a user's latency."""
+        """Throw-away image and video queries in each mode: the first call of each code
+        path pays one-off setup costs that should not show up as a user's latency."""
         from PIL import Image
-        item = {"image": Image.new("RGB", (64, 64), (90, 90, 90)), "text": "warm-up"}
+        frame = Image.new("RGB", (64, 64), (90, 90, 90))
+        items = [{"image": frame, "text": "warm-up"}, {"video": [frame] * 8}]
         with self._model_lock(time.monotonic() + 600):
             for mode in modes:
-                self.model.encode([item], mode=mode, steps=self.default_steps)
+                for item in items:
+                    self.model.encode([item], mode=mode, steps=self.default_steps)
 
     # ------------------------------------------------------------------ search
     def search(self, item: dict, mode: str = "latent", steps=None, k: int = 8,
@@ -221,5 +227,3 @@ class DemoEngine:
             atomic_write_bytes(path, buf.getvalue())
         return str(path)
 
-    def close(self):
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -84,10 +84,6 @@ def item_kind(item: dict) -> str:
     return "text"
 
 
-def item_words(item: dict) -> str:
-    return " ".join(s for s in (item.get("instruction"), item.get("text")) if s)
-
-
 def thumbnail(item: dict) -> Image.Image:
     """What a corpus item looks like in the gallery: the image, the middle frame of a
     video, the rendered page of a PDF, or a card with the text."""
@@ -108,8 +104,10 @@ def thumbnail(item: dict) -> Image.Image:
 
 
 def caption(rank: int, score: float, item: dict, width: int = 60) -> str:
+    """'#rank · score · kind · text': the instruction is left out (the same for a whole
+    task, it would hide the words that tell candidates apart)."""
     kind = item_kind(item)
-    words = item_words(item) if kind != "text" else item.get("text", "")
+    words = item.get("text") or ""
     words = textwrap.shorten(words, width=width, placeholder=" …") if words else ""
     head = f"#{rank} · {score:.3f} · {kind}"
     return f"{head} · {words}" if words else head

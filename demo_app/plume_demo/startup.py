@@ -95,6 +95,7 @@ class Startup:
                 def progress(done, total, mode=mode):
                     self.background = f"embedding the corpus for {mode} mode: {done}/{total}"
                 self._timed(f"prefetch_{mode}_s", self.engine.corpus_embeddings, mode, None, progress)
+                self.engine.warmup([mode])
                 self.report(f"{mode} mode ready ({self.timings[f'prefetch_{mode}_s']} s)")
         except Exception as e:  # the mode is then embedded on its first search instead
             self.report(f"background embedding stopped: {type(e).__name__}: {e}")

@@ -15,13 +15,14 @@ from plume_lite.config import MODES
 from plume_lite.data.media import MediaError
 
 from plume_demo.corpus import UPLOAD_EXTS, load_query
-from plume_demo.engine import MAX_RESULTS, MAX_STEPS, Busy
+from plume_demo.engine import MAX_RESULTS, MAX_STEPS, Busy, run_bounded
 from plume_demo.heatmap import message_image, routing_heatmap
 from plume_demo.startup import NotReady, Startup
 
 log = logging.getLogger("plume_demo")
 MAX_PAGE = 1000          # static bound of the page slider; the real count is checked
 MAX_ADD_FILES = 32       # files per "add to corpus" click
+DECODE_TIMEOUT_S = 30.0  # reading one upload (media caps bound it; this is the backstop)
 DESCRIPTION = """# PLUME-lite: multimodal search with latent reasoning steps
 Upload an **image**, a **video** or a **PDF** (pick the page), optionally add an instruction,
 and search the corpus. `latent` runs K continuous reasoning steps through a mixture of
@@ -66,7 +67,7 @@ class Handlers:
         if not path:
             return None, gr.Slider(visible=False), ""
         try:
-            q = load_query(path, page if page else 1)
+            q = run_bounded(load_query, path, page if page else 1, timeout_s=DECODE_TIMEOUT_S)
         except Exception as e:
             raise _fail(e) from None
         if q.kind == "pdf":
@@ -84,33 +85,16 @@ class Handlers:
     def search(self, path, page, instruction, mode, steps, k, time_all, progress=gr.Progress()):
         try:
             engine = self.startup.require()
-            query = load_query(path, page or 1, instruction)
+            query = run_bounded(load_query, path, page or 1, instruction, timeout_s=DECODE_TIMEOUT_S)
             progress(0.1, desc=f"Embedding the corpus in {mode} mode (once per setting)…")
             engine.bounded(engine.corpus_embeddings, mode, steps,
                            lambda d, t: progress((d, t), desc="Embedding the corpus", unit="items"),
                            timeout_s=max(engine.timeout_s, 600))
             progress(0.9, desc="Searching…")
             result = engine.search(query.item, mode, steps, k, bool(time_all))
-            gallery = [(engine.thumbnail_path(h.item), _caption(h)) for h in result.hits]
+            return _outputs(result, engine)
         except Exception as e:
             raise _fail(e) from None
-        trace = result.trace
-        if "gates" in trace:
-            picture = routing_heatmap(trace["gates"], trace["chosen"],
-                                      "Routing trace: router probability per latent step")
-            routing = {"gates": trace["gates"].tolist(), "chosen": trace["chosen"].tolist()}
-        else:
-            picture, routing = message_image(_no_routing(result.mode, result.steps, engine)), None
-        rationale = trace.get("text", "") if mode == "explicit" else ""
-        details = {
-            "mode": result.mode, "steps": result.steps,
-            "results": [{"rank": h.rank, "score": round(h.score, 4), "corpus_index": h.index,
-                         "kind": _kind(h.item), "text": h.item.get("text", "")} for h in result.hits],
-            "latency_ms": {m: {k2: round(v, 2) for k2, v in d.items()} for m, d in result.latency.items()},
-            "routing": routing, "rationale": rationale or None,
-            "generated_tokens": trace.get("generated_tokens"),
-        }
-        return gallery, picture, _latency_table(result), rationale, details
 
     def add(self, files, texts):
         try:
@@ -126,8 +110,8 @@ class Handlers:
         added, problems = [], []
         for path in files:
             try:
-                added += self.startup.user.add_file(path)
-            except MediaError as e:
+                added += run_bounded(self.startup.user.add_file, path, timeout_s=DECODE_TIMEOUT_S)
+            except (MediaError, Busy) as e:
                 problems.append(str(e))
         added += self.startup.user.add_texts(lines)
         try:
@@ -140,6 +124,28 @@ class Handlers:
             gr.Warning("Skipped: " + " · ".join(problems))
         return (f"Added {len(new)} item{'s' if len(new) != 1 else ''}; the corpus now holds "
                 f"{len(engine.items)}, and they are kept for later starts.")
+
+
+def _outputs(result, engine):
+    """gallery, heatmap, latency table, rationale and JSON details of one search."""
+    gallery = [(engine.thumbnail_path(h.item), _caption(h)) for h in result.hits]
+    trace = result.trace
+    if "gates" in trace:
+        picture = routing_heatmap(trace["gates"], trace["chosen"],
+                                  "Routing trace: router probability per latent step")
+        routing = {"gates": trace["gates"].tolist(), "chosen": trace["chosen"].tolist()}
+    else:
+        picture, routing = message_image(_no_routing(result.mode, result.steps, engine)), None
+    rationale = trace.get("text", "") if result.mode == "explicit" else ""
+    details = {
+        "mode": result.mode, "steps": result.steps,
+        "results": [{"rank": h.rank, "score": round(h.score, 4), "corpus_index": h.index,
+                     "kind": _kind(h.item), "text": h.item.get("text", "")} for h in result.hits],
+        "latency_ms": {m: {k: round(v, 2) for k, v in d.items()} for m, d in result.latency.items()},
+        "routing": routing, "rationale": rationale or None,
+        "generated_tokens": trace.get("generated_tokens"),
+    }
+    return gallery, picture, _latency_table(result), rationale, details
 
 
 def _kind(item):
