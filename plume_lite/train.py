@@ -108,6 +108,11 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
     # without cpu=True, accelerate on a machine without a GPU ignores the launcher and
     # every process would train alone (into the same folder)
     cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
+    if launched == 1:
+        # accelerate keeps one global state per process and refuses a second run with
+        # other settings (e.g. bf16 after fp32 in the same notebook): start it afresh
+        from accelerate.state import AcceleratorState
+        AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.precision, kwargs_handlers=[
         DistributedDataParallelKwargs(find_unused_parameters=True)])  # direct mode skips the adapter
     if accelerator.num_processes != launched:
@@ -171,15 +176,18 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
         grad_norm = accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 \
             else torch.zeros(())
         values = _reduce(accelerator, {**sums, "grad_norm": torch.as_tensor(grad_norm).float()})
-        if not all(math.isfinite(v) for v in values.values()):
+        # fp16's loss scaler overflows now and then: it skips that update by itself
+        checked = {k: v for k, v in values.items() if k != "grad_norm" or config.precision != "fp16"}
+        if not all(math.isfinite(v) for v in checked.values()):
             _diverged(out_dir, ckpt_root, step + 1, stage, values, main)
+        lr = scheduler.get_last_lr()[0]            # the rate this update uses
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
         record = {"step": step + 1, "stage": stage.index, "ratio": stage.ratio, "n_latent": stage.n_latent,
                   "drop_answer": stage.drop_answer, "task": task, "epoch": sampler.epoch,
-                  "lr": scheduler.get_last_lr()[0], **{k: round(v, 6) for k, v in values.items()}}
+                  "lr": lr, **{k: round(v, 6) for k, v in values.items()}}
         if stats:
             record["router_entropy"] = round(float(stats["router_entropy"]), 6)
             record["expert_load"] = [round(float(x), 4) for x in stats["expert_load"]]

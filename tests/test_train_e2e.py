@@ -63,9 +63,10 @@ def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_pa
     assert emb.shape[0] == 2 and torch.isfinite(emb).all()
 
 
-@pytest.mark.parametrize("mode", ["latent", "direct"])
-def test_interrupted_then_resumed_run_ends_with_the_same_weights(data, tmp_path, mode):
-    cfg = resolve_config("tiny", mode=mode, overrides=["max_steps=7", "save_every=3", *FAST])
+@pytest.mark.parametrize("extra", [[], ["lora=true", "precision=bf16", "freeze_vision=true"]],
+                         ids=["full", "lora-bf16"])
+def test_interrupted_then_resumed_run_ends_with_the_same_weights(data, tmp_path, extra):
+    cfg = resolve_config("tiny", mode="latent", overrides=["max_steps=7", "save_every=3", *FAST, *extra])
     train(cfg, data, tmp_path / "full")
     with pytest.raises(Killed):                   # dies after step 5: steps 4-5 are redone
         train(cfg, data, tmp_path / "cut", on_step=kill_at(5))
