@@ -22,6 +22,9 @@ from plume_lite.errors import ConfigError
 from plume_lite.io import atomic_write_text
 from plume_lite.reproduce_report import write_report
 
+# The default run trains 12 models on 2 CPU cores in about 25 minutes: half the tiny
+# profile's steps per model. Quick runs only check that the pipeline works.
+DEFAULT_OVERRIDES = ("max_steps=150", "save_every=50")
 QUICK_OVERRIDES = ("max_steps=6", "save_every=1000", "warmup_steps=1", "max_new_tokens=12")
 QUICK_QUERIES_PER_TASK = 6
 
@@ -133,7 +136,7 @@ def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str =
     tasks = load_eval_tasks(eval_data or data)
     if quick:
         tasks = subsample(tasks, QUICK_QUERIES_PER_TASK)
-    extra = QUICK_OVERRIDES if quick else ()
+    extra = QUICK_OVERRIDES if quick else (DEFAULT_OVERRIDES if profile == "tiny" else ())
     runs = plan_runs(seeds)
     results = []
     for i, run in enumerate(runs):
