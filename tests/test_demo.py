@@ -1,6 +1,7 @@
 """The Gradio demo, served on 127.0.0.1 and driven with gradio_client: image, video and
 PDF queries, every bad file of the data issue, concurrency, the upload limit, adding
-files to the corpus, the embedding cache across restarts, and `plume-lite demo`.
+files to the corpus, the embedding cache across restarts, and both entry points
+(`python demo_app/app.py`, `plume-lite demo`).
 
 One small server per module: an untrained tiny checkpoint and a ~12-item corpus, so the
 whole file runs in well under a minute on 2 cores."""
@@ -294,9 +295,12 @@ def test_cli_registers_demo():
                                       "--host", "0.0.0.0", "--port", "7999"])
     assert (args.checkpoint, args.corpus, args.host, args.port) == ("ck", "c", "0.0.0.0", 7999)
     assert callable(args.func)
+    from plume_lite.demo import load_app
+    app = load_app()          # what `plume-lite demo` runs: demo_app/app.py, found beside the package
+    assert Path(app.__file__) == ROOT / "demo_app" / "app.py" and callable(app.run)
 
 
-def test_plume_lite_demo_command_serves_a_folder_corpus(server, tmp_path):
+def test_app_py_serves_a_folder_corpus(server, tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shape_image(corpus / "a.png", "red")
@@ -305,7 +309,7 @@ def test_plume_lite_demo_command_serves_a_folder_corpus(server, tmp_path):
     (corpus / "broken.png").write_bytes(b"not a png")          # skipped, reported in the log
     port = free_port()
     env = dict(os.environ, PLUME_CACHE=str(tmp_path / "cache"))
-    cmd = [sys.executable, "-m", "plume_lite.cli", "demo", "--checkpoint",
+    cmd = [sys.executable, str(ROOT / "demo_app" / "app.py"), "--checkpoint",
            server["demo"].plume_startup.engine.checkpoint_path, "--corpus", str(corpus),
            "--port", str(port), "--warm", "latent"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,

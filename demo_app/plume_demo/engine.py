@@ -27,6 +27,7 @@ from plume_demo import render
 
 MAX_STEPS = 16        # the K slider's range; the step table has 32 rows
 MAX_RESULTS = 24
+SMALL_MODEL = 50_000_000   # parameters; below this, model calls use one CPU thread
 
 
 class Busy(RuntimeError):
@@ -68,7 +69,7 @@ class SearchResult:
 
 class DemoEngine:
     def __init__(self, model, corpus_items, cache_dir, checkpoint_id: str | None = None,
-                 batch_size: int = 16, timeout_s: float = 60.0):
+                 batch_size: int = 16, timeout_s: float = 60.0, threads: int | None = None):
         self.model = model.eval()
         self.items: list[dict] = []
         self.keys: set[str] = set()
@@ -77,6 +78,11 @@ class DemoEngine:
         self.checkpoint_path: str | None = None
         self.batch_size = batch_size
         self.timeout_s = timeout_s
+        # A tiny model's ops are too small to split across CPU threads: a second OpenMP
+        # thread only adds synchronisation, and on a busy 2-core machine it waits for a
+        # core (a query measured 5-20x slower with 2 threads than with 1).
+        small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+        self.threads = threads or (1 if small and model.device.type == "cpu" else None)
         self.default_steps = int(model.config.latent_steps)
         self.num_experts = int(model.config.num_experts)
         self._lock = threading.Lock()                # model calls, one at a time
@@ -102,9 +108,14 @@ class DemoEngine:
     def _model_lock(self, deadline: float):
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy("the model stayed busy with other queries; try again in a moment")
+        previous = torch.get_num_threads()
         try:
+            if self.threads:
+                torch.set_num_threads(self.threads)
             yield
         finally:
+            if self.threads:      # leave the rest of the process as it was
+                torch.set_num_threads(previous)
             self._lock.release()
 
     # ------------------------------------------------------------------ corpus

@@ -14,10 +14,18 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
+
 from plume_lite.config import MODES
 
 from plume_demo.corpus import UserCorpus, load_corpus, task_corpus
 from plume_demo.engine import DemoEngine
+
+
+# The default checkpoint is a tiny model: its ops are too small to split across CPU
+# threads, and on a shared 2-core machine a second OpenMP thread mostly waits for a
+# core. Measured there: 20 training steps in 15.5 s on 1 thread, 57-83 s on 2.
+TRAIN_THREADS = 1
 
 
 class NotReady(RuntimeError):
@@ -150,9 +158,12 @@ class Startup:
         watcher = threading.Thread(target=self._watch_training,
                                    args=(cache_root() / "checkpoints", done), daemon=True)
         watcher.start()
+        threads = torch.get_num_threads()
         try:
+            torch.set_num_threads(min(threads, TRAIN_THREADS))
             return default_checkpoint("latent", data=data)
         finally:
+            torch.set_num_threads(threads)
             done.set()
 
     def _watch_training(self, root: Path, done: threading.Event) -> None:
