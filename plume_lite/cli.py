@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from plume_lite.errors import PlumeError
@@ -34,8 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_threads() -> None:
+    """Intra-op threads from $PLUME_THREADS (default 1). The tiny backbone's kernels are
+    too small to gain from more; extra spinning threads only fight other processes."""
+    import torch
+    torch.set_num_threads(max(1, int(os.environ.get("PLUME_THREADS", "1"))))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_threads()
     try:
         return int(args.func(args) or 0)
     except PlumeError as e:

@@ -9,7 +9,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     || echo "chromium could not be installed: the browser test will be skipped"
 fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False \
-       HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+       HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PLUME_THREADS=1 OMP_NUM_THREADS=1
 # A fresh cache per run, so the tests build everything they use from code.
 export PLUME_CACHE="${PLUME_CACHE:-$(mktemp -d)/plume_cache}"
 exec .venv/bin/python -m pytest -q "$@"

@@ -13,6 +13,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+# One intra-op thread: the tiny model gains nothing from more, and the demo tests run
+# servers beside the test process on 2 cores (spinning threads slowed steps up to 8x).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_model():
