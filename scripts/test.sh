@@ -12,4 +12,4 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANAL
        HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PLUME_THREADS=1 OMP_NUM_THREADS=1
 # A fresh cache per run, so the tests build everything they use from code.
 export PLUME_CACHE="${PLUME_CACHE:-$(mktemp -d)/plume_cache}"
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q tests notebooks --nbmake "$@"
