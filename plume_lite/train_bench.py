@@ -2,7 +2,11 @@
 way), and latent K vs direct. Times whole optimizer steps (query + candidate
 forward, backward, AdamW) on real training pairs.
 
-    python -m plume_lite.train_bench --data DATA [--batch 16] [--steps 6] [--k 8]
+The variants run interleaved, one step each per round, on the same batches, so a
+machine shared with other jobs slows them alike; wall time and process CPU time are
+both reported (CPU time is the fairer one under contention, with --threads 1).
+
+    python -m plume_lite.train_bench --data DATA [--batch 16] [--steps 6] [--k 8] [--threads 1]
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from plume_lite.train_data import TaskBatchSampler, make_batch
 from plume_lite.train_step import TrainStep
 
 
-def _per_sample_loss(model, batch, mode):
+def per_sample_loss(model, batch, mode):
     """Same objective, but every sample rolls out alone, then the embeddings are stacked."""
     outs = {"q": [], "c": []}
     for side, items, suffix in (("q", batch.queries, batch.query_suffix),
@@ -26,39 +30,55 @@ def _per_sample_loss(model, batch, mode):
         for i, item in enumerate(items):
             outs[side].append(model.forward_train([item], None if suffix is None else [suffix[i]],
                                                   batch.n_latent, mode))
-    total = info_nce(torch.cat([o.disc_emb for o in outs["q"]]), torch.cat([o.disc_emb for o in outs["c"]]))
+    stack = lambda side, key: torch.cat([getattr(o, key) for o in outs[side]])  # noqa: E731
+    total = info_nce(stack("q", "disc_emb"), stack("c", "disc_emb"))
     if mode != "direct":
-        total = total + info_nce(torch.cat([o.gen_emb for o in outs["q"]]),
-                                 torch.cat([o.gen_emb for o in outs["c"]]))
-        total = total + sum(o.ce_loss for side in outs.values() for o in side) / len(batch.queries)
-        total = total + 0.1 * sum(o.balance_loss for side in outs.values() for o in side) / len(batch.queries)
+        n = len(batch.queries)
+        total = total + info_nce(stack("q", "gen_emb"), stack("c", "gen_emb"))
+        total = total + sum(o.ce_loss + 0.1 * o.balance_loss for side in outs.values() for o in side) / n
     return total
 
 
-def time_steps(model, pairs, mode: str, n_latent: int, batch_size: int = 16, steps: int = 6,
-               warmup: int = 1, per_sample: bool = False, seed: int = 0) -> dict:
-    """Mean seconds per optimizer step and training pairs/s over `steps` timed steps."""
-    torch.manual_seed(seed)
-    sampler = TaskBatchSampler([p.task for p in pairs], batch_size, seed=seed)
-    stage = Curriculum(n_latent).stage_at(0.99)         # all latent, inference-format suffix
-    step_module = TrainStep(model, mode)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    model.train()
-    times = []
-    for i in range(warmup + steps):
-        batch = make_batch([pairs[j] for j in sampler.next_batch()], mode,
-                           stage if mode == "latent" else None)
-        t0 = time.perf_counter()
-        loss = _per_sample_loss(model, batch, mode) if per_sample else step_module(batch)[0]
+class StepTimer:
+    """One model + optimizer; `step(pairs)` runs and times one training step."""
+
+    def __init__(self, model, mode: str, n_latent: int, per_sample: bool = False):
+        self.model, self.mode, self.per_sample = model, mode, per_sample
+        self.stage = Curriculum(n_latent).stage_at(0.99) if mode == "latent" else None  # all latent
+        self.n_latent = n_latent if mode == "latent" else 0
+        self.step_module = TrainStep(model, mode)
+        self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        self.wall, self.cpu = [], []
+        model.train()
+
+    def step(self, pairs, record: bool = True) -> None:
+        batch = make_batch(pairs, self.mode, self.stage)
+        w0, c0 = time.perf_counter(), time.process_time()
+        loss = per_sample_loss(self.model, batch, self.mode) if self.per_sample else self.step_module(batch)[0]
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    s = sum(times) / len(times)
-    return {"mode": mode, "n_latent": n_latent if mode == "latent" else 0, "per_sample": per_sample,
-            "batch": batch_size, "s_per_step": round(s, 4), "pairs_per_s": round(batch_size / s, 2)}
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if record:
+            self.wall.append(time.perf_counter() - w0)
+            self.cpu.append(time.process_time() - c0)
+
+    def result(self, batch_size: int) -> dict:
+        wall, cpu = sum(self.wall) / len(self.wall), sum(self.cpu) / len(self.cpu)
+        return {"mode": self.mode, "n_latent": self.n_latent, "per_sample": self.per_sample,
+                "batch": batch_size, "steps": len(self.wall), "s_per_step": round(wall, 4),
+                "cpu_s_per_step": round(cpu, 4), "pairs_per_s": round(batch_size / wall, 2),
+                "pairs_per_cpu_s": round(batch_size / cpu, 2)}
+
+
+def compare(timers: dict, pairs, batch_size: int = 16, steps: int = 6, warmup: int = 1, seed: int = 0) -> dict:
+    """Interleaved timing of every StepTimer on the same sequence of batches."""
+    sampler = TaskBatchSampler([p.task for p in pairs], batch_size, seed=seed)
+    for i in range(warmup + steps):
+        chunk = [pairs[j] for j in sampler.next_batch()]
+        for timer in timers.values():
+            timer.step(chunk, record=i >= warmup)
+    return {name: t.result(batch_size) for name, t in timers.items()}
 
 
 def main(argv=None) -> None:
@@ -71,18 +91,28 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--variants", default="latent,latent_loop,direct",
+                    help="comma list of latent, latent_loop, direct, explicit")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = resolve_config(args.profile, mode="latent", overrides=[f"latent_steps={args.k}"])
     pairs = load_pairs(cfg, args.data)
-    rows = []
-    for mode, per_sample in (("latent", False), ("latent", True), ("direct", False), ("explicit", False)):
-        torch.manual_seed(0)
-        model = build_model(cfg)
-        rows.append(time_steps(model, pairs, mode, args.k, args.batch, args.steps, per_sample=per_sample))
-        print(json.dumps(rows[-1]), flush=True)
-    batched, looped, direct = rows[0], rows[1], rows[2]
-    print(json.dumps({"batched_vs_loop_speedup": round(looped["s_per_step"] / batched["s_per_step"], 2),
-                      "latent_vs_direct_cost": round(batched["s_per_step"] / direct["s_per_step"], 2)}))
+    timers = {}
+    for name in args.variants.split(","):
+        torch.manual_seed(cfg.seed)
+        timers[name] = StepTimer(build_model(cfg), name.split("_")[0], args.k, name.endswith("_loop"))
+    rows = compare(timers, pairs, args.batch, args.steps)
+    for row in rows.values():
+        print(json.dumps(row), flush=True)
+    ratios = {}
+    for key in ("s_per_step", "cpu_s_per_step"):
+        if "latent" in rows and "latent_loop" in rows:
+            ratios[f"batched_vs_loop_speedup[{key}]"] = round(rows["latent_loop"][key] / rows["latent"][key], 2)
+        if "latent" in rows and "direct" in rows:
+            ratios[f"latent_vs_direct_cost[{key}]"] = round(rows["latent"][key] / rows["direct"][key], 2)
+    print(json.dumps(ratios))
 
 
 if __name__ == "__main__":
