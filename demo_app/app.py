@@ -27,7 +27,7 @@ except ModuleNotFoundError:   # a source checkout run without installing the pac
     sys.path.insert(0, str(HERE.parent))
 
 from plume_demo.server import build_app, launch  # noqa: E402
-from plume_lite.demo import add_arguments  # noqa: E402  (one definition of the CLI)
+from plume_lite.demo import DESCRIPTION, add_arguments  # noqa: E402  (one CLI definition)
 
 __all__ = ["build_app", "launch", "add_arguments", "run", "main"]
 
@@ -41,7 +41,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="app.py", description=__doc__.splitlines()[0]))
+    parser = add_arguments(argparse.ArgumentParser(prog="app.py", description=DESCRIPTION))
     return run(parser.parse_args(argv))
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from plume_lite.errors import PlumeError
 
+DESCRIPTION = ("Gradio demo: search a corpus by image, video or PDF page, with the ranked "
+               "results, the routing trace of the query and its latency in each mode.")
+
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", default=None,
@@ -42,7 +45,7 @@ def add_arguments(parser):
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("demo", help="start the Gradio demo (search with routing traces)",
-                              description=__doc__.splitlines()[0])
+                              description=DESCRIPTION)
     add_arguments(p)
     p.set_defaults(func=run)
 

@@ -153,7 +153,7 @@ class Startup:
         """default_checkpoint(), reporting training progress read from its step log."""
         from plume_lite.pretrained import cache_root, default_checkpoint
         self.report("Preparing the default checkpoint (trained on the first start only, "
-                    "about 2–3 minutes on a CPU)…")
+                    "a few minutes on a CPU)…")
         done = threading.Event()
         watcher = threading.Thread(target=self._watch_training,
                                    args=(cache_root() / "checkpoints", done), daemon=True)
