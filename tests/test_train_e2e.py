@@ -39,7 +39,16 @@ def weights(run, step):
     return load_file(str(run / "checkpoints" / f"step_{step:08d}" / "weights.safetensors"))
 
 
-def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_path, capsys):
+def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_path, capsys, monkeypatch):
+    import plume_lite.train as train_module
+    resets, reset = [], train_module.reset_moments
+
+    def spy(optimizer):
+        inner = getattr(optimizer, "optimizer", optimizer)
+        resets.append(len(inner.state))
+        reset(optimizer)
+        assert len(inner.state) == 0
+    monkeypatch.setattr(train_module, "reset_moments", spy)
     out = tmp_path / "run"
     rc = cli.main(["train", "--data", str(data), "--mode", "latent", "--out", str(out),
                    "max_steps=8", "save_every=4", *FAST])
@@ -49,6 +58,7 @@ def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_pa
     assert [r["step"] for r in log] == list(range(1, 9))
     assert [r["n_latent"] for r in log] == [0, 1, 2, 3, 4, 4, 4, 4]
     assert [r["drop_answer"] for r in log][-2:] == [True, True]
+    assert len(resets) == 4 and all(n > 0 for n in resets)    # Adam moments dropped at each switch
     for key in ("total", "ce_q", "ce_c", "nce_gen", "nce_disc", "balance", "lr", "grad_norm", "task"):
         assert key in log[-1]
     assert len(log[-1]["expert_load"]) == 4 and log[-1]["router_entropy"] > 0
