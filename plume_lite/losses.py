@@ -66,7 +66,7 @@ def item_ids(items: list[dict], device=None) -> torch.Tensor:
     return torch.tensor([one(it) for it in items], dtype=torch.long, device=device)
 
 
-def _directional(a, b_all, offset, b_ids_all=None, own_ids=None, scale=LOGIT_SCALE):
+def _directional(a, b_all, offset, b_ids_all=None, scale=LOGIT_SCALE):
     """Mean CE of rows of `a` against all rows of `b_all`; the positive of row i is
     b_all[offset + i]; other columns holding the positive's content are masked."""
     logits = scale * a @ b_all.t()
