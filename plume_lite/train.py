@@ -99,6 +99,16 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
     """Train, checkpoint and save; returns the summary (also in out_dir/summary.json).
 
     on_step(record): called on the main process after every step (tests, notebooks)."""
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(config, data_dir, out_dir, resume, on_step)
+    finally:
+        torch.set_num_threads(threads)       # a process-wide setting: leave it as found
+
+
+def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dict:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import gather_object, set_seed
 

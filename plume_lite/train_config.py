@@ -24,7 +24,8 @@ PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 _PC = {f.name: f.default for f in dataclasses.fields(PlumeConfig)}
 # fields that may differ when resuming: they change logging/saving, not the maths
-RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_every", "progress_bar")
+RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_every", "progress_bar",
+               "threads")
 
 
 @dataclass
@@ -50,6 +51,8 @@ class TrainConfig:
     freeze_vision: bool = True
     precision: str = "no"                # no | bf16 | fp16 (accelerate mixed precision)
     cpu: bool = False                    # train on CPU even where a GPU is present
+    threads: int = 0                     # torch CPU threads; 0 = torch's default. On a busy
+                                         # 2-core box 1 thread avoids ~10x spin-wait slowdowns
     # --- curriculum (latent mode) ---
     curriculum: bool = True              # False: all-latent from the first step
     # --- optimisation ---
@@ -88,6 +91,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
         for name in ("max_steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -131,7 +136,9 @@ class TrainConfig:
 PROFILES: dict[str, dict] = {
     # CPU, 2 cores: the tiny offline backbone, full fine-tuning, SynthMMEB tiny.
     # lr 3e-4 + clipping 1.0 trains through the rollout; 1e-3 collapsed (ENVIRONMENT.md).
-    "tiny": dict(backbone="tiny", lora=False, freeze_vision=False, precision="no",
+    # One torch thread: the tiny model gains little from a second one, and next to any
+    # other CPU job two threads spin-wait (a 300-step latent run: 21 min vs 2 min).
+    "tiny": dict(backbone="tiny", lora=False, freeze_vision=False, precision="no", threads=1,
                  latent_steps=8, batch_size=16, grad_accum=1, lr=3e-4, warmup_steps=10,
                  max_steps=300, save_every=100, grad_clip=1.0),
     # One 24 GB GPU: Qwen2-VL-2B with LoRA on the language model, vision tower frozen,
