@@ -93,7 +93,7 @@ def train_and_eval(run: Run, root: Path, data: Path, tasks, profile: str, extra:
     return {"run": run.__dict__, "eval": {k: result[k] for k in ("overall", "modalities", "meta_tasks",
                                                                "reasoning")},
             "tasks": {n: r["score"] for n, r in result["tasks"].items()},
-            "train_seconds": summary.get("wall_seconds"), "seconds": time.time() - started}
+            "train_seconds": summary.get("wall_s"), "seconds": time.time() - started}
 
 
 def measure_efficiency(root: Path, runs: list[Run], batch_sizes=(1, 16), repeats: int = 3) -> dict:
