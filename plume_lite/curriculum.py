@@ -49,7 +49,7 @@ def split_segments(rationale: str, m: int) -> list[str]:
     if m <= 0:
         return []
     text = " ".join(rationale.split())          # one space between words
-    sentences = _sentences(text)
+    sentences = split_sentences(text)
     if len(sentences) >= m:
         # merge: segment i takes sentences [bounds[i], bounds[i+1])
         bounds = [round_half_up(i * len(sentences) / m) for i in range(m + 1)]
@@ -57,7 +57,8 @@ def split_segments(rationale: str, m: int) -> list[str]:
     return _char_chunks(text, m)
 
 
-def _sentences(text: str) -> list[str]:
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, in order (a sentence ends in . ! or ? followed by a space)."""
     out, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         end = match.end()
