@@ -26,7 +26,7 @@ class PlumeConfig:
     step_table_size: int = 32          # rows of the step embedding table
     max_new_tokens: int = 64           # explicit mode: rationale budget
     instruction_prompt: str = "Represent the above input for retrieval."
-    # where the backbone weights of a saved checkpoint live, relative to it
+    # LoRA settings (r, alpha, dropout, targets) once enable_lora() ran; None: full weights
     lora: dict | None = field(default=None)
 
     def __post_init__(self):

@@ -23,7 +23,7 @@ from plume_lite.items import ItemBatcher
 from plume_lite.rollout import latent_rollout, run_prefix
 from plume_lite.tokens import EOT, GEN_EMB, INFERENCE_SUFFIX, add_plume_tokens
 
-INFERENCE_SUFFIX = INFERENCE_SUFFIX  # re-exported: the latent suffix text at inference
+__all__ = ["PlumeModel", "TrainForward", "INFERENCE_SUFFIX"]   # INFERENCE_SUFFIX: the latent suffix text
 
 
 @dataclass

@@ -24,15 +24,20 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "plume_lite"
 
 
-def default_data(size: str = "tiny", seed: int = 0) -> Path:
-    """SynthMMEB of this size and seed (generated once)."""
+def ensure_synth(path, size: str = "tiny", seed: int = 0) -> Path:
+    """SynthMMEB at `path`, generated (atomically) unless a complete copy is there."""
     from plume_lite.data.synth import make_synth
 
-    path = cache_root() / f"synthmmeb-{size}-seed{seed}"
+    path = Path(path)
     if not (path / "tasks.json").exists():
         with atomic_dir(path) as tmp:
             make_synth(tmp, size=size, seed=seed)
     return path
+
+
+def default_data(size: str = "tiny", seed: int = 0) -> Path:
+    """SynthMMEB of this size and seed in the cache folder (generated once)."""
+    return ensure_synth(cache_root() / f"synthmmeb-{size}-seed{seed}", size, seed)
 
 
 # Half the tiny profile's steps: about 1.5 minutes on 2 CPU cores, so the demo's first

@@ -127,12 +127,8 @@ def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str =
     if data is None:
         if profile != "tiny":
             raise ConfigError(f"profile {profile} trains on real data: pass --data (and --eval-data)")
-        from plume_lite.data.synth import make_synth
-        from plume_lite.io import atomic_dir
-        data = root / "data"
-        if not (data / "tasks.json").exists():
-            with atomic_dir(data) as tmp:
-                make_synth(tmp, size="tiny", seed=0)
+        from plume_lite.pretrained import ensure_synth
+        data = ensure_synth(root / "data", size="tiny", seed=0)
     tasks = load_eval_tasks(eval_data or data)
     if quick:
         tasks = subsample(tasks, QUICK_QUERIES_PER_TASK)
