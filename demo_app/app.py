@@ -5,7 +5,7 @@ results beside the per-step expert routing of the query.
     plume-lite demo ...                  (the same, from the package's command line)
 
 This is also the Hugging Face Space entry point (see README.md). The pieces live in
-plume_demo/: corpus (uploads and corpus items), engine (search), heatmap and render
+plume_lite.apps.demo/: corpus (uploads and corpus items), engine (search), heatmap and render
 (pictures), startup (background preparation), ui (the page), server (queue, limits).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# Offline before anything imports gradio (also done by plume_demo's __init__).
+# Offline before anything imports gradio (also done by plume_lite.apps.demo's __init__).
 os.environ.update({"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                    "HF_HUB_DISABLE_TELEMETRY": "1"})
 if str(HERE) not in sys.path:
@@ -26,8 +26,8 @@ try:
 except ModuleNotFoundError:   # a source checkout run without installing the package
     sys.path.insert(0, str(HERE.parent))
 
-from plume_demo.server import build_app, launch  # noqa: E402
-from plume_lite.demo import DESCRIPTION, add_arguments  # noqa: E402  (one CLI definition)
+from plume_lite.apps.demo.server import build_app, launch  # noqa: E402
+from plume_lite.apps.demo.cli import DESCRIPTION, add_arguments  # noqa: E402  (one CLI definition)
 
 __all__ = ["build_app", "launch", "add_arguments", "run", "main"]
 

@@ -143,9 +143,9 @@ def make_backbone(seed: int = 0, hidden_size: int = 128, num_layers: int = 2, nu
 def tiny_backbone_path(seed: int = 0) -> Path:
     """The tiny backbone in the user cache (built on first use)."""
     from plume_lite.io import atomic_dir
+    from plume_lite.runtime import cache_root
 
-    root = Path(os.environ.get("PLUME_CACHE", Path.home() / ".cache" / "plume_lite"))
-    path = root / f"tiny-backbone-seed{seed}"
+    path = cache_root() / f"tiny-backbone-seed{seed}"
     if not (path / "config.json").exists():
         with atomic_dir(path) as tmp:
             build_tiny_backbone(tmp, seed=seed)

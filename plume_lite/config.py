@@ -13,6 +13,8 @@ from plume_lite.errors import ConfigError
 
 ADAPTERS = ("moe", "moe_no_anchor", "mlp", "none")
 MODES = ("latent", "explicit", "direct")
+# LoRA goes on these language-model projections (the vision tower has other names)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torch import nn
 
 from plume_lite.adapter import TransitionAdapter, balance_loss
 from plume_lite.backbone import load_backbone
-from plume_lite.config import MODES, PlumeConfig
+from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig
 from plume_lite.errors import InputError
 from plume_lite.items import ItemBatcher
 from plume_lite.rollout import latent_rollout, run_prefix
@@ -67,7 +67,7 @@ class PlumeModel(nn.Module):
         save_plume(self, path)
 
     def enable_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-                    targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")):
+                    targets=LORA_TARGETS):
         """LoRA on the language model only (the vision tower has other module names)."""
         from plume_lite.saving import inject_lora
         inject_lora(self, dict(r=r, alpha=alpha, dropout=dropout, targets=list(targets)))
@@ -133,7 +133,7 @@ class PlumeModel(nn.Module):
     # ----------------------------------------------------------------- training
     def forward_train(self, items: list, suffix_texts: list | None, n_latent: int,
                       mode: str) -> TrainForward:
-        """Teacher-forced forward for the training losses (see plume_lite.train)."""
+        """Teacher-forced forward for the training losses (see plume_lite.train.loop)."""
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
         inputs, anchor_index = self.batcher(items, mode, self.device)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from plume_lite.data.media import load_image, load_video
+from plume_lite.media import load_image, load_video
 from plume_lite.data.mmeb import load_eval_tasks, load_train_pairs
 from plume_lite.data.storage import DataError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plume_lite.data.media import (MediaError, load_image, load_pdf_page, load_video,
+from plume_lite.media import (MediaError, load_image, load_pdf_page, load_video,
                                    pdf_num_pages, uniform_indices)
 from plume_lite.errors import PlumeError
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from plume_lite import cli
-from plume_lite.data.media import load_pdf_page, load_video
+from plume_lite.apps import cli
+from plume_lite.media import load_pdf_page, load_video
 from plume_lite.data.mmeb import load_eval_tasks, load_train_pairs
 from plume_lite.data.storage import DataError, read_rows
 from plume_lite.data.synth import make_synth

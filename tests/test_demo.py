@@ -69,7 +69,7 @@ def small_corpus(root: Path, media_files: dict) -> list:
 
 def start_demo(root: Path, media_files: dict, **launch_kwargs):
     """(demo, url, corpus items): a demo server on a free loopback port, ready."""
-    from plume_demo.server import build_app, launch
+    from plume_lite.apps.demo.server import build_app, launch
     root.mkdir(parents=True, exist_ok=True)
     items = small_corpus(root, media_files)
     demo = build_app(tiny_checkpoint(root / "ckpt"), items, root / "cache", wait=True, log=False)
@@ -247,7 +247,7 @@ def test_ten_concurrent_queries_all_complete(server):
 
 
 def test_deadline_turns_a_stuck_request_into_an_error(server):
-    from plume_demo.engine import Busy
+    from plume_lite.apps.demo.engine import Busy
     engine = server["demo"].plume_startup.engine
     with pytest.raises(Busy, match="did not finish"):
         engine.bounded(time.sleep, 2, timeout_s=0.2)
@@ -256,7 +256,7 @@ def test_deadline_turns_a_stuck_request_into_an_error(server):
 # ----------------------------------------------------------------------------- corpus
 
 def test_added_files_are_searchable_and_cached_across_restarts(client, server, tmp_path):
-    from plume_demo.startup import Startup
+    from plume_lite.apps.demo.startup import Startup
     new = shape_image(tmp_path / "purple-circle.png", "purple")
     msg = client.predict([handle_file(new)], "a purple circle", api_name="/add_to_corpus")
     assert "Added 2 items" in msg
@@ -290,12 +290,12 @@ def test_offline_environment_is_set_before_gradio():
 
 
 def test_cli_registers_demo():
-    from plume_lite.cli import build_parser
+    from plume_lite.apps.cli import build_parser
     args = build_parser().parse_args(["demo", "--checkpoint", "ck", "--corpus", "c",
                                       "--host", "0.0.0.0", "--port", "7999"])
     assert (args.checkpoint, args.corpus, args.host, args.port) == ("ck", "c", "0.0.0.0", 7999)
     assert callable(args.func)
-    from plume_lite.demo import load_app
+    from plume_lite.apps.demo.cli import load_app
     app = load_app()          # what `plume-lite demo` runs: demo_app/app.py, found beside the package
     assert Path(app.__file__) == ROOT / "demo_app" / "app.py" and callable(app.run)
 

@@ -8,11 +8,11 @@ import types
 import pytest
 import torch
 
-from plume_lite import evaluate as ev
+from plume_lite.evaluation import protocol as ev
 from plume_lite import io as pio
 from plume_lite.data.formats import EvalTask
 from plume_lite.errors import ConfigError, InputError
-from plume_lite.index import EmbeddingIndex, checkpoint_fingerprint, item_digest
+from plume_lite.evaluation.index import EmbeddingIndex, checkpoint_fingerprint, item_digest
 
 
 def _vec(seed: str, dim=64):

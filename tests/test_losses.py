@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plume_lite.losses import LOGIT_SCALE, info_nce, item_ids, plume_loss
+from plume_lite.train.losses import LOGIT_SCALE, info_nce, item_ids, plume_loss
 
 GLOBAL_B, DIM, SEED = 8, 16, 0
 

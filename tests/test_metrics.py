@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
-from plume_lite import metrics
+from plume_lite.evaluation import metrics
 
 
 def _dcg(rels, k):

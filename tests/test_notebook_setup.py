@@ -1,9 +1,9 @@
-"""plume_lite.notebook: profile choice and the shared training setting."""
+"""plume_lite.apps.notebook: profile choice and the shared training setting."""
 import pytest
 
 from plume_lite.errors import ConfigError
-from plume_lite.notebook import setup
-from plume_lite.pretrained import DEFAULT_OVERRIDES
+from plume_lite.apps.notebook import setup
+from plume_lite.apps.defaults import DEFAULT_OVERRIDES
 
 
 def test_tiny_profile_uses_the_shared_overrides(capsys):

@@ -56,10 +56,10 @@ def test_notebook_shape(path):
 
 
 def test_notebooks_share_one_checkpoint_setting():
-    """Every notebook gets its checkpoints through plume_lite.notebook.setup(), whose one
+    """Every notebook gets its checkpoints through plume_lite.apps.notebook.setup(), whose one
     training setting lets a test session train each checkpoint once (shared PLUME_CACHE)."""
     for path in PATHS:
         code = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code")
         assert re.search(r"^NB = setup\(\)$", code, re.M), f"{path.name} does not call setup()"
         assert "def shared_eval" not in code and "def hub_reachable" not in code, \
-            f"{path.name} redefines what plume_lite.notebook provides"
+            f"{path.name} redefines what plume_lite.apps.notebook provides"

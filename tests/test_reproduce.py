@@ -3,7 +3,7 @@ tables and plot; a second call reuses every finished run and gives the same numb
 import json
 import time
 
-from plume_lite.cli import main
+from plume_lite.apps.cli import main
 
 
 def test_reproduce_quick_end_to_end_and_resume(tmp_path, capsys):

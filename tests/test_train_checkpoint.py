@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from plume_lite.checkpoint import (flatten, is_complete, latest_checkpoint, list_checkpoints,
+from plume_lite.train.checkpoint import (flatten, is_complete, latest_checkpoint, list_checkpoints,
                                    load_checkpoint, prune_checkpoints, rng_state, save_checkpoint,
                                    unflatten)
 from plume_lite.errors import CheckpointError

@@ -5,7 +5,7 @@ import pytest
 
 from plume_lite.config import PlumeConfig
 from plume_lite.errors import ConfigError
-from plume_lite.train_config import (LORA_TARGETS, PROFILES, TrainConfig, parse_overrides,
+from plume_lite.train.config import (LORA_TARGETS, PROFILES, TrainConfig, parse_overrides,
                                      resolve_config)
 
 
@@ -21,7 +21,7 @@ def test_profiles_follow_the_recipes():
     tiny, gpu = resolve_config("tiny"), resolve_config("gpu-2b")
     assert tiny.backbone == "tiny" and not tiny.lora and tiny.batch_size == 16 and tiny.lr <= 3e-4
     assert gpu.backbone == "Qwen/Qwen2-VL-2B-Instruct" and gpu.lora and gpu.lora_r == 16
-    assert gpu.lora_targets == LORA_TARGETS and gpu.freeze_vision and gpu.precision == "bf16"
+    assert gpu.lora_targets == list(LORA_TARGETS) and gpu.freeze_vision and gpu.precision == "bf16"
     assert gpu.grad_accum > 1 and gpu.batch_size <= 16
 
 

@@ -4,7 +4,7 @@ import pytest
 from plume_lite.curriculum import Curriculum
 from plume_lite.data.formats import TrainPair
 from plume_lite.errors import ConfigError
-from plume_lite.train_data import TaskBatchSampler, make_batch
+from plume_lite.train.batches import TaskBatchSampler, make_batch
 
 TASKS = ["a"] * 40 + ["b"] * 23 + ["c"] * 3
 

@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 pytest.importorskip("plume_lite.data.mmeb")
 synth = pytest.importorskip("plume_lite.data.synth")
 
-from plume_lite import cli  # noqa: E402
+from plume_lite.apps import cli  # noqa: E402
 from plume_lite.errors import ConfigError  # noqa: E402
-from plume_lite.train import TrainingDiverged, train  # noqa: E402
-from plume_lite.train_config import resolve_config  # noqa: E402
-from plume_lite.train_step import TrainStep  # noqa: E402
+from plume_lite.train.loop import TrainingDiverged, train  # noqa: E402
+from plume_lite.train.config import resolve_config  # noqa: E402
+from plume_lite.train.step import TrainStep  # noqa: E402
 
 FAST = ["batch_size=8", "progress_bar=false", "latent_steps=4", "warmup_steps=2"]
 
@@ -40,7 +40,7 @@ def weights(run, step):
 
 
 def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_path, capsys, monkeypatch):
-    import plume_lite.train as train_module
+    import plume_lite.train.loop as train_module
     resets, reset = [], train_module.reset_moments
 
     def spy(optimizer):

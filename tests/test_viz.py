@@ -1,4 +1,4 @@
-"""plume_lite.viz: the plotting helpers of the notebooks, on fake logs/traces and real media."""
+"""plume_lite.apps.viz: the plotting helpers of the notebooks, on fake logs/traces and real media."""
 import json
 
 import matplotlib
@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from plume_lite import viz  # noqa: E402
+from plume_lite.apps import viz  # noqa: E402
 from plume_lite.data.formats import EvalTask  # noqa: E402
 
 

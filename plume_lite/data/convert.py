@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from plume_lite.data.formats import EvalTask, TrainPair
-from plume_lite.data.media import IMAGE_EXTS
+from plume_lite.media import IMAGE_EXTS
 from plume_lite.data.storage import VISDOC_QRY_INST, VISDOC_TGT_INST, DataError, resolve
 
 # placeholder tokens of the various backbones, and UME's embedding-prompt markers

@@ -1,17 +1,8 @@
-"""The two in-memory shapes every data source is read into.
-
-An *item* is a plain dict, the unit `PlumeModel.encode` embeds, with any of:
-  instruction: str   task instruction (MMEB `qry_inst` / `tgt_inst`)
-  text: str          the text of the query or candidate
-  image: str | PIL.Image            path (absolute) or loaded image
-  video: str | list[str | PIL.Image] mp4/webm/gif path, or a list of frames
-  pdf: str, page: int                a document page (0-based page index)
-"""
+"""The two in-memory shapes every data source is read into. Their queries, positives
+and candidates are items (plain dicts; see plume_lite.items)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-ITEM_KEYS = ("instruction", "text", "image", "video", "pdf", "page")
 
 
 @dataclass

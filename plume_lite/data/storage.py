@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
 from plume_lite.errors import PlumeError
-
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local folders never need the hub
 
 # MMEB-train (`qry`, `qry_image_path`, `pos_text`, `pos_image_path`, `neg_*`) extended with
 # video/PDF paths, instructions and the UME-sft rationale/answer of query and positive.

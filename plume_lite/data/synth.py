@@ -19,6 +19,7 @@ from plume_lite.data.storage import (BEIR_COLUMNS, INSTRUCT_COLUMNS, TRAIN_COLUM
                                      write_table)
 from plume_lite.data.synth_base import Builder, TaskSpec
 from plume_lite.io import atomic_dir, atomic_write_text
+from plume_lite.runtime import cache_root
 
 FORMAT = "synthmmeb/1"
 # n_train pairs and n_test queries per task; n_cands = candidates per local query
@@ -118,3 +119,17 @@ def read_manifest(root) -> dict:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), list):
         raise DataError(f"{path}: expected an object with a 'tasks' list")
     return manifest
+
+
+def ensure_synth(path, size: str = "tiny", seed: int = 0) -> Path:
+    """SynthMMEB at `path`, generated (atomically) unless a complete copy is there."""
+    path = Path(path)
+    if not (path / "tasks.json").exists():
+        with atomic_dir(path) as tmp:
+            make_synth(tmp, size=size, seed=seed)
+    return path
+
+
+def default_data(size: str = "tiny", seed: int = 0) -> Path:
+    """SynthMMEB of this size and seed in the cache folder (generated once)."""
+    return ensure_synth(cache_root() / f"synthmmeb-{size}-seed{seed}", size, seed)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from plume_lite.losses import item_ids, plume_loss
+from plume_lite.train.config import BALANCE_WEIGHT, LOGIT_SCALE
+from plume_lite.train.losses import item_ids, plume_loss
 
 
 class TrainStep(nn.Module):
-    def __init__(self, model, mode: str, logit_scale: float = 50.0, balance_weight: float = 0.1,
+    def __init__(self, model, mode: str, logit_scale: float = LOGIT_SCALE, balance_weight: float = BALANCE_WEIGHT,
                  mask_duplicates: bool = True):
         super().__init__()
         self.model = model

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from plume_lite.errors import ConfigError
 from plume_lite.io import atomic_write_text
-from plume_lite.reproduce_report import write_report
+from plume_lite.experiments.report import write_report
 
 # The default run trains 12 models on 2 CPU cores in about 25 minutes: half the tiny
 # profile's steps per model. Quick runs only check that the pipeline works.
@@ -74,10 +74,10 @@ def subsample(tasks, n: int, pool_extra: int = 16):
 
 
 def train_and_eval(run: Run, root: Path, data: Path, tasks, profile: str, extra: tuple, progress: bool) -> dict:
-    from plume_lite.evaluate import evaluate
+    from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
-    from plume_lite.train import train
-    from plume_lite.train_config import resolve_config
+    from plume_lite.train.loop import train
+    from plume_lite.train.config import resolve_config
 
     run_dir = root / "runs" / run.name
     model_dir = run_dir / "model"
@@ -98,7 +98,7 @@ def train_and_eval(run: Run, root: Path, data: Path, tasks, profile: str, extra:
 
 def measure_efficiency(root: Path, runs: list[Run], batch_sizes=(1, 16), repeats: int = 3) -> dict:
     """ms/query of each main system with its own checkpoint (seed 0), reused once measured."""
-    from plume_lite.bench import time_mode
+    from plume_lite.experiments.bench import time_mode
     from plume_lite.model import PlumeModel
 
     path = root / "efficiency.json"
@@ -127,7 +127,7 @@ def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str =
     if data is None:
         if profile != "tiny":
             raise ConfigError(f"profile {profile} trains on real data: pass --data (and --eval-data)")
-        from plume_lite.pretrained import ensure_synth
+        from plume_lite.data.synth import ensure_synth
         data = ensure_synth(root / "data", size="tiny", seed=0)
     tasks = load_eval_tasks(eval_data or data)
     if quick:

@@ -1,18 +1,18 @@
 """Assembling and serving the demo: the page, the start-up job, the queue, and the
 limits that keep one heavy or hostile request from taking the server down.
 
-    from plume_demo.server import build_app, launch
+    from plume_lite.apps.demo.server import build_app, launch
     demo = build_app("ckpt/", corpus_items=[{"text": "a red circle"}], cache_dir="tmp/")
     launch(demo, port=7860)
 """
 from __future__ import annotations
 
-import plume_demo  # noqa: F401  (offline environment before gradio is imported)
+import plume_lite.apps.demo  # noqa: F401  (offline environment before gradio is imported)
 
 import gradio as gr
 
-from plume_demo.startup import Startup
-from plume_demo.ui import build_blocks
+from plume_lite.apps.demo.startup import Startup
+from plume_lite.apps.demo.ui import build_blocks
 
 MAX_FILE_SIZE = "25mb"        # uploads above this are refused by gradio before any decoding
 QUEUE_SIZE = 64               # waiting requests beyond this are told to come back later

@@ -1,7 +1,7 @@
 """Plotting helpers for the notebooks: training curves with curriculum stage boundaries,
 expert-routing heatmaps, cosine-to-target curves, and galleries of items and failures.
 
-    from plume_lite import viz
+    from plume_lite.apps import viz
     records = viz.read_log("runs/latent/log.jsonl")
     viz.plot_losses(records)                                # one panel per loss part
     viz.plot_routing(viz.expert_usage(traces), ...)         # steps x experts heatmap
@@ -218,7 +218,7 @@ def item_picture(item: dict, frames: int = 4):
     frames, a PDF as its page), or None for a text-only item."""
     from PIL import Image
 
-    from plume_lite.data import media
+    from plume_lite import media
     if item.get("image") is not None:
         return media.load_image(item["image"])
     if item.get("pdf") is not None:

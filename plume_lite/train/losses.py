@@ -9,15 +9,14 @@ the gradient that every rank sends to a row, and DDP then averages over ranks, w
 gives exactly the gradient of that global loss."""
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 
 import torch
 import torch.nn.functional as F
 
-LOGIT_SCALE = 50.0       # τ = 0.02
-BALANCE_WEIGHT = 0.1
+from plume_lite.items import item_digest
+from plume_lite.train.config import BALANCE_WEIGHT, LOGIT_SCALE
+
 
 
 def _world():
@@ -59,11 +58,9 @@ def _gather_ids(ids: torch.Tensor, gather: bool = True) -> torch.Tensor:
 def item_ids(items: list[dict], device=None) -> torch.Tensor:
     """A stable 63-bit id per item (same content → same id, in every process), used to
     keep duplicates in a batch (e.g. two queries whose positive is the same class
-    label) from being scored as each other's negatives."""
-    def one(item):
-        text = json.dumps({k: str(v) for k, v in sorted(item.items())}, sort_keys=True)
-        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
-    return torch.tensor([one(it) for it in items], dtype=torch.long, device=device)
+    label) from being scored as each other's negatives. Identity is items.item_digest."""
+    ids = [int(item_digest(it, stamp_files=False)[:16], 16) >> 1 for it in items]
+    return torch.tensor(ids, dtype=torch.long, device=device)
 
 
 def _directional(a, b_all, offset, b_ids_all=None, scale=LOGIT_SCALE):

@@ -1,7 +1,7 @@
 """The search behind the page: one PlumeModel, one corpus, and the corpus embeddings of
 every (mode, K) setting asked for so far.
 
-Corpus embeddings go through plume_lite.index.EmbeddingCache, so they are computed once
+Corpus embeddings go through plume_lite.evaluation.index.EmbeddingCache, so they are computed once
 per (checkpoint, mode, K, item) and read back from disk after a restart. All model calls
 take one lock: transformers keeps rope state on the model between calls, so two encodes
 must never interleave. Every request runs in a worker thread with a deadline; a request
@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from plume_lite.config import MODES
-from plume_lite.index import EmbeddingCache, checkpoint_fingerprint, item_digest, top_k
+from plume_lite.evaluation.index import EmbeddingCache, checkpoint_fingerprint, item_digest, top_k
 from plume_lite.io import atomic_write_bytes
+from plume_lite.runtime import thread_count, using_threads
 
-from plume_demo import render
+from plume_lite.apps.demo import render
 
 MAX_STEPS = 16        # the K slider's range; the step table has 32 rows
 MAX_RESULTS = 24
@@ -82,7 +83,7 @@ class DemoEngine:
         # thread only adds synchronisation, and on a busy 2-core machine it waits for a
         # core (a query measured 5-20x slower with 2 threads than with 1).
         small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
-        self.threads = threads or (1 if small and model.device.type == "cpu" else None)
+        self.threads = threads or (thread_count() if small and model.device.type == "cpu" else None)
         self.default_steps = int(model.config.latent_steps)
         self.num_experts = int(model.config.num_experts)
         self._lock = threading.Lock()                # model calls, one at a time
@@ -108,14 +109,10 @@ class DemoEngine:
     def _model_lock(self, deadline: float):
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy("the model stayed busy with other queries; try again in a moment")
-        previous = torch.get_num_threads()
         try:
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            yield
+            with using_threads(self.threads):    # the rest of the process keeps its setting
+                yield
         finally:
-            if self.threads:      # leave the rest of the process as it was
-                torch.set_num_threads(previous)
             self._lock.release()
 
     # ------------------------------------------------------------------ corpus

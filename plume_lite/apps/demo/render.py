@@ -9,7 +9,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from plume_lite.data import media
+from plume_lite import media
 
 THUMB = 192            # gallery thumbnails and previews are at least this wide
 CARD = (240, 240)      # text cards

@@ -6,37 +6,39 @@ The variants run interleaved, one step each per round, on the same batches, so a
 machine shared with other jobs slows them alike; wall time and process CPU time are
 both reported (CPU time is the fairer one under contention, with --threads 1).
 
-    python -m plume_lite.train_bench --data DATA [--batch 16] [--steps 6] [--k 8] [--threads 1]
+    python -m plume_lite.experiments.train_bench --data DATA [--batch 16] [--steps 6] [--k 8] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from types import SimpleNamespace
 
 import torch
 
 from plume_lite.curriculum import Curriculum
-from plume_lite.losses import info_nce
-from plume_lite.train_data import TaskBatchSampler, make_batch
-from plume_lite.train_step import TrainStep
+from plume_lite.train.losses import item_ids, plume_loss
+from plume_lite.train.batches import TaskBatchSampler, make_batch
+from plume_lite.train.step import TrainStep
+from plume_lite.runtime import configure_threads
 
 
 def per_sample_loss(model, batch, mode):
-    """Same objective, but every sample rolls out alone, then the embeddings are stacked."""
-    outs = {"q": [], "c": []}
-    for side, items, suffix in (("q", batch.queries, batch.query_suffix),
-                                ("c", batch.positives, batch.positive_suffix)):
-        for i, item in enumerate(items):
-            outs[side].append(model.forward_train([item], None if suffix is None else [suffix[i]],
-                                                  batch.n_latent, mode))
-    stack = lambda side, key: torch.cat([getattr(o, key) for o in outs[side]])  # noqa: E731
-    total = info_nce(stack("q", "disc_emb"), stack("c", "disc_emb"))
-    if mode != "direct":
-        n = len(batch.queries)
-        total = total + info_nce(stack("q", "gen_emb"), stack("c", "gen_emb"))
-        total = total + sum(o.ce_loss + 0.1 * o.balance_loss for side in outs.values() for o in side) / n
-    return total
+    """The training step's objective (losses.plume_loss), but every sample rolls out
+    alone; embeddings are stacked and per-sample CE and balance terms averaged."""
+    sides = []
+    for items, suffix in ((batch.queries, batch.query_suffix), (batch.positives, batch.positive_suffix)):
+        outs = [model.forward_train([item], None if suffix is None else [suffix[i]], batch.n_latent, mode)
+                for i, item in enumerate(items)]
+        mean = lambda key: None if getattr(outs[0], key) is None else torch.stack(  # noqa: E731
+            [torch.as_tensor(getattr(o, key)) for o in outs]).mean()
+        sides.append(SimpleNamespace(
+            disc_emb=torch.cat([o.disc_emb for o in outs]),
+            gen_emb=None if outs[0].gen_emb is None else torch.cat([o.gen_emb for o in outs]),
+            ce_loss=mean("ce_loss"), balance_loss=mean("balance_loss")))
+    ids = dict(q_ids=item_ids(batch.queries), c_ids=item_ids(batch.positives))
+    return plume_loss(mode, *sides, **ids)[0]
 
 
 class StepTimer:
@@ -82,8 +84,8 @@ def compare(timers: dict, pairs, batch_size: int = 16, steps: int = 6, warmup: i
 
 
 def main(argv=None) -> None:
-    from plume_lite.train import build_model, load_pairs
-    from plume_lite.train_config import resolve_config
+    from plume_lite.train.loop import build_model, load_pairs
+    from plume_lite.train.config import resolve_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -96,7 +98,7 @@ def main(argv=None) -> None:
                     help="comma list of latent, latent_loop, direct, explicit")
     args = ap.parse_args(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        configure_threads(args.threads)
     cfg = resolve_config(args.profile, mode="latent", overrides=[f"latent_steps={args.k}"])
     pairs = load_pairs(cfg, args.data)
     timers = {}

@@ -1,7 +1,7 @@
 """`plume-lite train`: PLUME (latent) and its two baselines (explicit, direct).
 
-    from plume_lite.train import train
-    from plume_lite.train_config import resolve_config
+    from plume_lite.train.loop import train
+    from plume_lite.train.config import resolve_config
     summary = train(resolve_config("tiny", mode="latent"), "data/synth", "runs/latent")
 
 accelerate runs the loop on CPU, one GPU, or several processes (`accelerate launch`
@@ -22,13 +22,14 @@ from pathlib import Path
 
 import torch
 
-from plume_lite.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint,
+from plume_lite.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint,
                                    prune_checkpoints, rng_state, save_checkpoint, write_json)
 from plume_lite.curriculum import Curriculum, Stage
 from plume_lite.errors import ConfigError, PlumeError
-from plume_lite.train_config import RESUME_FREE, TrainConfig
-from plume_lite.train_data import TaskBatchSampler, make_batch
-from plume_lite.train_step import TrainStep
+from plume_lite.runtime import using_threads
+from plume_lite.train.config import RESUME_FREE, TrainConfig
+from plume_lite.train.batches import TaskBatchSampler, make_batch
+from plume_lite.train.step import TrainStep
 
 FIXED_STAGE = Stage(index=0, ratio=0.0, n_latent=0, drop_answer=False, m=0)   # explicit / direct
 
@@ -99,13 +100,8 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
     """Train, checkpoint and save; returns the summary (also in out_dir/summary.json).
 
     on_step(record): called on the main process after every step (tests, notebooks)."""
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with using_threads(config.threads):        # a process-wide setting: restored afterwards
         return _train(config, data_dir, out_dir, resume, on_step)
-    finally:
-        torch.set_num_threads(threads)       # a process-wide setting: leave it as found
 
 
 def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dict:
@@ -289,7 +285,7 @@ def _summary(config, history, stages_seen, start, stop, finished, resumed_from, 
 # ----------------------------------------------------------------------------- CLI
 def add_cli(subparsers) -> None:
     from plume_lite.config import MODES
-    from plume_lite.train_config import PROFILES
+    from plume_lite.train.config import PROFILES
     p = subparsers.add_parser("train", help="train PLUME (latent) or a baseline (explicit, direct)",
                               description="Train on a data folder; key=value overrides any TrainConfig field.")
     p.add_argument("--data", required=True, help="training data folder (e.g. from `plume-lite synth`)")
@@ -303,7 +299,7 @@ def add_cli(subparsers) -> None:
 
 
 def _run_cli(args) -> int:
-    from plume_lite.train_config import parse_overrides, read_config_file, resolve_config
+    from plume_lite.train.config import parse_overrides, read_config_file, resolve_config
     saved = Path(args.out) / "train_config.json"
     if args.resume and saved.exists():
         # continue the saved run; only what is given on this command line changes

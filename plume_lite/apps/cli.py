@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from plume_lite.errors import PlumeError
+from plume_lite.runtime import apply_env, configure_threads
 
 # module -> registers one or more subcommands
 COMMAND_MODULES = [
     "plume_lite.data.cli",       # synth, data show
-    "plume_lite.train",          # train
-    "plume_lite.evaluate",       # eval
-    "plume_lite.reproduce",      # reproduce
-    "plume_lite.bench",          # bench
-    "plume_lite.demo",           # demo
+    "plume_lite.train.loop",          # train
+    "plume_lite.evaluation.protocol",       # eval
+    "plume_lite.experiments.reproduce",      # reproduce
+    "plume_lite.experiments.bench",          # bench
+    "plume_lite.apps.demo.cli",           # demo
 ]
 
 
@@ -35,17 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_threads() -> None:
-    """Intra-op threads from $PLUME_THREADS (default 1). The tiny backbone's kernels are
-    too small to gain from more; extra spinning threads only fight other processes."""
-    import torch
-    torch.set_num_threads(max(1, int(os.environ.get("PLUME_THREADS", "1"))))
-
-
 def main(argv: list[str] | None = None) -> int:
+    apply_env()            # no telemetry; the hub stays reachable for hub ids
     args = build_parser().parse_args(argv)
-    configure_threads()
     try:
+        configure_threads()
         return int(args.func(args) or 0)
     except PlumeError as e:
         print(f"plume-lite {args.command}: error: {e}", file=sys.stderr)

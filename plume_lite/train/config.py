@@ -16,10 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from plume_lite.config import MODES, PlumeConfig, check_keys
+from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig, check_keys
 from plume_lite.errors import ConfigError
 
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LOGIT_SCALE = 50.0       # InfoNCE temperature τ = 1 / 50 = 0.02
+BALANCE_WEIGHT = 0.1     # weight of the router's load-balance term
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 _PC = {f.name: f.default for f in dataclasses.fields(PlumeConfig)}
@@ -64,8 +65,8 @@ class TrainConfig:
     warmup_steps: int = 10
     lr_schedule: str = "cosine"          # cosine | constant (after warmup)
     grad_clip: float = 1.0
-    logit_scale: float = 50.0
-    balance_weight: float = 0.1
+    logit_scale: float = LOGIT_SCALE
+    balance_weight: float = BALANCE_WEIGHT
     mask_duplicates: bool = True         # identical items in a batch are not negatives
     # --- data ---
     tasks: list[str] | None = None       # None: every training task

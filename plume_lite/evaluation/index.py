@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 from pathlib import Path
 
 import torch
@@ -20,38 +18,7 @@ import torch
 from plume_lite.config import MODES
 from plume_lite.errors import InputError
 from plume_lite.io import atomic_write_bytes
-
-
-def content_hash(obj) -> str:
-    """sha256 of the canonical JSON of `obj`."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-MEDIA_KEYS = ("image", "video", "pdf")  # values that may be file paths
-
-
-def _canonical(value, media=False):
-    """A JSON-able stand-in for an item value that changes when its content changes."""
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v, media) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _canonical(v, media or k in MEDIA_KEYS) for k, v in value.items()}
-    if hasattr(value, "tobytes") and hasattr(value, "mode") and hasattr(value, "size"):
-        # a PIL image: hash its pixels
-        return {"pil": [value.mode, list(value.size), hashlib.sha256(value.tobytes()).hexdigest()]}
-    if media and isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
-        st = os.stat(value)
-        return {"file": [os.path.abspath(value), st.st_size, st.st_mtime_ns]}
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    raise InputError(f"cannot hash item value of type {type(value).__name__}")
-
-
-def item_digest(item: dict) -> str:
-    """Content hash of one item (see module doc for how files are hashed)."""
-    return content_hash(_canonical(item))
+from plume_lite.items import content_hash, item_digest
 
 
 def checkpoint_fingerprint(path) -> str:

@@ -5,21 +5,21 @@ message shows in the page and the server keeps serving.
 """
 from __future__ import annotations
 
-import plume_demo  # noqa: F401  (offline environment before gradio is imported)
+import plume_lite.apps.demo  # noqa: F401  (offline environment before gradio is imported)
 
 import logging
 
 import gradio as gr
 
 from plume_lite.config import MODES
-from plume_lite.data.media import MediaError
+from plume_lite.media import MediaError
 
-from plume_demo.corpus import UPLOAD_EXTS, load_query
-from plume_demo.engine import MAX_RESULTS, MAX_STEPS, Busy, run_bounded
-from plume_demo.heatmap import message_image, routing_heatmap
-from plume_demo.startup import NotReady, Startup
+from plume_lite.apps.demo.corpus import UPLOAD_EXTS, load_query
+from plume_lite.apps.demo.engine import MAX_RESULTS, MAX_STEPS, Busy, run_bounded
+from plume_lite.apps.demo.heatmap import message_image, routing_heatmap
+from plume_lite.apps.demo.startup import NotReady, Startup
 
-log = logging.getLogger("plume_demo")
+log = logging.getLogger("plume_lite.apps.demo")
 MAX_PAGE = 1000          # static bound of the page slider; the real count is checked
 MAX_ADD_FILES = 32       # files per "add to corpus" click
 DECODE_TIMEOUT_S = 30.0  # reading one upload (media caps bound it; this is the backstop)
@@ -153,7 +153,7 @@ def _kind(item):
 
 
 def _caption(hit):
-    from plume_demo.render import caption
+    from plume_lite.apps.demo.render import caption
     return caption(hit.rank, hit.score, hit.item)
 
 

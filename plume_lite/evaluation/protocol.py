@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from plume_lite import metrics
+from plume_lite.evaluation import metrics
 from plume_lite.config import MODES
 from plume_lite.errors import CheckpointError, ConfigError, InputError
-from plume_lite.index import EmbeddingCache, content_hash, item_digest, model_id, setting_key, top_k
+from plume_lite.evaluation.index import EmbeddingCache, content_hash, item_digest, model_id, setting_key, top_k
 from plume_lite.io import atomic_write_text
 
 SCHEMA = "plume_lite.eval/1"
@@ -261,7 +261,7 @@ def add_cli(subparsers) -> None:
 
 def _cli(args) -> int:
     from plume_lite.data.mmeb import load_eval_tasks
-    from plume_lite.index import checkpoint_fingerprint
+    from plume_lite.evaluation.index import checkpoint_fingerprint
     from plume_lite.model import PlumeModel
     if not Path(args.checkpoint).is_dir():
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")

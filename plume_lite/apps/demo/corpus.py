@@ -2,7 +2,7 @@
 the corpus items read from a data folder or a folder of files, and the files users
 add, kept on disk so they survive a restart.
 
-Every upload is decoded here, through plume_lite.data.media, before the model sees it:
+Every upload is decoded here, through plume_lite.media, before the model sees it:
 a bad file ends in one MediaError that names the file, never a decoder traceback.
 """
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from plume_lite.data import media
+from plume_lite import media
 from plume_lite.errors import PlumeError
-from plume_lite.data.media import MediaError
-from plume_lite.index import item_digest
+from plume_lite.media import MediaError
+from plume_lite.evaluation.index import item_digest
 from plume_lite.io import atomic_write_text
 
-from plume_demo import render
+from plume_lite.apps.demo import render
 
 IMAGE_EXTS = sorted(media.IMAGE_EXTS)
 VIDEO_EXTS = [".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"]

@@ -2,7 +2,7 @@
 background thread, so the page is up at once and shows what is happening.
 
 On a fresh machine the default path generates SynthMMEB tiny and trains the default
-checkpoint (plume_lite.pretrained, minutes on a CPU); later starts find both in the
+checkpoint (plume_lite.apps.defaults, minutes on a CPU); later starts find both in the
 cache folder, and the corpus embeddings in the demo's embedding cache.
 """
 from __future__ import annotations
@@ -14,18 +14,12 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
-
 from plume_lite.config import MODES
+from plume_lite.runtime import DEFAULT_THREADS, using_threads
 
-from plume_demo.corpus import UserCorpus, load_corpus, task_corpus
-from plume_demo.engine import DemoEngine
+from plume_lite.apps.demo.corpus import UserCorpus, load_corpus, task_corpus
+from plume_lite.apps.demo.engine import DemoEngine
 
-
-# The default checkpoint is a tiny model: its ops are too small to split across CPU
-# threads, and on a shared 2-core machine a second OpenMP thread mostly waits for a
-# core. Measured there: 20 training steps in 15.5 s on 1 thread, 57-83 s on 2.
-TRAIN_THREADS = 1
 
 
 class NotReady(RuntimeError):
@@ -33,7 +27,7 @@ class NotReady(RuntimeError):
 
 
 def default_cache_dir() -> Path:
-    from plume_lite.pretrained import cache_root
+    from plume_lite.runtime import cache_root
     return cache_root() / "demo"
 
 
@@ -120,7 +114,7 @@ class Startup:
     def _build(self) -> None:
         data = None
         if self.corpus is None:
-            from plume_lite.pretrained import default_data
+            from plume_lite.data.synth import default_data
             self.report("Preparing the SynthMMEB tiny data (generated on the first start only)…")
             data = self._timed("data_s", default_data)
         checkpoint = self.checkpoint
@@ -151,19 +145,18 @@ class Startup:
 
     def _default_checkpoint(self, data):
         """default_checkpoint(), reporting training progress read from its step log."""
-        from plume_lite.pretrained import cache_root, default_checkpoint
+        from plume_lite.apps.defaults import default_checkpoint
+        from plume_lite.runtime import cache_root
         self.report("Preparing the default checkpoint (trained on the first start only, "
                     "a few minutes on a CPU)…")
         done = threading.Event()
         watcher = threading.Thread(target=self._watch_training,
                                    args=(cache_root() / "checkpoints", done), daemon=True)
         watcher.start()
-        threads = torch.get_num_threads()
         try:
-            torch.set_num_threads(min(threads, TRAIN_THREADS))
-            return default_checkpoint("latent", data=data)
+            with using_threads(DEFAULT_THREADS):   # a tiny model: see plume_lite.runtime
+                return default_checkpoint("latent", data=data)
         finally:
-            torch.set_num_threads(threads)
             done.set()
 
     def _watch_training(self, root: Path, done: threading.Event) -> None:

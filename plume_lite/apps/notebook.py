@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from plume_lite.pretrained import DEFAULT_OVERRIDES, cache_root, default_checkpoint, default_data
+from plume_lite.apps.defaults import DEFAULT_OVERRIDES, default_checkpoint, default_data
+from plume_lite.runtime import cache_root, configure_threads
 
 PROFILES = ("tiny", "gpu-2b")
 
@@ -60,8 +61,8 @@ class NotebookSetup:
     def evaluate(self, mode: str, steps=None, model=None) -> dict:
         """evaluate() of the shared `mode` checkpoint on every SynthMMEB task; results are
         written under the cache folder and reused by the other notebooks."""
-        from plume_lite.evaluate import evaluate
-        from plume_lite.index import checkpoint_fingerprint
+        from plume_lite.evaluation.protocol import evaluate
+        from plume_lite.evaluation.index import checkpoint_fingerprint
         path = self.checkpoint(mode)
         model = model if model is not None else self.load(mode)
         out = cache_root() / "notebooks" / f"eval-{self.profile}-{mode}-K{steps}.json"
@@ -72,7 +73,7 @@ class NotebookSetup:
 def setup(profile: str | None = None) -> NotebookSetup:
     """Pick the profile ($PLUME_PROFILE), falling back to tiny without a GPU or the hub."""
     from plume_lite.errors import ConfigError
-    from plume_lite.train_config import PROFILES as TRAIN_PROFILES
+    from plume_lite.train.config import PROFILES as TRAIN_PROFILES
 
     profile = profile or os.environ.get("PLUME_PROFILE", "tiny")
     if profile not in PROFILES:
@@ -85,9 +86,7 @@ def setup(profile: str | None = None) -> NotebookSetup:
                   f"(GPU: {gpu}, hub or local copy: {hub}); falling back to the tiny profile.")
             profile = "tiny"
     if profile == "tiny":
-        # the tiny model's matrices are far too small to gain from intra-op threads; on a
-        # busy 2-core machine one thread trained ~10x faster than two (measured)
-        torch.set_num_threads(1)
+        configure_threads()        # the tiny model's kernels gain nothing from more threads
     nb = NotebookSetup(profile=profile, device="cuda" if profile == "gpu-2b" else "cpu",
                        dtype=torch.bfloat16 if profile == "gpu-2b" else None,
                        overrides=DEFAULT_OVERRIDES if profile == "tiny" else ())
