@@ -38,6 +38,7 @@ def tasks(synth):
     return load_eval_tasks(synth)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ(synth, tmp_path):
     again = make_synth(tmp_path / "again", size="tiny", seed=0)
     assert _digest(synth) == _digest(again)

@@ -97,6 +97,7 @@ def test_plume_loss_composition_per_mode():
         plume_loss("latnet", oq, oc)
 
 
+@pytest.mark.slow
 def test_two_process_gather_equals_single_process(tmp_path):
     """`accelerate launch` two CPU processes (gloo) running this file as a worker."""
     exe = Path(sys.executable).with_name("accelerate")

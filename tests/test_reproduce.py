@@ -3,9 +3,12 @@ tables and plot; a second call reuses every finished run and gives the same numb
 import json
 import time
 
+import pytest
+
 from plume_lite.apps.cli import main
 
 
+@pytest.mark.slow
 def test_reproduce_quick_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "repro"
     assert main(["reproduce", "--out", str(out), "--quick"]) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from plume_lite.errors import PlumeError
@@ -35,8 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging() -> None:
+    """The library logs progress through `logging`; the CLI shows plume_lite's INFO
+    lines on stderr, bare, like a progress bar would be (once, whoever calls main)."""
+    logger = logging.getLogger("plume_lite")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     apply_env()            # no telemetry; the hub stays reachable for hub ids
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         configure_threads()

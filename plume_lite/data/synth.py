@@ -11,6 +11,7 @@ for every training pair, written in the real sources' formats.
 Generation is deterministic: one seed gives byte-identical files."""
 from __future__ import annotations
 
+import logging
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from plume_lite.data.storage import (BEIR_COLUMNS, INSTRUCT_COLUMNS, TRAIN_COLUM
 from plume_lite.data.synth_base import Builder, TaskSpec
 from plume_lite.io import atomic_dir, atomic_write_text
 from plume_lite.runtime import cache_root
+
+log = logging.getLogger(__name__)
 
 FORMAT = "synthmmeb/1"
 # n_train pairs and n_test queries per task; n_cands = candidates per local query
@@ -96,7 +99,7 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
             spec.build(b)
             entries.append(_write_task(tmp, spec, b))
             if verbose:
-                print(f"  {spec.name:<20} {time.perf_counter() - t0:5.1f}s", flush=True)
+                log.info("  %-20s %5.1fs", spec.name, time.perf_counter() - t0)
         manifest = {
             "name": "SynthMMEB", "format": FORMAT, "size": size, "seed": seed,
             "image_size": [64, 64], "page_size": [64, 80], "video_frames": 8, "fps": 8,

@@ -10,6 +10,7 @@ skips it, and a changed setting or changed task data never reuses stale numbers.
 """
 from __future__ import annotations
 
+import logging
 import json
 import re
 import sys
@@ -21,8 +22,11 @@ import torch
 from plume_lite.evaluation import metrics
 from plume_lite.config import MODES
 from plume_lite.errors import CheckpointError, ConfigError, InputError
-from plume_lite.evaluation.index import EmbeddingCache, content_hash, item_digest, model_id, setting_key, top_k
+from plume_lite.evaluation.index import EmbeddingCache, model_id, setting_key, top_k
+from plume_lite.items import content_hash, item_digest
 from plume_lite.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "plume_lite.eval/1"
 MODALITY_NAMES = {"image": "Image", "video": "Video", "visdoc": "VisDoc"}
@@ -226,8 +230,8 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
             if saved.get("fingerprint") == fp and saved.get("setting_key") == key:
                 results[task.name] = saved["result"]
                 if progress:
-                    print(f"[{i + 1}/{len(tasks)}] {task.name}: {saved['result']['score']:.1f} (saved)",
-                          file=sys.stderr)
+                    log.info("[%d/%d] %s: %.1f (saved)", i + 1, len(tasks), task.name,
+                             saved["result"]["score"])
                 continue
         # a fresh cache per task: its rows are freed once the task is scored
         cache = EmbeddingCache(model, mode, steps, batch_size, cache_dir, mid)
@@ -239,8 +243,7 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
             atomic_write_text(part, json.dumps({"fingerprint": fp, "setting_key": key, "result": r},
                                                allow_nan=False))
         if progress:
-            print(f"[{i + 1}/{len(tasks)}] {task.name}: {r['score']:.1f} ({r['seconds']:.1f} s)",
-                  file=sys.stderr)
+            log.info("[%d/%d] %s: %.1f (%.1f s)", i + 1, len(tasks), task.name, r["score"], r["seconds"])
         write(complete=False)
     return write(complete=True)
 

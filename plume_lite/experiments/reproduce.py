@@ -13,6 +13,7 @@ an interrupted reproduce continues where it stopped.
 """
 from __future__ import annotations
 
+import logging
 import json
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 from plume_lite.errors import ConfigError
 from plume_lite.io import atomic_write_text
 from plume_lite.experiments.report import write_report
+
+log = logging.getLogger(__name__)
 
 # The default run trains 12 models on 2 CPU cores in about 25 minutes: half the tiny
 # profile's steps per model. Quick runs only check that the pipeline works.
@@ -137,7 +140,7 @@ def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str =
     results = []
     for i, run in enumerate(runs):
         if progress:
-            print(f"== reproduce [{i + 1}/{len(runs)}] {run.name}: {run.label}", flush=True)
+            log.info("== reproduce [%d/%d] %s: %s", i + 1, len(runs), run.name, run.label)
         results.append(train_and_eval(run, root, Path(data), tasks, profile, extra, progress))
     efficiency = measure_efficiency(root, runs, repeats=1 if quick else 3)
     report = {"settings": {"quick": quick, "seeds": seeds, "profile": profile, "data": str(data),
