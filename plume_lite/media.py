@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import os
-from math import ceil
+import time
 import warnings
+from math import ceil
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -21,8 +22,10 @@ from plume_lite.errors import PlumeError
 DEFAULT_MAX_PIXELS = 50_000_000        # one image: ~7000 x 7000; a 30000^2 "bomb" is refused
 DEFAULT_MAX_FRAME_PIXELS = 8_500_000   # one video frame: 4K fits
 DEFAULT_MAX_DECODED_FRAMES = 4096      # total frames a single load_video may decode
+VIDEO_TIMEOUT_S = 30.0                 # wall-clock budget of one load_video
 DEFAULT_PDF_MAX_PIXELS = 16_000_000    # rendered page; the DPI is lowered to fit
 MAX_PDF_DPI = 300
+PDF_TIMEOUT_S = 20.0                   # one page, opened and rendered in a worker process
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -51,7 +54,35 @@ def _mpx(n: float) -> str:
 
 # ----------------------------------------------------------------------------- images
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def _to_8bit(img: Image.Image, name: str) -> Image.Image:
+    """16/32-bit integer and float single-channel images -> 8-bit "L", scaled by their
+    range (PIL's convert("RGB") clips them: 16-bit greys come out almost white, floats
+    in [0, 1] black)."""
+    import numpy as np
+    a = np.asarray(img)
+    if img.mode == "F":
+        if not np.isfinite(a).all():
+            raise MediaError(f"{name}: float image holds NaN or infinite values")
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= 0 and hi <= 1:
+            scale = 255.0                    # the usual [0, 1] float convention
+        elif lo >= 0 and hi <= 255:
+            scale = 1.0
+        else:
+            raise MediaError(f"{name}: float image values span [{lo:g}, {hi:g}], outside "
+                             f"[0, 1] and [0, 255]; convert it to 8 bits first")
+        return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L")
+    hi = int(a.max()) if a.size else 0
+    if a.size and int(a.min()) < 0:
+        raise MediaError(f"{name}: {img.mode} image holds negative values")
+    # the declared depth where the mode has one; else the smallest depth that holds the values
+    bits = 16 if img.mode.startswith("I;16") else 8 if hi <= 255 else 16 if hi <= 65535 else 32
+    return Image.fromarray((a.astype(np.float64) * 255.0 / (2**bits - 1)).round().astype(np.uint8), "L")
+
+
+def _to_rgb(img: Image.Image, name: str = "<image>") -> Image.Image:
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        img = _to_8bit(img, name)
     # Transparent pixels become white rather than whatever colour hides under alpha=0.
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
@@ -71,7 +102,7 @@ def _check_budget(name, size, max_pixels):
 def _decode(img: Image.Image, name: str) -> Image.Image:
     try:
         img.load()  # decode now, inside the try: truncated data fails here
-        return _to_rgb(ImageOps.exif_transpose(img))
+        return _to_rgb(ImageOps.exif_transpose(img), name)
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         raise MediaError(f"{name}: cannot decode image, corrupt or truncated "
                          f"({type(e).__name__}: {e})") from None
@@ -199,8 +230,9 @@ def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
     if declared and n < declared:
         raise MediaError(f"{path}: video is truncated ({n} of {declared} declared frames present)")
     want = uniform_indices(n, num_frames)
+    budget = _VideoBudget(path, max_frame_pixels)
     if n <= max_decoded:
-        frames = _decode_sequential(av, path, set(want), max(want), size)
+        frames = _decode_sequential(av, path, set(want), max(want), size, budget)
         if len(frames) < len(set(want)):
             raise MediaError(f"{path}: video is truncated or corrupt (decoded too few frames, "
                              f"needed frame {max(want) + 1} of {n})")
@@ -209,14 +241,15 @@ def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
     if len(order) < n:
         raise MediaError(f"{path}: video timestamps are missing; cannot seek in a "
                          f"{n}-frame video within the {max_decoded}-frame decode cap")
-    return _decode_by_seek(av, path, [order[i] for i in want], keyframes, max_decoded, size)
+    return _decode_by_seek(av, path, [order[i] for i in want], keyframes, max_decoded, size, budget)
 
 
-def _decode_sequential(av, path, keep: set, last: int, size) -> dict:
+def _decode_sequential(av, path, keep: set, last: int, size, budget) -> dict:
     frames = {}  # converted at once: decoder buffers are not held across iterations
     with _open_video(av, path) as container:
         stream = container.streams.video[0]
         for i, frame in enumerate(container.decode(stream)):
+            budget.check(frame)
             if i in keep:
                 frames[i] = _to_pil(frame, size)
             if i >= last:
@@ -224,7 +257,7 @@ def _decode_sequential(av, path, keep: set, last: int, size) -> dict:
     return frames
 
 
-def _decode_by_seek(av, path, targets, keyframes, max_decoded, size):
+def _decode_by_seek(av, path, targets, keyframes, max_decoded, size, budget):
     # Long video: seek to the keyframe before each target and decode forward to it; when
     # the next target lies in the same keyframe interval, just keep decoding forward.
     out, decoded, last = [], 0, None
@@ -238,6 +271,7 @@ def _decode_by_seek(av, path, targets, keyframes, max_decoded, size):
                 frames = container.decode(stream)
             got = None
             for frame in frames:
+                budget.check(frame)
                 decoded += 1
                 if decoded > max_decoded:
                     raise MediaError(f"{path}: sampling {len(targets)} frames needs more than "
@@ -250,6 +284,25 @@ def _decode_by_seek(av, path, targets, keyframes, max_decoded, size):
                 raise MediaError(f"{path}: video is truncated (no frame at timestamp {t})")
             out.append(_to_pil(got, size))
     return out
+
+
+class _VideoBudget:
+    """Bounds on what decoding one video may cost, checked on every decoded frame: the
+    header's frame size can lie, and a codec can be slow."""
+
+    def __init__(self, path, max_frame_pixels: int, timeout_s: float = VIDEO_TIMEOUT_S):
+        self.path, self.max_frame_pixels = path, max_frame_pixels
+        self.deadline = time.monotonic() + timeout_s
+        self.timeout_s = timeout_s
+
+    def check(self, frame) -> None:
+        if frame.width * frame.height > self.max_frame_pixels:
+            raise MediaError(f"{self.path}: a decoded frame is {frame.width}x{frame.height} "
+                             f"({_mpx(frame.width * frame.height)}), over the "
+                             f"{_mpx(self.max_frame_pixels)} per-frame budget")
+        if time.monotonic() > self.deadline:
+            raise MediaError(f"{self.path}: video took longer than {self.timeout_s:.0f} s to "
+                             f"decode; refused")
 
 
 def _to_pil(frame, size) -> Image.Image:
@@ -276,8 +329,7 @@ def _open_pdf(path, password=None):
         raise MediaError(f"{path}: cannot open PDF ({e})") from None
 
 
-def pdf_num_pages(path) -> int:
-    """Number of pages of a PDF file."""
+def _pdf_num_pages_here(path) -> int:
     doc = _open_pdf(path)
     try:
         return len(doc)
@@ -285,16 +337,13 @@ def pdf_num_pages(path) -> int:
         doc.close()
 
 
-def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAULT_PDF_MAX_PIXELS,
-                  password: str | None = None) -> Image.Image:
-    """Render one page (0-based) of a PDF to an RGB PIL image.
-
-    `dpi` is capped at MAX_PDF_DPI and lowered further so the render fits `max_pixels`."""
+def _render_pdf_page_here(path, page, dpi, max_pixels, password):
+    """(mode, size, pixel bytes) of one rendered page; runs inside an isolated worker."""
     import pypdfium2 as pdfium
     doc = _open_pdf(path, password)
     try:
         n = len(doc)
-        if not isinstance(page, int) or not 0 <= page < n:
+        if not 0 <= page < n:
             raise MediaError(f"{path}: page {page} is out of range; the document has {n} "
                              f"page{'s' if n != 1 else ''} (0-based index)")
         pg = doc[page]
@@ -306,11 +355,46 @@ def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAUL
             scale = min(scale, (max_pixels / (w_pt * h_pt)) ** 0.5)  # fit the budget...
             while scale > 1e-3 and ceil(w_pt * scale) * ceil(h_pt * scale) > max_pixels:
                 scale *= 0.98  # ...after the renderer rounds the size up
-            img = pg.render(scale=scale).to_pil()
+            img = pg.render(scale=scale).to_pil().convert("RGB")
         except pdfium.PdfiumError as e:
             raise MediaError(f"{path}: cannot render page {page} ({e})") from None
         finally:
             pg.close()
-        return img.convert("RGB")
+        return img.mode, img.size, img.tobytes()
     finally:
         doc.close()
+
+
+def _isolated(name: str, path, **kwargs):
+    """Run a PDF decoder in a limited worker process (plume_lite.isolated)."""
+    from plume_lite import isolated
+    path = _check_file(path)
+    try:
+        ok, value = isolated.pool().call(name, timeout_s=PDF_TIMEOUT_S, path=str(path), **kwargs)
+    except TimeoutError:
+        raise MediaError(f"{path}: PDF took longer than {PDF_TIMEOUT_S:.0f} s to decode; "
+                         f"refused (too complex, or hostile)") from None
+    except ChildProcessError as e:
+        raise MediaError(f"{path}: PDF decoder stopped on this file ({e}); refused") from None
+    if not ok:
+        raise MediaError(value)
+    return value
+
+
+def pdf_num_pages(path) -> int:
+    """Number of pages of a PDF file (opened in an isolated, memory-limited process)."""
+    return _isolated("pdf_num_pages", path)
+
+
+def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAULT_PDF_MAX_PIXELS,
+                  password: str | None = None) -> Image.Image:
+    """Render one page (0-based) of a PDF to an RGB PIL image.
+
+    `dpi` is capped at MAX_PDF_DPI and lowered further so the render fits `max_pixels`.
+    The PDF is opened and rendered in a separate process limited in memory and time
+    (plume_lite.isolated): a hostile page ends in a MediaError, not in a dead server."""
+    if isinstance(page, bool) or not isinstance(page, int):
+        raise MediaError(f"{path}: page must be an integer (0-based), got {page!r}")
+    mode, size, data = _isolated("pdf_page", path, page=page, dpi=dpi, max_pixels=max_pixels,
+                                 password=password)
+    return Image.frombytes(mode, size, data)
