@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 from pathlib import Path
 
 import torch
 
 from plume_lite.errors import InputError
+from plume_lite.files import item_kind
 from plume_lite.tokens import DISC_EMB, prompt_text
 
 ITEM_KEYS = ("instruction", "text", "image", "video", "pdf", "page")
+MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor limit
+MAX_TEXT_CHARS = 20_000   # per text field: ~5k tokens, far past any prompt the model was trained on
 VISUAL_KEYS = ("image", "video", "pdf")   # at most one per item; values may be file paths
 
 
@@ -63,36 +67,107 @@ def item_digest(item: dict, stamp_files: bool = True) -> str:
     return content_hash(_canonical(item, stamp_files=stamp_files))
 
 
-def validate_item(item, index: int = 0) -> None:
+def checked_int(name: str, value, low: int, high: int | None = None) -> int:
+    """`value` as an int in [low, high], or an InputError naming `name` (2.9 is not 2)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)       # ints and numpy integers; floats refused
+    except TypeError:
+        raise InputError(f"{name} must be an integer, got {value!r}") from None
+    if number < low or (high is not None and number > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise InputError(f"{name} must be {bound}, got {number}")
+    return number
+
+
+_PATH_TYPES = (str, os.PathLike)
+
+
+def clean_item(item, index: int = 0) -> dict:
+    """A validated copy of one item, keys with value None dropped.
+
+    Raises InputError, naming the item, for a non-dict, an unknown key, a value of the
+    wrong type, text over MAX_TEXT_CHARS, several visual inputs, an empty item or a
+    missing file."""
     if not isinstance(item, dict):
         raise InputError(f"item {index} must be a dict with keys among {ITEM_KEYS}, got {type(item).__name__}")
     unknown = [k for k in item if k not in ITEM_KEYS]
     if unknown:
         raise InputError(f"item {index} has unknown key(s) {unknown}; valid keys: {', '.join(ITEM_KEYS)}")
-    visual = [k for k in VISUAL_KEYS if item.get(k) is not None]
+    item = {k: v for k, v in item.items() if v is not None}
+    for key in ("text", "instruction"):
+        if key in item:
+            if not isinstance(item[key], str):
+                raise InputError(f"item {index}: {key} must be a string, got {type(item[key]).__name__}")
+            if len(item[key]) > MAX_TEXT_CHARS:
+                raise InputError(f"item {index}: {key} is {len(item[key]):,} characters, over the "
+                                 f"{MAX_TEXT_CHARS:,}-character limit")
+    checks = {"image": _PATH_TYPES + (bytes,) + _pil_types(), "pdf": _PATH_TYPES,
+              "video": _PATH_TYPES + (list, tuple)}
+    for key, types in checks.items():
+        if key in item and not isinstance(item[key], types):
+            raise InputError(f"item {index}: {key} must be a file path, got {type(item[key]).__name__}")
+    visual = [k for k in VISUAL_KEYS if k in item]
     if len(visual) > 1:
         raise InputError(f"item {index} has several visual inputs {visual}; give one of image, video, pdf")
     if not visual and not item.get("text") and not item.get("instruction"):
         raise InputError(f"item {index} is empty: give text, image, video or pdf")
-    if "page" in item and "pdf" not in item:
-        raise InputError(f"item {index} has 'page' but no 'pdf'")
-    for key in ("image", "video", "pdf"):
+    if "page" in item:
+        if "pdf" not in item:
+            raise InputError(f"item {index} has 'page' but no 'pdf'")
+        item["page"] = checked_int(f"item {index}: page", item["page"], 0)
+    for key in VISUAL_KEYS:
         value = item.get(key)
-        if isinstance(value, (str, Path)) and not Path(value).exists():
+        if isinstance(value, _PATH_TYPES) and not Path(value).exists():
             raise InputError(f"item {index}: {key} file not found: {value}")
+    return item
+
+
+def validate_item(item, index: int = 0) -> None:
+    """Raise InputError if `item` is not a valid item (see clean_item)."""
+    clean_item(item, index)
+
+
+def _pil_types() -> tuple:
+    from PIL import Image
+    return (Image.Image,)
+
+
+def escape_special_tokens(text: str, specials: list[str]) -> str:
+    """User text is text: a special-token string in it (e.g. `<|image_pad|>`, `<disc_emb>`)
+    gets a word joiner (U+2060) after its first character, so the tokenizer reads it as
+    characters rather than as the token."""
+    for token in specials:
+        if token in text:
+            text = text.replace(token, token[0] + "\u2060" + token[1:])
+    return text
 
 
 def load_visual(item: dict):
-    """('image', PIL) | ('video', [PIL, ...]) | (None, None) for one validated item."""
-    if not any(item.get(k) is not None for k in VISUAL_KEYS):
+    """('image', PIL) | ('video', [PIL, ...]) | (None, None) for one validated item
+    (a PDF page is rendered to an image)."""
+    kind = item_kind(item)
+    if kind == "text":
         return None, None
     from plume_lite import media
 
-    if item.get("image") is not None:
+    if kind == "image":
         return "image", media.load_image(item["image"])
-    if item.get("pdf") is not None:
+    if kind == "pdf":
         return "image", media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
     return "video", media.load_video(item["video"])
+
+
+def check_aspect(visual, index: int) -> None:
+    """The Qwen2-VL processor refuses images more than MAX_ASPECT_RATIO times wider than
+    tall (or the reverse); say so for the item instead of failing deep inside it."""
+    frames = visual if isinstance(visual, list) else [visual] if visual is not None else []
+    for frame in frames[:1]:
+        w, h = frame.size
+        if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+            raise InputError(f"item {index}: image is {w}x{h}, more than {MAX_ASPECT_RATIO}:1; "
+                             f"crop or pad it")
 
 
 class ItemBatcher:
@@ -101,14 +176,23 @@ class ItemBatcher:
         self.tokenizer = processor.tokenizer
         self.instruction_prompt = instruction_prompt
         self.disc_id = self.tokenizer.convert_tokens_to_ids(DISC_EMB)
+        # longest first, so a token that contains another is escaped whole
+        self.specials = sorted(set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab()),
+                               key=len, reverse=True)
+
+    def _user_text(self, item: dict) -> dict:
+        for key in ("text", "instruction"):
+            if key in item:
+                item[key] = escape_special_tokens(item[key], self.specials)
+        return item
 
     def __call__(self, items: list, mode: str, device) -> tuple[dict, torch.Tensor]:
         """Processor inputs for a left-padded batch, and the column of <disc_emb> per row."""
-        for i, item in enumerate(items):
-            validate_item(item, i)
+        items = [self._user_text(clean_item(item, i)) for i, item in enumerate(items)]
         texts, images, videos = [], [], []
-        for item in items:
+        for i, item in enumerate(items):
             kind, visual = load_visual(item)
+            check_aspect(visual, i)
             if kind == "image":
                 images.append(visual)
             elif kind == "video":
@@ -118,8 +202,11 @@ class ItemBatcher:
         kwargs = {}
         if videos:
             kwargs["videos"] = videos
-        inputs = self.processor(text=texts, images=images or None, padding=True,
-                                return_tensors="pt", **kwargs)
+        try:
+            inputs = self.processor(text=texts, images=images or None, padding=True,
+                                    return_tensors="pt", **kwargs)
+        except ValueError as e:   # the processor's own limits, in one line
+            raise InputError(f"the processor refused this batch: {str(e).splitlines()[0]}") from None
         inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         anchor_index = (inputs["input_ids"] == self.disc_id).int().argmax(dim=1)
         return inputs, anchor_index

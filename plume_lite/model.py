@@ -19,7 +19,7 @@ from plume_lite.adapter import TransitionAdapter, balance_loss
 from plume_lite.backbone import load_backbone
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig
 from plume_lite.errors import InputError
-from plume_lite.items import ItemBatcher
+from plume_lite.items import ItemBatcher, checked_int
 from plume_lite.rollout import latent_rollout, run_prefix
 from plume_lite.tokens import EOT, GEN_EMB, INFERENCE_SUFFIX, add_plume_tokens
 
@@ -36,6 +36,38 @@ class TrainForward:
 
 
 class PlumeModel(nn.Module):
+    """A Qwen2-VL backbone plus a transition adapter: one embedding model, three encode modes.
+
+    Build one with `from_backbone` (a fresh adapter on a backbone) or `from_pretrained`
+    (a saved PLUME checkpoint) rather than calling the constructor. The constructor adds
+    the PLUME tokens to the backbone's tokenizer (rows copied from existing tokens, see
+    docs/method.md §Tokens and sequence layout) and builds the adapter that
+    `config.adapter` names.
+
+    Args:
+        backbone: a Qwen2-VL / Qwen2.5-VL `...ForConditionalGeneration` model, as returned
+            by `plume_lite.load_backbone`. Its embedding matrix is resized in place if the
+            PLUME tokens are new to it.
+        processor: the backbone's processor (tokenizer, image and video processors).
+        config: the PlumeConfig of the model (K, adapter variant, explicit-mode budget,
+            instruction prompt).
+
+    Attributes:
+        config (PlumeConfig): the model's settings; saved as `plume_config.json`.
+        backbone: the wrapped backbone (LoRA layers, once enabled, are injected in place).
+        processor: the processor, with the PLUME tokens added.
+        adapter (TransitionAdapter): the transition adapter (`plume_lite.adapter`).
+        token_ids (dict[str, int]): ids of `<disc_emb> <bot> <ct> <eot> <gen_emb>`.
+        lora_enabled (bool): whether `enable_lora` ran (or the checkpoint had LoRA).
+
+    Example:
+        >>> from plume_lite import PlumeModel
+        >>> model = PlumeModel.from_backbone("tiny")        # built offline on first use
+        >>> emb = model.encode([{"text": "a red circle"}, {"text": "two blue squares"}])
+        >>> emb.shape, emb.dtype                            # tiny backbone: D = 128
+        (torch.Size([2, 128]), torch.float32)
+    """
+
     def __init__(self, backbone, processor, config: PlumeConfig):
         super().__init__()
         self.config = config
@@ -51,6 +83,36 @@ class PlumeModel(nn.Module):
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_backbone(cls, name_or_path: str = "tiny", device=None, dtype=None, **config) -> "PlumeModel":
+        """A new PlumeModel on a pretrained backbone, with a freshly initialised adapter.
+
+        Args:
+            name_or_path: a hub id (e.g. "Qwen/Qwen2-VL-2B-Instruct"), a local backbone
+                folder, or "tiny" / "tiny:SEED" for the offline tiny Qwen2-VL, built into
+                the cache folder (`$PLUME_CACHE`, see plume_lite.runtime) on first use.
+            device: if given, the model is moved there (`"cpu"`, `"cuda"`, a
+                torch.device); otherwise it stays on the CPU.
+            dtype: torch dtype of the backbone weights (default float32). The adapter
+                is created in float32 and computes in float32 in any case.
+            **config: PlumeConfig fields, e.g. `latent_steps=4`, `adapter="mlp"`,
+                `num_experts`, `top_k`, `max_new_tokens`, `instruction_prompt`.
+
+        Returns:
+            PlumeModel: in training mode, as any new nn.Module (`encode` switches to
+            eval mode by itself). The adapter's weights come from torch's current
+            random state: seed it first (`torch.manual_seed`) for a reproducible model.
+
+        Raises:
+            ConfigError: an unknown config key (the message names the closest valid
+                one), an adapter not in `ADAPTERS`, `latent_steps` outside
+                [0, step_table_size], or `top_k` outside [1, num_experts].
+            CheckpointError: the backbone cannot be loaded (missing folder, no
+                config.json, hub unreachable) or is not a Qwen2-VL / Qwen2.5-VL model.
+
+        Example:
+            >>> model = PlumeModel.from_backbone("tiny", latent_steps=4, adapter="mlp")
+            >>> model.config.latent_steps, model.config.adapter
+            (4, 'mlp')
+        """
         cfg = PlumeConfig.from_dict({"backbone": str(name_or_path), **config})
         backbone, processor = load_backbone(cfg.backbone, dtype=dtype)
         model = cls(backbone, processor, cfg)
@@ -58,11 +120,59 @@ class PlumeModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, device=None, dtype=None) -> "PlumeModel":
+        """Load a PlumeModel saved by `save_pretrained` (or by `plume-lite train`).
+
+        A full checkpoint (`backbone/`) is self-contained. A LoRA checkpoint (`lora/`)
+        loads its base backbone again from the name in its `plume_config.json` (a hub
+        id, folder or "tiny"), so that backbone must be reachable; LoRA is re-attached.
+
+        Args:
+            path: the checkpoint folder (str or os.PathLike), e.g. `RUN/model`.
+            device: if given, the model is moved there; otherwise it stays on the CPU.
+            dtype: torch dtype of the backbone weights (default float32).
+
+        Returns:
+            PlumeModel: with the saved config, adapter and backbone (or LoRA) weights, in
+            training mode as any new nn.Module (`encode` switches to eval mode itself).
+
+        Raises:
+            CheckpointError: the folder does not exist, lacks `plume_config.json` or
+                `adapter.safetensors`, has neither `backbone/` nor `lora/`, or its
+                backbone cannot be loaded.
+            ConfigError: `plume_config.json` holds an unknown or invalid key.
+
+        Example:
+            >>> model.save_pretrained("my_ckpt")
+            >>> loaded = PlumeModel.from_pretrained("my_ckpt")
+            >>> items = [{"text": "a red circle"}]
+            >>> torch.equal(loaded.encode(items), model.encode(items))
+            True
+        """
         from plume_lite.saving import load_plume
         model = load_plume(cls, path, dtype=dtype)
         return model.to(device) if device is not None else model
 
     def save_pretrained(self, path) -> None:
+        """Save the model as safetensors + JSON (never pickle), atomically.
+
+        The folder holds `plume_config.json`, `adapter.safetensors` and either
+        `backbone/` (full weights and processor) or, after `enable_lora`, `lora/`,
+        `processor/` and `token_rows.safetensors` (the base backbone is not copied).
+        Everything is written into a temporary sibling folder that then replaces
+        `path` in one rename: an existing folder at `path` is replaced, and a crash
+        leaves either the old folder or the new one, never a half-written one.
+
+        Args:
+            path: the folder to write (str or os.PathLike); parents are created.
+
+        Returns:
+            None.
+
+        Example:
+            >>> model.save_pretrained("my_ckpt")
+            >>> sorted(os.listdir("my_ckpt"))
+            ['adapter.safetensors', 'backbone', 'plume_config.json']
+        """
         from plume_lite.saving import save_plume
         save_plume(self, path)
 
@@ -88,14 +198,57 @@ class PlumeModel(nn.Module):
     @torch.no_grad()
     def encode(self, items: list, mode: str = "latent", steps: int | None = None,
                batch_size: int = 16, return_trace: bool = False, progress: bool = False):
-        """L2-normalised float32 embeddings [N, D] on CPU (and a trace list if asked)."""
+        """Embed items: L2-normalised float32 rows [N, D] on the CPU (and traces if asked).
+
+        Runs without gradients and in eval mode (the previous train/eval mode is
+        restored afterwards). Items are validated before any tensor work. Each row does
+        not depend on the others in its batch (left padding, per-row positions).
+
+        Args:
+            items: a list of item dicts, each with keys among `instruction` (str),
+                `text` (str), and at most one of `image` (path or PIL image), `video`
+                (mp4/webm/gif path, frame folder, or list of frames; 8 frames are
+                sampled uniformly) and `pdf` (path) with `page` (0-based int, default 0).
+            mode: "latent" (PLUME: K latent steps, then read `<gen_emb>`), "direct"
+                (read `<disc_emb>` in one pass) or "explicit" (write a rationale of at
+                most `config.max_new_tokens` tokens, then read `<gen_emb>`).
+            steps: latent steps K for this call, in [0, config.step_table_size];
+                None uses `config.latent_steps`. Only "latent" mode uses it.
+            batch_size: items per forward pass.
+            return_trace: also return one trace dict per item.
+            progress: show a tqdm progress bar over batches.
+
+        Returns:
+            torch.Tensor: [N, D] float32 on the CPU, each row of unit L2 norm (D is the
+            backbone's hidden size; an empty list gives [0, D]). With `return_trace`, a
+            tuple (embeddings, traces), where traces[i] is a dict with "mode" and, in
+            latent mode, "steps", "anchor" [D], "latents" (K tensors [D]) and, for the
+            moe adapters, "gates" [K, E] (router probabilities) and "chosen" [K, top_k]
+            (expert indices); in explicit mode, "text" (what was written) and
+            "generated_tokens" (int).
+
+        Raises:
+            InputError: an unknown mode, `items` given as one dict instead of a list,
+                `steps` out of range, or a malformed item (unknown key, several visual
+                inputs, empty item, `page` without `pdf`, missing file).
+            MediaError: a media file is corrupt, truncated, encrypted or too large.
+
+        Example:
+            >>> items = [{"text": "three red bars above the dashed line", "instruction": "Find the chart."},
+            ...          {"image": "cat.png", "text": "What animal is this?"}]
+            >>> emb = model.encode(items, mode="latent")          # [2, D]
+            >>> emb, traces = model.encode(items, steps=4, return_trace=True)
+            >>> traces[0]["gates"].shape, traces[0]["chosen"].shape   # moe adapter, E = 4
+            (torch.Size([4, 4]), torch.Size([4, 2]))
+            >>> scores = emb[:1] @ emb.T                          # cosine similarities
+        """
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
         if isinstance(items, dict):
             raise InputError("encode() takes a list of items; wrap a single item in a list")
-        steps = self.config.latent_steps if steps is None else int(steps)
-        if not 0 <= steps <= self.config.step_table_size:
-            raise InputError(f"steps must be in [0, {self.config.step_table_size}], got {steps}")
+        steps = self.config.latent_steps if steps is None else checked_int(
+            "steps", steps, 0, self.config.step_table_size)
+        batch_size = checked_int("batch_size", batch_size, 1)
         was_training = self.training
         self.eval()
         chunks = range(0, len(items), batch_size)

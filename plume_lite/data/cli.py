@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from plume_lite.arguments import int_at_least
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,7 @@ def add_cli(subparsers) -> None:
                                             "benchmark with rationales")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--tasks", nargs="+", default=None, help="only these task names")
     p.set_defaults(func=_synth)
 

@@ -1,4 +1,4 @@
-"""MMEB-v2 evaluation: rank, score, aggregate, and resume (DESIGN §7).
+"""MMEB-v2 evaluation: rank, score, aggregate, and resume (docs/method.md §Evaluation contract).
 
 `local` tasks rank each query against its own candidate list, `global` tasks against
 the whole de-duplicated pool; the metric (hit@1 for image/video, ndcg@5 for visual
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from plume_lite.evaluation import metrics
+from plume_lite.arguments import int_at_least, name_list
 from plume_lite.config import MODES
 from plume_lite.errors import CheckpointError, ConfigError, InputError
 from plume_lite.evaluation.index import EmbeddingCache, model_id, setting_key, top_k
@@ -188,11 +189,67 @@ def _markdown_path(out: Path) -> Path:
 
 def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, progress=True,
              checkpoint_id=None, cache_dir="auto", keep_per_query=True) -> dict:
-    """Evaluate `model` (anything with `.encode(items, mode, steps, batch_size, progress)`)
-    on a list of EvalTask; see module doc. With `out` (a JSON path) the results JSON and
-    a markdown table beside it are written atomically after every task, and finished
-    tasks are kept under `<out stem>.work/` for resuming. `cache_dir="auto"` puts the
-    embedding cache there too; None turns the disk cache off."""
+    """Score `model` on MMEB-style tasks with the MMEB-v2 protocol; resumable with `out`.
+
+    Each task embeds its queries and candidates (each distinct item once), ranks every
+    query against its own candidate list (`local`) or the whole pool (`global`), and
+    scores it with the task's metric (hit@K or ndcg@K, ties broken against the model);
+    see docs/method.md §Evaluation contract. Task scores are percentages; the result
+    also holds meta-task, modality, reasoning-split and overall means (overall = mean
+    over all tasks). Runs without gradients.
+
+    Args:
+        model: a PlumeModel, or anything with `.encode(items, mode=, steps=,
+            batch_size=, progress=)` returning [N, D] L2-normalised rows.
+        tasks: a list of EvalTask (e.g. `plume_lite.data.load_eval_tasks(source)`), with
+            distinct names.
+        mode: "latent", "explicit" or "direct", passed to `encode`.
+        steps: latent steps K passed to `encode`; None: the model's own.
+        batch_size: items per `encode` call.
+        out: optional path of the results JSON. After every task the JSON and a markdown
+            table beside it (`.md`) are rewritten atomically, and the finished task is
+            kept under `<out stem>.work/parts/`, keyed by the task's content and by
+            (model id, mode, steps): a rerun skips it and never reuses numbers of a
+            changed task or setting.
+        progress: log one INFO line per task (logger `plume_lite.evaluation.protocol`)
+            and show the encoder's progress bars.
+        checkpoint_id: a name for the weights in cache keys (e.g.
+            `index.checkpoint_fingerprint(folder)`); None: `model.checkpoint_id`, else a
+            hash of an nn.Module's parameters.
+        cache_dir: "auto" (default): the embedding cache goes to `<out stem>.work/emb/`
+            when `out` is given and is kept in memory otherwise; a folder: cache there;
+            None: no disk cache.
+        keep_per_query: keep each task's "per_query" list (score, rank of the best
+            positive, its score, top-5 candidate indices and scores) in the result.
+
+    Returns:
+        dict: "schema" ("plume_lite.eval/1"), "complete" (True), "setting" ({"checkpoint",
+        "mode", "steps", "key"}), "overall" ({"score", "n_tasks"}, or None for no task),
+        "modalities" ({modality: {"score", "n_tasks"}}), "meta_tasks" ({modality:
+        {meta_task: {...}}}), "reasoning" ({"reasoning" / "non_reasoning": {...}}),
+        "tasks" ({name: {"name", "modality", "meta_task", "protocol", "metric",
+        "reasoning", "score", "n_queries", "n_candidates", "n_encoded", "seconds",
+        "fingerprint", "per_query"}}) and "pending" ([]).
+
+    Raises:
+        InputError: an unknown mode, duplicate task names, or a malformed task (unknown
+            protocol, no queries or candidates, qrels or candidate lists that do not
+            match the queries or point outside the pool).
+        ConfigError: `out` is given but no model id can be had (pass `checkpoint_id`).
+        RuntimeError: `encode` returned the wrong shape or non-finite values.
+
+    Example:
+        >>> from plume_lite import PlumeModel
+        >>> from plume_lite.data import load_eval_tasks
+        >>> from plume_lite.evaluation import evaluate
+        >>> model = PlumeModel.from_pretrained("runs/latent/model")
+        >>> tasks = load_eval_tasks("data/synth", tasks=["img_cls_colorshape"])
+        >>> result = evaluate(model, tasks, mode="latent", out="runs/latent/eval.json")
+        >>> result["complete"], result["overall"]["n_tasks"], sorted(result["modalities"])
+        (True, 1, ['image'])
+        >>> 0.0 <= result["tasks"]["img_cls_colorshape"]["score"] <= 100.0     # Hit@1 in %
+        True
+    """
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     names = [t.name for t in tasks]
@@ -252,10 +309,10 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on MMEB-style tasks")
     p.add_argument("--checkpoint", required=True, help="checkpoint folder")
     p.add_argument("--data", required=True, help="data folder or hub id")
-    p.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    p.add_argument("--tasks", type=name_list, default=None, help="comma-separated task names (default: all)")
     p.add_argument("--mode", default="latent", choices=MODES)
-    p.add_argument("--steps", type=int, default=None, help="latent steps K (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int_at_least(0), default=None, help="latent steps K (default: the checkpoint's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
     p.add_argument("--out", required=True, help="results JSON (a .md table is written beside it)")
@@ -268,7 +325,7 @@ def _cli(args) -> int:
     from plume_lite.model import PlumeModel
     if not Path(args.checkpoint).is_dir():
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
-    wanted = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    wanted = args.tasks
     tasks = load_eval_tasks(args.data, tasks=wanted)
     missing = sorted(set(wanted or []) - {t.name for t in tasks})
     if missing:

@@ -15,6 +15,7 @@ import time
 import torch
 from PIL import Image, ImageDraw
 
+from plume_lite.arguments import int_at_least, int_list
 from plume_lite.errors import InputError
 
 
@@ -102,7 +103,7 @@ def main(args) -> int:
         raise InputError(f"unknown mode(s) {bad}; choose from direct, latent, explicit")
     torch.manual_seed(0)
     model = load_for_bench(args)
-    result = run_bench(model, modes, [int(b) for b in args.batch_sizes.split(",")], args.steps,
+    result = run_bench(model, modes, args.batch_sizes, args.steps,
                        args.repeats, args.image_size)
     print(format_table(result))
     if args.out:
@@ -118,11 +119,11 @@ def add_cli(subparsers) -> None:
     src.add_argument("--backbone", default="tiny", help="hub id, local folder, or 'tiny' (default)")
     src.add_argument("--random-2b", action="store_true", help="random weights with Qwen2-VL-2B shapes")
     p.add_argument("--modes", default="direct,latent,explicit")
-    p.add_argument("--batch-sizes", default="1,16")
-    p.add_argument("--steps", type=int, default=8, help="latent steps K")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="explicit mode rationale budget")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch-sizes", type=int_list(1), default=[1, 16], help="comma-separated, e.g. 1,16")
+    p.add_argument("--steps", type=int_at_least(0), default=8, help="latent steps K")
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=64, help="explicit mode rationale budget")
+    p.add_argument("--repeats", type=int_at_least(1), default=3)
+    p.add_argument("--image-size", type=int_at_least(28), default=64)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--out", help="write the results as JSON here")

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from plume_lite.arguments import int_at_least
 from plume_lite.errors import ConfigError
 from plume_lite.io import atomic_write_text
 from plume_lite.experiments.report import write_report
@@ -154,7 +155,7 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="the paper's tables at lite scale (data, training, eval)")
     p.add_argument("--out", required=True, help="output folder (reused: finished runs are skipped)")
     p.add_argument("--quick", action="store_true", help="a few steps per run: the pipeline in ~3 minutes")
-    p.add_argument("--seeds", type=int, default=None, help="seeds of the main systems (default 2; quick 1)")
+    p.add_argument("--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 2; quick 1)")
     p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
     p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
     p.add_argument("--eval-data", default=None, help="evaluation data (default: the same as --data)")
