@@ -187,6 +187,22 @@ def _markdown_path(out: Path) -> Path:
     return out.with_suffix(".md") if out.suffix == ".json" else out.with_name(out.name + ".md")
 
 
+def _read_part(path: Path) -> dict | None:
+    """A finished task's saved result, or None when absent or damaged (then the task is
+    scored again and the file rewritten: a torn or edited file must not stop a rerun)."""
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and isinstance(saved.get("result"), dict) \
+                and isinstance(saved["result"].get("score"), (int, float)):
+            return saved
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    log.warning("%s: damaged task result, scoring the task again", path)
+    return None
+
+
 def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, progress=True,
              checkpoint_id=None, cache_dir="auto", keep_per_query=True) -> dict:
     """Score `model` on MMEB-style tasks with the MMEB-v2 protocol; resumable with `out`.
@@ -252,6 +268,9 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
     """
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    tasks = list(tasks)
+    if not tasks:
+        raise InputError("no tasks to evaluate (an empty task list would be written as a complete result)")
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise InputError(f"duplicate task names: {sorted({n for n in names if names.count(n) > 1})}")
@@ -282,8 +301,8 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
     for i, task in enumerate(tasks):
         fp = task_fingerprint(task)
         part = _part_path(parts, task.name) if parts is not None else None
-        if part is not None and part.exists():
-            saved = json.loads(part.read_text())
+        saved = _read_part(part) if part is not None else None
+        if saved is not None:
             if saved.get("fingerprint") == fp and saved.get("setting_key") == key:
                 results[task.name] = saved["result"]
                 if progress:
