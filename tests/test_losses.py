@@ -59,14 +59,35 @@ def test_duplicate_contents_are_not_negatives():
     ids[3] = ids[1]
     masked = info_nce(q, c, q_ids=torch.arange(GLOBAL_B), c_ids=ids)
     keep = [j for j in range(GLOBAL_B)]
-    # by hand: row 1 must not see column 3 (and row 3 not column 1) in the q→c direction
+    # by hand: row 1 must not see column 3 (and row 3 not column 1), in both directions:
+    # query 3 is also a correct match for candidate 1, which is candidate 3's content
     qn, cn = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
     logits = LOGIT_SCALE * qn @ cn.t()
     logits[1, 3] = logits[3, 1] = float("-inf")
     q2c = F.cross_entropy(logits, torch.tensor(keep))
-    c2q = F.cross_entropy(LOGIT_SCALE * cn @ qn.t(), torch.tensor(keep))
+    back = LOGIT_SCALE * cn @ qn.t()
+    back[1, 3] = back[3, 1] = float("-inf")
+    c2q = F.cross_entropy(back, torch.tensor(keep))
     assert masked.item() == pytest.approx(0.5 * (q2c + c2q).item(), rel=1e-5)
     assert masked.item() < info_nce(q, c).item()
+
+
+def test_three_queries_sharing_a_label_have_no_false_negative_in_either_direction():
+    torch.manual_seed(3)
+    q, c = torch.randn(6, 32), torch.randn(6, 32)
+    c_ids = torch.tensor([7, 7, 7, 1, 2, 3])      # pairs 0-2: three queries, one class label
+    q_ids = torch.arange(6) + 100
+    same = torch.zeros(6, 6, dtype=torch.bool)
+    same[:3, :3] = True
+    same.fill_diagonal_(False)
+    qn, cn = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
+    by_hand = [F.cross_entropy((LOGIT_SCALE * lg).masked_fill(same, float("-inf")), torch.arange(6))
+               for lg in (qn @ cn.t(), cn @ qn.t())]
+    loss = info_nce(q, c, q_ids=q_ids, c_ids=c_ids)
+    assert loss.item() == pytest.approx(0.5 * (by_hand[0] + by_hand[1]).item(), rel=1e-5)
+    # the candidate->query direction is masked too: unmasking it changes the loss
+    unmasked_back = F.cross_entropy(LOGIT_SCALE * cn @ qn.t(), torch.arange(6))
+    assert abs(unmasked_back.item() - by_hand[1].item()) > 1e-3
 
 
 def test_item_ids_are_content_based_and_stable():

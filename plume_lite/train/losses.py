@@ -1,4 +1,5 @@
-"""Training objectives (DESIGN §5): symmetric InfoNCE with in-batch negatives, and the
+"""Training objectives (docs/method.md §Training objective): symmetric InfoNCE with
+in-batch negatives, and the
 per-mode total built from the model's training outputs.
 
 Distributed: each rank scores its own queries against every rank's candidates (and its
@@ -63,16 +64,30 @@ def item_ids(items: list[dict], device=None) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long, device=device)
 
 
-def _directional(a, b_all, offset, b_ids_all=None, scale=LOGIT_SCALE):
+def _same_pair(q_ids_all, c_ids_all, offset: int, rows: int, device) -> torch.Tensor | None:
+    """[rows, N] True where global pair j is interchangeable with local pair i (j != i):
+    same query content or same candidate content. Such a column is no negative in
+    either direction: when two queries share a positive (a class label), each query's
+    candidate is correct for the other, and each candidate's query too."""
+    if q_ids_all is None and c_ids_all is None:
+        return None
+    labels = torch.arange(rows, device=device) + offset
+    same = None
+    for ids in (q_ids_all, c_ids_all):
+        if ids is not None:
+            eq = ids[None, :] == ids[labels][:, None]
+            same = eq if same is None else same | eq
+    same[torch.arange(rows, device=device), labels] = False
+    return same
+
+
+def _directional(a, b_all, offset, same=None, scale=LOGIT_SCALE):
     """Mean CE of rows of `a` against all rows of `b_all`; the positive of row i is
-    b_all[offset + i]; other columns holding the positive's content are masked."""
+    b_all[offset + i]; columns marked in `same` are masked out."""
     logits = scale * a @ b_all.t()
     labels = torch.arange(a.shape[0], device=a.device) + offset
-    if b_ids_all is not None:
-        pos_ids = b_ids_all[labels]
-        dup = b_ids_all[None, :] == pos_ids[:, None]
-        dup[torch.arange(a.shape[0], device=a.device), labels] = False
-        logits = logits.masked_fill(dup, float("-inf"))
+    if same is not None:
+        logits = logits.masked_fill(same, float("-inf"))
     return F.cross_entropy(logits, labels)
 
 
@@ -82,7 +97,8 @@ def info_nce(q: torch.Tensor, c: torch.Tensor, scale: float = LOGIT_SCALE,
     """Symmetric InfoNCE on L2-normalised embeddings: (q→c + c→q) / 2.
 
     q, c: [B, D] local rows (row i of q matches row i of c). Optional q_ids / c_ids
-    [B] mark identical contents, which are then not used as negatives. Under
+    [B] mark identical contents: a pair that shares its query or its candidate with
+    pair i is no negative of pair i, in both directions. Under
     torch.distributed, rows of all ranks are the negatives unless gather=False."""
     q = F.normalize(q.float(), dim=-1)
     c = F.normalize(c.float(), dim=-1)
@@ -90,8 +106,9 @@ def info_nce(q: torch.Tensor, c: torch.Tensor, scale: float = LOGIT_SCALE,
     c_all, _ = gather_with_grad(c, gather)
     c_ids_all = _gather_ids(c_ids, gather) if c_ids is not None else None
     q_ids_all = _gather_ids(q_ids, gather) if q_ids is not None else None
-    return 0.5 * (_directional(q, c_all, offset, c_ids_all, scale=scale)
-                  + _directional(c, q_all, offset, q_ids_all, scale=scale))
+    same = _same_pair(q_ids_all, c_ids_all, offset, q.shape[0], q.device)
+    return 0.5 * (_directional(q, c_all, offset, same, scale=scale)
+                  + _directional(c, q_all, offset, same, scale=scale))
 
 
 def plume_loss(mode: str, out_q, out_c, *, scale: float = LOGIT_SCALE,
