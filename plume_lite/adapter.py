@@ -5,7 +5,8 @@
     z'   = z + Shared(u) + sum_{e in top-k} gate_e Expert_e(u)   (top-k NOT renormalised)
 
 The post-norm hidden state is not on the scale of input embeddings; the LayerNorm and
-the residual are what let a small model keep learning through the loop (DESIGN §3).
+the residual are what let a small model keep learning through the loop (docs/method.md
+§Transition adapter).
 Variants: moe (the paper), moe_no_anchor (router ignores a), mlp (one expert, no
 router), none (raw feedback x = z, pure Coconut).
 """

@@ -1,4 +1,4 @@
-"""The progressive explicit-to-latent curriculum (DESIGN §6), as pure functions.
+"""The progressive explicit-to-latent curriculum (docs/method.md §Curriculum), as pure functions.
 
 A rationale is cut into M = K segments. At stage ratio r the first round(M·r)
 segments are replaced by that many latent slots and the rest stays as text the

@@ -103,8 +103,9 @@ class PlumeModel(nn.Module):
 
         Raises:
             ConfigError: an unknown config key (the message names the closest valid
-                one), an adapter not in `ADAPTERS`, `latent_steps` outside
-                [0, step_table_size], or `top_k` outside [1, num_experts].
+                one) or an invalid value, e.g. an adapter not in `ADAPTERS`,
+                `latent_steps` outside [0, step_table_size], `top_k` outside
+                [1, num_experts].
             CheckpointError: the backbone cannot be loaded (missing folder, no
                 config.json, hub unreachable) or is not a Qwen2-VL / Qwen2.5-VL model.
 
@@ -206,15 +207,17 @@ class PlumeModel(nn.Module):
 
         Args:
             items: a list of item dicts, each with keys among `instruction` (str),
-                `text` (str), and at most one of `image` (path or PIL image), `video`
-                (mp4/webm/gif path, frame folder, or list of frames; 8 frames are
-                sampled uniformly) and `pdf` (path) with `page` (0-based int, default 0).
+                `text` (str), and at most one of `image` (path, bytes or PIL image),
+                `video` (mp4/webm/gif path, frame folder, or list of frames; 8 frames
+                are sampled uniformly) and `pdf` (path) with `page` (0-based int,
+                default 0). A key whose value is None counts as absent; special-token
+                strings inside the text are read as plain characters.
             mode: "latent" (PLUME: K latent steps, then read `<gen_emb>`), "direct"
                 (read `<disc_emb>` in one pass) or "explicit" (write a rationale of at
                 most `config.max_new_tokens` tokens, then read `<gen_emb>`).
-            steps: latent steps K for this call, in [0, config.step_table_size];
+            steps: latent steps K for this call, an int in [0, config.step_table_size];
                 None uses `config.latent_steps`. Only "latent" mode uses it.
-            batch_size: items per forward pass.
+            batch_size: items per forward pass (an int >= 1).
             return_trace: also return one trace dict per item.
             progress: show a tqdm progress bar over batches.
 
@@ -229,8 +232,10 @@ class PlumeModel(nn.Module):
 
         Raises:
             InputError: an unknown mode, `items` given as one dict instead of a list,
-                `steps` out of range, or a malformed item (unknown key, several visual
-                inputs, empty item, `page` without `pdf`, missing file).
+                `steps` or `batch_size` not an integer in range, or a malformed item
+                (unknown key, a value of the wrong type, text over the length limit,
+                several visual inputs, empty item, `page` without `pdf`, missing file,
+                an image of extreme aspect ratio).
             MediaError: a media file is corrupt, truncated, encrypted or too large.
 
         Example:

@@ -1,4 +1,4 @@
-"""The batched latent rollout (DESIGN §3) and its no-cache reference.
+"""The batched latent rollout (docs/method.md §Latent rollout) and its no-cache reference.
 
 1. Prefix forward over a left-padded batch (everything up to <bot>), with KV cache.
    z0 = h[<bot>] (the last column), a = h[<disc_emb>].

@@ -1,4 +1,5 @@
-"""The real sources: their hub ids, task names and metadata (MMEB-v2, DESIGN §7), and the
+"""The real sources: their hub ids, task names and metadata (MMEB-v2, docs/method.md
+§Evaluation contract), and the
 hub code path (`datasets.load_dataset`; needs network, so it is not exercised offline)."""
 from __future__ import annotations
 

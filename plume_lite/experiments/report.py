@@ -1,6 +1,7 @@
 """Tables and the accuracy-vs-latency figure of `plume-lite reproduce`, beside the paper.
 
-The paper's numbers (DESIGN §8: Qwen2-VL-2B on MMEB-v2) are printed next to the lite
+The paper's numbers (Qwen2-VL-2B on MMEB-v2; docs/method.md §Reference numbers) are
+printed next to the lite
 numbers for orientation only: different backbone size, data and scale. What carries
 over is the *ordering* of systems and ablations, which tables.md lets you read off.
 """

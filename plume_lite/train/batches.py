@@ -2,7 +2,8 @@
 position, and the per-mode suffix texts the model is trained to predict.
 
 Every global batch (batch_size × processes pairs) comes from one task, so in-batch
-negatives are always of the same kind (DESIGN §5); each process takes its own slice.
+negatives are always of the same kind (docs/method.md §Training objective); each process
+takes its own slice.
 The order is a pure function of (seed, epoch), so the position (epoch, cursor) is
 all a checkpoint needs to continue the exact same sequence."""
 from __future__ import annotations

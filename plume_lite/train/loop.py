@@ -97,9 +97,61 @@ def check_out_dir(config: TrainConfig, out_dir: Path, resume: bool) -> TrainConf
 
 
 def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=None) -> dict:
-    """Train, checkpoint and save; returns the summary (also in out_dir/summary.json).
+    """Train PLUME (or a baseline) on a data folder, checkpointing as it goes; return the summary.
 
-    on_step(record): called on the main process after every step (tests, notebooks)."""
+    The objective, batches and curriculum are those of docs/method.md §Training objective
+    and §Curriculum (`config.mode` picks latent, explicit or direct). accelerate runs the
+    loop on the CPU, one GPU or every process of `accelerate launch`. During the run torch
+    uses `config.threads` CPU threads (0: unchanged); the previous setting is restored.
+
+    Args:
+        config: the TrainConfig of the run, usually from `resolve_config(profile, ...)`.
+        data_dir: training pairs: a SynthMMEB folder (`plume-lite synth`), a local
+            MMEB-train or UME-sft-train copy, or a hub id (see plume_lite.data.mmeb).
+        out_dir: the run folder (str or os.PathLike). It receives `train_config.json`
+            and `.yaml`, `log.jsonl` (one record every `log_every` steps),
+            `checkpoints/step_*/` (every `save_every` steps and at the last step of this
+            run; the newest `keep_checkpoints` are kept), `model/` (the final
+            `PlumeModel.save_pretrained`, once `max_steps` is reached) and `summary.json`.
+        resume: continue from the newest complete checkpoint in `out_dir` (weights,
+            optimizer, scheduler, sampler position, curriculum stage, RNG states), with
+            the same settings as the saved `train_config.json` except the logging and
+            saving fields (`RESUME_FREE`). Without a checkpoint it starts from step 0.
+        on_step: optional callable, called on the main process after every step with
+            that step's record: "step", "stage", "ratio", "n_latent", "drop_answer",
+            "task", "epoch", "lr", the loss parts ("total", "nce_disc" and, outside
+            direct mode, "ce_q", "ce_c", "nce_gen"; "balance" in latent mode),
+            "grad_norm", "elapsed_s" and, with a router adapter and latent steps,
+            "router_entropy" and "expert_load".
+
+    Returns:
+        dict: the summary, also written to `out_dir/summary.json`: "mode", "finished"
+        (False when `max_steps_this_run` stopped it early; `resume=True` goes on),
+        "step", "max_steps", "resumed_from", "steps_this_run", "wall_s", "pairs_per_s",
+        "final_losses_last20" (mean loss parts of the last 20 steps), "stages" (the step
+        at which each stage began), "checkpoint" (newest checkpoint path), "model" (the
+        saved model path, or None if not finished) and "log".
+
+    Raises:
+        ConfigError: `out_dir` already holds a run and `resume` is False; `resume` with
+            settings that differ from the saved run; no training pairs in `data_dir`; no
+            task with a full global batch; accelerate set up another number of processes
+            than were launched.
+        DataError: `data_dir` is missing or malformed, or names unknown tasks.
+        CheckpointError: the checkpoint being resumed does not match this model.
+        TrainingDiverged: the loss or gradient norm became NaN or infinite; the run stops
+            before that update, and `summary.json` names the last good checkpoint.
+
+    Example:
+        >>> from plume_lite.data.synth import make_synth
+        >>> from plume_lite.train import resolve_config, train
+        >>> data = make_synth("data/synth", size="tiny", tasks=["img_cls_colorshape", "img_ret_t2i"])
+        >>> config = resolve_config("tiny", mode="latent",
+        ...                         overrides=["max_steps=4", "batch_size=4", "progress_bar=false"])
+        >>> summary = train(config, data, "runs/latent")
+        >>> summary["finished"], summary["step"], summary["model"]
+        (True, 4, 'runs/latent/model')
+    """
     with using_threads(config.threads):        # a process-wide setting: restored afterwards
         return _train(config, data_dir, out_dir, resume, on_step)
 
