@@ -1,4 +1,5 @@
-"""PLUME's special tokens and the text layout of a query or candidate (DESIGN §2).
+"""PLUME's special tokens and the text layout of a query or candidate
+(docs/method.md §Tokens and sequence layout).
 
     <|im_start|>user\n[vision] {instruction} {text}\n<disc_emb>\n{prompt}<|im_end|>\n
     <|im_start|>assistant\n<think>            <- explicit: the rationale is written here

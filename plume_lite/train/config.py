@@ -31,6 +31,67 @@ RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_ever
 
 @dataclass
 class TrainConfig:
+    """Every setting of one training run: the model to build, what trains, and how.
+
+    Build one with `resolve_config(profile, mode, files, overrides)` (a named profile,
+    then YAML/JSON files, then `key=value` strings), `TrainConfig.from_dict`,
+    `TrainConfig.load(run_dir)` or `config.replace(...)`; all four check key names. Every
+    value is type-checked against its field's annotation when the object is created (an
+    int where a float is expected is converted). `save` writes the resolved config into
+    a run folder; `plume_lite.train.train` runs it.
+
+    Attributes:
+        mode: "latent" (PLUME), "explicit" (UME-R1-style) or "direct" (VLM2Vec-style).
+        seed: seeds torch, the data order and the sampler.
+        backbone, latent_steps, adapter, num_experts, top_k, expert_dropout,
+            step_table_size, max_new_tokens, instruction_prompt: the PlumeConfig fields
+            of the model to build (`model_kwargs()` passes them to
+            `PlumeModel.from_backbone`); `adapter` is one of moe | moe_no_anchor | mlp |
+            none, `latent_steps` is K.
+        lora, lora_r, lora_alpha, lora_dropout, lora_targets: LoRA on the language
+            model's projections (`lora=False`: full fine-tuning).
+        freeze_vision: keep the vision tower frozen.
+        precision: accelerate mixed precision, "no" | "bf16" | "fp16"; with LoRA and
+            "bf16" the frozen base weights are loaded in bf16.
+        cpu: train on the CPU even where a GPU is present.
+        threads: torch CPU threads during training; 0 leaves torch's setting alone.
+        curriculum: the explicit-to-latent curriculum (latent mode); False: all latent
+            from the first step.
+        max_steps: optimizer steps; curriculum progress is step / max_steps.
+        batch_size: pairs per process per micro-batch (>= 2: in-batch negatives).
+        grad_accum: micro-batches per optimizer step (negatives stay per micro-batch).
+        lr, weight_decay, warmup_steps, lr_schedule, grad_clip: AdamW, linear warm-up,
+            then "cosine" decay or "constant"; gradient-norm clipping (0: off).
+        logit_scale, balance_weight: InfoNCE scale (50, i.e. tau = 0.02) and weight of
+            the router's balance term (0.1).
+        mask_duplicates: identical items in a batch are not each other's negatives.
+        tasks, train_limit: train on these task names only (None: all) and at most this
+            many pairs per task (None: all).
+        save_every, keep_checkpoints: checkpoint interval and how many to keep.
+        max_steps_this_run: stop (with a checkpoint) after this many steps of this
+            invocation; a later `resume=True` continues.
+        log_every, progress_bar: log.jsonl interval and the tqdm bar.
+
+    Raises:
+        ConfigError: a value of the wrong type; a mode, precision, lr_schedule or adapter
+            not among the allowed ones; a count below its minimum (e.g. batch_size < 2);
+            lr <= 0; invalid model settings (see PlumeConfig); and, through
+            `from_dict`, `replace`, `load` and `resolve_config`, an unknown key (the
+            message names the closest valid one). Calling the constructor with an
+            unknown keyword raises TypeError, as for any dataclass.
+
+    Example:
+        >>> from plume_lite.train.config import TrainConfig, resolve_config
+        >>> config = resolve_config("tiny", mode="latent", overrides=["lr=1e-4", "adapter=mlp"])
+        >>> config.lr, config.adapter, config.max_steps
+        (0.0001, 'mlp', 300)
+        >>> config.replace(max_steps=50).max_steps
+        50
+        >>> TrainConfig.from_dict({"max_step": 50})
+        Traceback (most recent call last):
+        ConfigError: unknown TrainConfig key 'max_step'; did you mean 'max_steps'?
+    """
+
     mode: str = "latent"                 # latent (PLUME) | explicit (UME-R1) | direct (VLM2Vec)
     seed: int = 0
     # --- model (PlumeConfig fields) ---
@@ -143,7 +204,7 @@ PROFILES: dict[str, dict] = {
                  latent_steps=8, batch_size=16, grad_accum=1, lr=3e-4, warmup_steps=10,
                  max_steps=300, save_every=100, grad_clip=1.0),
     # One 24 GB GPU: Qwen2-VL-2B with LoRA on the language model, vision tower frozen,
-    # bf16. ~12 pairs fit per step with gradients through K = 8 steps (DESIGN §8);
+    # bf16. ~12 pairs fit per step with gradients through K = 8 steps (docs/method.md §Reference numbers);
     # accumulation gives a larger effective batch (negatives stay per micro-batch).
     "gpu-2b": dict(backbone="Qwen/Qwen2-VL-2B-Instruct", lora=True, lora_r=16, lora_alpha=32,
                    lora_dropout=0.05, freeze_vision=True, precision="bf16", latent_steps=8,
