@@ -103,6 +103,8 @@ def _decode(img: Image.Image, name: str) -> Image.Image:
     try:
         img.load()  # decode now, inside the try: truncated data fails here
         return _to_rgb(ImageOps.exif_transpose(img), name)
+    except MediaError:
+        raise
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         raise MediaError(f"{name}: cannot decode image, corrupt or truncated "
                          f"({type(e).__name__}: {e})") from None
