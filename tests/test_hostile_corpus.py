@@ -24,6 +24,7 @@ def test_the_corpus_is_large_and_covers_every_kind(corpus):
     assert kinds == {"img", "vid", "pdf", "txt"}
 
 
+@pytest.mark.slow
 def test_each_hostile_item_ends_in_one_line_or_a_result(tiny_model, corpus, record_property):
     good = [{"text": "a red circle"}]
     reference = tiny_model.encode(good)
