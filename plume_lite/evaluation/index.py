@@ -136,7 +136,43 @@ def top_k(scores: torch.Tensor, k: int, mask: torch.Tensor | None = None):
 class EmbeddingIndex:
     """Embed a list of candidate items once; search it by cosine similarity.
 
-    `model.encode` returns L2-normalised rows, so a dot product is the cosine."""
+    The candidates are embedded at construction, through an EmbeddingCache (each
+    distinct item encoded once; on disk with `cache_dir`). `model.encode` returns
+    L2-normalised rows, so a dot product is the cosine. `search(queries, k)` embeds the
+    queries with the same setting (or takes their embeddings) and returns the top-k
+    candidates per query, ties in candidate order.
+
+    Args:
+        model: a PlumeModel, or anything with `.encode(items, mode=, steps=,
+            batch_size=, progress=)` returning [N, D] L2-normalised rows.
+        items: the candidate items (any iterable of item dicts).
+        mode: "latent", "explicit" or "direct", for candidates and queries alike.
+        steps: latent steps K; None: the model's own.
+        batch_size: items per `encode` call.
+        cache_dir: folder of the on-disk embedding cache; None: in memory only.
+        checkpoint_id: a name for the weights in cache keys; None: `model.checkpoint_id`
+            or a hash of an nn.Module's parameters (without any, no disk cache).
+        progress: show the encoder's progress bar while embedding the candidates.
+
+    Attributes:
+        items (list): the candidates, in the order that search indices refer to.
+        embeddings (torch.Tensor): [len(items), D] float32 on the CPU.
+        cache (EmbeddingCache): the cache that embedded them (and embeds queries).
+
+    Raises:
+        InputError: an unknown mode, or a malformed item (from `model.encode`).
+        RuntimeError: `encode` returned the wrong shape or non-finite values.
+
+    Example:
+        >>> from plume_lite.evaluation import EmbeddingIndex
+        >>> corpus = [{"text": "a red circle"}, {"text": "two blue squares"}, {"text": "a green star"}]
+        >>> index = EmbeddingIndex(model, corpus, mode="latent")
+        >>> len(index), index.embeddings.shape
+        (3, torch.Size([3, 128]))
+        >>> scores, indices = index.search([{"text": "a red circle"}], k=2)
+        >>> scores.shape, indices[0, 0].item()        # the identical candidate ranks first
+        (torch.Size([1, 2]), 0)
+    """
 
     def __init__(self, model, items, mode="latent", steps=None, batch_size=16,
                  cache_dir=None, checkpoint_id=None, progress=False):
