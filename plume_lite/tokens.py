@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from plume_lite.files import item_kind
+
 DISC_EMB, BOT, CT, EOT, GEN_EMB = "<disc_emb>", "<bot>", "<ct>", "<eot>", "<gen_emb>"
 PLUME_TOKENS = (DISC_EMB, BOT, CT, EOT, GEN_EMB)
 # Each new row starts as a copy of an existing token's row (never random), chosen so
@@ -44,10 +46,9 @@ def add_plume_tokens(model, tokenizer) -> dict[str, int]:
 def user_prompt(item: dict, instruction_prompt: str) -> str:
     """The user turn of an item (vision placeholder, instruction, text, anchor token)."""
     parts = []
-    if "image" in item or "pdf" in item:
-        parts.append(VISION_PLACEHOLDER["image"])
-    elif "video" in item:
-        parts.append(VISION_PLACEHOLDER["video"])
+    kind = item_kind(item)
+    if kind != "text":      # a PDF page reaches the model as an image
+        parts.append(VISION_PLACEHOLDER["video" if kind == "video" else "image"])
     words = " ".join(s for s in (item.get("instruction"), item.get("text")) if s)
     parts.append(words)
     return "".join(parts) + f"\n{DISC_EMB}\n{instruction_prompt}"

@@ -1,15 +1,14 @@
 """The Gradio demo, served on 127.0.0.1 and driven with gradio_client: image, video and
 PDF queries, every bad file of the data issue, concurrency, the upload limit, adding
-files to the corpus, the embedding cache across restarts, and both entry points
-(`python demo_app/app.py`, `plume-lite demo`).
+files to the corpus, the embedding cache across restarts, and both entry points run
+as subprocesses: the Space's `python app.py` and `plume-lite demo`.
 
-One small server per module: an untrained tiny checkpoint and a ~12-item corpus, so the
-whole file runs in well under a minute on 2 cores."""
+One small server per module: an untrained tiny checkpoint and a ~12-item corpus. The
+Space test starts the app with no arguments, as a Space does: its first run trains the
+default checkpoint into $PLUME_CACHE (minutes), later runs reuse it."""
+import contextlib
+import json
 import os
-
-os.environ.update({"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-                   "HF_HUB_DISABLE_TELEMETRY": "1"})
-
 import socket
 import struct
 import subprocess
@@ -22,11 +21,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "demo_app"))
+from plume_lite.runtime import OFFLINE_ENV, apply_env
+
+apply_env(offline=True, force=True)      # before gradio_client (and the hub client) load
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 UPLOAD_LIMIT = "2mb"
 
@@ -270,37 +272,125 @@ def test_added_files_are_searchable_and_cached_across_restarts(client, server, t
     again.run()
     fresh = again.require()
     assert len(fresh.items) == n
-    assert fresh._caches[("latent", 8)].n_encoded == 0
+    assert fresh.indexes[("latent", 8)].cache.n_encoded == 0
     assert fresh.ready_settings()[("direct", None)] == (n, n)    # the background prefetch
+
+
+# ----------------------------------------------------------------------------- K limit
+
+class StubModel:
+    """What DemoEngine reads from a model when it is built: config, device, parameters."""
+
+    def __init__(self, step_table_size):
+        import torch
+        from plume_lite.config import PlumeConfig
+        self.config = PlumeConfig(latent_steps=2, step_table_size=step_table_size)
+        self.device = torch.device("cpu")
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        return iter(())
+
+
+def test_k_limit_comes_from_the_model_capped_by_the_demo(server, tmp_path):
+    from plume_lite.apps.demo.engine import MAX_STEPS, DemoEngine
+    engine = server["demo"].plume_startup.engine
+    assert engine.max_steps == min(MAX_STEPS, engine.model.config.step_table_size)
+    with pytest.raises(ValueError, match=f"between 0 and {engine.max_steps}"):
+        engine.setting("latent", engine.max_steps + 1)
+    small = DemoEngine(StubModel(step_table_size=4), [], tmp_path)
+    assert small.max_steps == 4 and small.setting("latent", 4) == ("latent", 4)
+    with pytest.raises(ValueError, match="between 0 and 4"):
+        small.setting("latent", 5)
 
 
 # ----------------------------------------------------------------------------- entry points
 
-def test_offline_environment_is_set_before_gradio():
-    """In a clean interpreter, importing the app turns analytics and the hub off."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GRADIO_ANALYTICS_ENABLED", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY")}
-    code = ("import runpy, os, sys; m = runpy.run_path('demo_app/app.py', run_name='app');"
-            "import gradio.analytics as a; print(a.analytics_enabled(), os.environ['HF_HUB_OFFLINE'],"
-            " os.environ['HF_HUB_DISABLE_TELEMETRY'])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=120)
+def _clean_env(**extra) -> dict:
+    """os.environ without the offline settings (the demo must set them itself)."""
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_ENV}
+    return {**env, **extra}
+
+
+def test_offline_environment_is_forced_by_build_app_not_by_imports(tmp_path):
+    """In a clean interpreter: importing the demo (and building the CLI parser) imports
+    no gradio and changes no environment; build_app forces the offline settings before
+    gradio loads, even over a user's opposite values."""
+    code = f"""
+import json, os, sys
+before = dict(os.environ)
+import plume_lite.apps.demo, plume_lite.apps.demo.cli, plume_lite.apps.demo.server
+import plume_lite.apps.demo.startup, plume_lite.apps.demo.engine, plume_lite.apps.demo.corpus
+from plume_lite.apps.cli import build_parser
+build_parser()
+imported = "gradio" in sys.modules
+changed = {{k: v for k, v in os.environ.items() if before.get(k) != v}}
+from plume_lite.apps.demo.server import build_app
+build_app({str(tmp_path / "no-checkpoint")!r}, corpus_items=[{{"text": "x"}}],
+          cache_dir={str(tmp_path / "cache")!r}, log=False)
+import gradio.analytics, huggingface_hub.constants
+print(json.dumps([imported, changed, gradio.analytics.analytics_enabled(),
+                  huggingface_hub.constants.HF_HUB_OFFLINE,
+                  huggingface_hub.constants.HF_HUB_DISABLE_TELEMETRY]))
+"""
+    env = _clean_env(HF_HUB_OFFLINE="0", GRADIO_ANALYTICS_ENABLED="True")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=180)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "1", "1"]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, {}, False, True, True]
 
 
-def test_cli_registers_demo():
-    from plume_lite.apps.cli import build_parser
-    args = build_parser().parse_args(["demo", "--checkpoint", "ck", "--corpus", "c",
-                                      "--host", "0.0.0.0", "--port", "7999"])
+def test_entry_points_are_the_package():
+    """`plume-lite demo` and app.py run plume_lite.apps.demo.cli: one argument
+    definition, no file found by path, no sys.path edit."""
+    from plume_lite.apps import cli
+    from plume_lite.apps.demo import cli as demo_cli
+    args = cli.build_parser().parse_args(["demo", "--checkpoint", "ck", "--corpus", "c",
+                                          "--host", "0.0.0.0", "--port", "7999"])
     assert (args.checkpoint, args.corpus, args.host, args.port) == ("ck", "c", "0.0.0.0", 7999)
-    assert callable(args.func)
-    from plume_lite.apps.demo.cli import load_app
-    app = load_app()          # what `plume-lite demo` runs: demo_app/app.py, found beside the package
-    assert Path(app.__file__) == ROOT / "demo_app" / "app.py" and callable(app.run)
+    assert args.func is demo_cli.run
+    app = (ROOT / "demo_app" / "app.py").read_text()
+    assert "from plume_lite.apps.demo.cli import main" in app
+    for path in [ROOT / "demo_app" / "app.py", *sorted((ROOT / "plume_lite" / "apps" / "demo").glob("*.py"))]:
+        text = path.read_text()
+        assert "sys.path" not in text and "spec_from_file_location" not in text, path
 
 
-def test_app_py_serves_a_folder_corpus(server, tmp_path):
+@contextlib.contextmanager
+def serving(cmd, cwd, env, port, ready_timeout):
+    """Run a demo command and yield {"url", "status"} once its page says Ready; on
+    exit stop it and add its output as "log"."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run = {"url": f"http://127.0.0.1:{port}/", "status": ""}
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline and not any(w in run["status"] for w in ("Ready", "failed")):
+            time.sleep(1)
+            try:
+                run["status"] = Client(run["url"], verbose=False).predict(api_name="/status")[0]
+            except Exception:   # not listening yet
+                if proc.poll() is not None:
+                    raise AssertionError(f"the demo exited: {proc.stdout.read()}") from None
+        assert "Ready" in run["status"], run["status"]
+        yield run
+    finally:
+        proc.terminate()
+        run["log"] = proc.communicate(timeout=30)[0]
+
+
+def test_space_entry_point_python_app_py_answers_a_query(media_files):
+    """`python app.py` in the Space folder, no arguments, host and port from the
+    variables a Space sets, no offline variables: the default checkpoint and corpus."""
+    port = free_port()
+    env = _clean_env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    with serving([sys.executable, "app.py"], ROOT / "demo_app", env, port, ready_timeout=1200) as run:
+        check_result(search(Client(run["url"], verbose=False), media_files["image"], k=5))
+
+
+def test_plume_lite_demo_serves_a_folder_corpus(server, tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     shape_image(corpus / "a.png", "red")
@@ -308,27 +398,13 @@ def test_app_py_serves_a_folder_corpus(server, tmp_path):
     (corpus / "captions.txt").write_text("a red circle\na blue square\n")
     (corpus / "broken.png").write_bytes(b"not a png")          # skipped, reported in the log
     port = free_port()
+    script = Path(sys.executable).parent / "plume-lite"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "plume_lite"]
+    cmd = command + ["demo", "--checkpoint", server["demo"].plume_startup.engine.checkpoint_path,
+                     "--corpus", str(corpus), "--port", str(port), "--warm", "latent"]
     env = dict(os.environ, PLUME_CACHE=str(tmp_path / "cache"))
-    cmd = [sys.executable, str(ROOT / "demo_app" / "app.py"), "--checkpoint",
-           server["demo"].plume_startup.engine.checkpoint_path, "--corpus", str(corpus),
-           "--port", str(port), "--warm", "latent"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        status = ""
-        while time.monotonic() < deadline:
-            try:
-                status = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(api_name="/status")[0]
-                if "Ready" in status or "failed" in status:
-                    break
-            except Exception:
-                assert proc.poll() is None, proc.stdout.read()
-            time.sleep(1)
-        assert "Ready:** 4 corpus items" in status, status
-        out = search(Client(f"http://127.0.0.1:{port}/", verbose=False), corpus / "a.png", k=4)
+    with serving(cmd, tmp_path, env, port, ready_timeout=120) as run:
+        assert "Ready:** 4 corpus items" in run["status"], run["status"]
+        out = search(Client(run["url"], verbose=False), corpus / "a.png", k=4)
         assert check_result(out, k=4)["results"][0]["score"] > 0.999
-    finally:
-        proc.terminate()
-        log = proc.communicate(timeout=30)[0]
-    assert "broken.png" in log
+    assert "broken.png" in run["log"]

@@ -116,3 +116,35 @@ def test_items_gallery_and_failure_gallery(media_files):
     # a hit: nothing ranks above the target
     fig = viz.failure_gallery(task, {"rank": 1, "pos_score": 0.9, "top": [0, 1], "top_scores": [0.9, 0.1]}, 0)
     assert len(fig.axes) == 2
+
+
+def test_routing_heatmap_marks_the_chosen_experts_and_is_an_image():
+    gates = torch.softmax(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), -1)
+    chosen = gates.topk(2, -1).indices
+    ax = viz.plot_routing(gates, chosen=chosen, title="one query", vmax=1.0)
+    stars = [t.get_text() for t in ax.texts if "★" in t.get_text()]
+    assert len(stars) == 12 and len(ax.patches) == 12        # two picks per step, outlined
+    img = viz.routing_image(gates, chosen, title="trace")
+    assert isinstance(img, Image.Image) and img.mode == "RGB" and img.width > 300
+    assert viz.routing_image(gates).size == img.size          # without picks: the same layout
+
+
+def test_routing_image_is_safe_from_several_threads():
+    # the demo draws one heatmap per request, in worker threads: no pyplot state shared
+    from concurrent.futures import ThreadPoolExecutor
+    gates = [torch.softmax(torch.randn(k, 4), -1) for k in (2, 4, 6, 8) * 3]
+    with ThreadPoolExecutor(6) as pool:
+        images = list(pool.map(lambda g: viz.routing_image(g, g.topk(2, -1).indices), gates))
+    assert [im.height for im in images[:4]] == sorted(im.height for im in images[:4])
+    assert len({im.size for im in images}) == 4
+    assert not plt.get_fignums()                              # no pyplot figure was made
+
+
+def test_item_picture_middle_frame_and_contact_sheet(media_files):
+    frame = viz.item_picture({"video": media_files["video"]}, frames=1)
+    assert frame.size == (64, 64)
+    frames = [Image.new("RGB", (10, 8), (i * 30, 0, 0)) for i in range(6)]
+    sheet = viz.contact_sheet(frames, columns=4, gap=2)
+    assert sheet.size == (4 * 10 + 3 * 2, 2 * 8 + 2)
+    assert sheet.getpixel((12 + 1, 1)) == (30, 0, 0)          # frame 1: second column, first row
+    assert viz.contact_sheet(frames[:3]).size == (3 * 10 + 2 * 2, 8)

@@ -5,11 +5,14 @@ expert-routing heatmaps, cosine-to-target curves, and galleries of items and fai
     records = viz.read_log("runs/latent/log.jsonl")
     viz.plot_losses(records)                                # one panel per loss part
     viz.plot_routing(viz.expert_usage(traces), ...)         # steps x experts heatmap
+    viz.routing_image(trace["gates"], trace["chosen"])      # the same, as a PIL image
     viz.failure_gallery(task, result["tasks"][task.name]["per_query"][i], i)
 
-Only matplotlib/seaborn and plume_lite's own media loaders; every function draws into
-the axes it is given (or a new figure) and returns the figure or axes, so the same
-calls work in a notebook, a script (Agg backend) or a test.
+Only matplotlib and plume_lite's own media loaders; every function draws into the axes
+it is given (or a new figure) and returns the figure or axes, so the same calls work in
+a notebook, a script (Agg backend) or a test. The picture makers (`routing_image`,
+`item_picture`, `contact_sheet`) use no pyplot state, so a server such as the demo may
+call them from several threads at once.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
+from plume_lite import media
+from plume_lite.files import item_kind
 
 LOSS_PARTS = ("total", "ce_q", "ce_c", "nce_gen", "nce_disc", "balance")
 LOSS_TITLES = {"total": "total loss", "ce_q": "CE, query suffix", "ce_c": "CE, candidate suffix",
@@ -141,23 +147,69 @@ def expert_usage(traces: list[dict], weight: str = "chosen") -> np.ndarray:
     return picks.mean(0)
 
 
+def _numbers(values, dtype=float) -> np.ndarray:
+    """A tensor (any device or dtype), array or nested list as a numpy array."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu()
+    return np.asarray(values, dtype=dtype)
+
+
 def plot_routing(matrix, row_labels=None, col_labels=None, ax=None, title: str = "", fmt: str = ".2f",
                  cmap: str = "viridis", vmin: float | None = 0.0, vmax: float | None = None,
-                 cbar_label: str = "share of top-k picks"):
-    """A heatmap of expert use: rows are tasks (or latent steps), columns experts."""
-    import seaborn as sns
-    plt = _plt()
-    matrix = np.asarray(matrix, dtype=float)
+                 cbar_label: str = "share of top-k picks", chosen=None):
+    """A heatmap of expert use: rows are tasks (or latent steps), columns experts.
+
+    `chosen` ([rows, k] expert indices, a trace's top-k picks) outlines and stars those
+    cells. Drawn with the axes' own methods; only without `ax` does pyplot make a figure
+    (so it shows in a notebook)."""
+    from matplotlib.patches import Rectangle
+    matrix = _numbers(matrix)
     rows, cols = matrix.shape
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.6 + 0.9 * cols, 0.9 + 0.38 * rows))
-    sns.heatmap(matrix, ax=ax, annot=rows * cols <= 200, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax,
-                xticklabels=col_labels if col_labels is not None else [f"E{e}" for e in range(cols)],
-                yticklabels=row_labels if row_labels is not None else [f"step {j + 1}" for j in range(rows)],
-                cbar_kws={"label": cbar_label}, annot_kws={"fontsize": 8})
+        _, ax = _plt().subplots(figsize=(1.6 + 0.9 * cols, 0.9 + 0.38 * rows))
+    picked = np.zeros(matrix.shape, dtype=bool)
+    for j, experts in enumerate(_numbers(chosen, int) if chosen is not None else []):
+        picked[j, experts] = True
+    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    if rows * cols <= 200:      # numbers in bigger grids would overlap
+        for (j, e), value in np.ndenumerate(matrix):
+            r, g, b, _ = image.cmap(image.norm(value))
+            ax.text(e, j, format(value, fmt) + (" ★" if picked[j, e] else ""), ha="center",
+                    va="center", fontsize=8, fontweight="bold" if picked[j, e] else "normal",
+                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+    for j, e in zip(*np.nonzero(picked)):
+        ax.add_patch(Rectangle((e - 0.5, j - 0.5), 1, 1, fill=False, edgecolor="#ff4d4d", linewidth=2))
+    ax.set_xticks(range(cols), col_labels if col_labels is not None else [f"E{e}" for e in range(cols)])
+    ax.set_yticks(range(rows), row_labels if row_labels is not None else [f"step {j + 1}" for j in range(rows)])
+    if chosen is not None:
+        ax.set_xlabel("routed expert (★ = chosen by top-k)")
     ax.set_title(title, fontsize=10)
-    ax.tick_params(axis="y", rotation=0)
+    ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label(cbar_label)
     return ax
+
+
+def figure_image(fig, dpi: float = 110):
+    """An RGB PIL image of a matplotlib Figure, drawn by its own Agg canvas (no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
+
+
+def routing_image(gates, chosen=None, title: str = "", dpi: float = 110, **kwargs):
+    """plot_routing of one trace ([K, E] router probabilities, [K, k] picks) as a PIL
+    image, on a figure of its own: safe to call from several threads."""
+    from matplotlib.figure import Figure
+    rows, cols = _numbers(gates).shape
+    w, h = 2.1 + 0.9 * cols, 1.2 + 0.42 * rows
+    fig = Figure(figsize=(w, h))
+    # fixed margins in inches: tight_layout would cost about half the drawing time
+    fig.subplots_adjust(left=0.75 / w, right=1 - 0.45 / w, bottom=0.6 / h, top=1 - 0.4 / h)
+    kwargs = {"vmax": 1.0, "cbar_label": "router probability", **kwargs}
+    plot_routing(gates, ax=fig.add_subplot(), title=title, chosen=chosen, **kwargs)
+    return figure_image(fig, dpi)
 
 
 # ----------------------------------------------------------------------------- cosine curves
@@ -213,25 +265,33 @@ def item_caption(item: dict, width: int = 28) -> str:
     return "\n".join(textwrap.wrap(" ".join(words), width)) if words else ""
 
 
-def item_picture(item: dict, frames: int = 4):
-    """The visual part of an item as one PIL image (a video as a strip of `frames`
-    frames, a PDF as its page), or None for a text-only item."""
+def contact_sheet(frames: list, columns: int | None = None, gap: int = 2):
+    """Video frames in a grid on white, in time order (left to right, top to bottom);
+    one row of all the frames by default."""
     from PIL import Image
+    columns = columns or len(frames)
+    w, h = frames[0].size
+    rows = -(-len(frames) // columns)
+    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap),
+                      (255, 255, 255))
+    for i, frame in enumerate(frames):
+        sheet.paste(frame.resize((w, h)), ((i % columns) * (w + gap), (i // columns) * (h + gap)))
+    return sheet
 
-    from plume_lite import media
-    if item.get("image") is not None:
+
+def item_picture(item: dict, frames: int = 4, dpi: float = 72,
+                 max_pixels: int = media.DEFAULT_PDF_MAX_PIXELS):
+    """The visual part of an item as one PIL image: the image, a strip of `frames`
+    video frames (frames=1: the middle one), a PDF page rendered at `dpi` within
+    `max_pixels`; None for a text-only item. A bad file raises its MediaError."""
+    kind = item_kind(item)
+    if kind == "image":
         return media.load_image(item["image"])
-    if item.get("pdf") is not None:
-        return media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
-    if item.get("video") is not None:
-        shots = media.load_video(item["video"], num_frames=frames)
-        h = max(f.height for f in shots)
-        strip = Image.new("RGB", (sum(f.width for f in shots) + 2 * (len(shots) - 1), h), (255, 255, 255))
-        x = 0
-        for f in shots:
-            strip.paste(f, (x, 0))
-            x += f.width + 2
-        return strip
+    if kind == "pdf":
+        return media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)), dpi=dpi,
+                                   max_pixels=max_pixels)
+    if kind == "video":
+        return contact_sheet(media.load_video(item["video"], num_frames=frames))
     return None
 
 

@@ -174,11 +174,23 @@ class EmbeddingIndex:
         (torch.Size([1, 2]), 0)
     """
 
-    def __init__(self, model, items, mode="latent", steps=None, batch_size=16,
+    def __init__(self, model, items=(), mode="latent", steps=None, batch_size=16,
                  cache_dir=None, checkpoint_id=None, progress=False):
-        self.items = list(items)
         self.cache = EmbeddingCache(model, mode, steps, batch_size, cache_dir, checkpoint_id)
-        self.embeddings = self.cache.encode(self.items, progress=progress)
+        self.items: list = []
+        self.embeddings = torch.zeros(0, 0)
+        self.add(items, progress=progress)
+
+    def add(self, items, progress=False) -> None:
+        """Embed `items` and append them: their search indices follow the rows already
+        there. Items are kept as given (a repeat gets a row of its own, but is encoded
+        only once, by the cache)."""
+        items = list(items)
+        if not items:
+            return
+        emb = self.cache.encode(items, progress=progress)
+        self.items.extend(items)     # before the rows: a reader never sees a row without its item
+        self.embeddings = torch.cat([self.embeddings, emb]) if len(self.embeddings) else emb
 
     def __len__(self):
         return len(self.items)
@@ -189,4 +201,7 @@ class EmbeddingIndex:
         q = queries if isinstance(queries, torch.Tensor) else self.cache.encode(list(queries))
         if q.ndim == 1:
             q = q[None]
-        return top_k(q.to(torch.float32) @ self.embeddings.T, k)
+        q = q.to("cpu", torch.float32)
+        if not len(self.embeddings):     # nothing to rank yet
+            return q[:, :0], torch.zeros(q.shape[0], 0, dtype=torch.long)
+        return top_k(q @ self.embeddings.T, k)

@@ -1,15 +1,12 @@
-"""The plume_lite Gradio demo: search a corpus by image, video or PDF page and watch the
-per-step expert routing. `app.py` beside this folder starts it; `build_app` is the entry
-point for Python and tests.
+"""The plume_lite Gradio demo, behind the [demo] extra: search a corpus by image, video
+or PDF page and watch the per-step expert routing.
 
-Importing this package turns off every outbound lookup *before* gradio is imported:
-gradio checks its version and sends analytics at launch, the hub client sends telemetry.
+    plume-lite demo [--checkpoint DIR] [--corpus DIR]     # or: python demo_app/app.py
+    from plume_lite.apps.demo.server import build_app, launch
+
+`cli` (arguments, `run`, the Space's `main`), `server` (build_app, launch: queue and
+limits), `startup` (background preparation), `engine` (model, corpus indexes, search,
+deadlines), `corpus` (uploads and corpus items), `render` (pictures), `ui` (the page).
+Importing any of them but `ui` leaves gradio unimported and the environment as it was:
+build_app turns outbound lookups off, then imports gradio.
 """
-import os
-
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1"}
-os.environ.update(OFFLINE_ENV)   # forced: the demo promises no outbound request
-for _key, _value in (("HF_DATASETS_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
-                     ("TOKENIZERS_PARALLELISM", "false")):
-    os.environ.setdefault(_key, _value)

@@ -1,21 +1,22 @@
-"""`plume-lite demo`: the Gradio demo of demo_app/ (search by image, video or PDF page,
-with the routing trace of each query).
+"""The demo's command line, defined once for both ways to start it: `plume-lite demo`
+and the Hugging Face Space's demo_app/app.py (`main`). Search by image, video or PDF
+page, with the routing trace of each query.
 
     plume-lite demo                                   # default checkpoint and corpus
     plume-lite demo --checkpoint runs/latent/model --corpus my_files/ --port 7861
+    python demo_app/app.py --port 7861                # the same arguments
 
-The app lives in demo_app/ of the source checkout (it is also a Hugging Face Space), so
-this command finds it beside the package rather than importing it as part of plume_lite.
-The arguments are defined here, without importing gradio, so `plume-lite --help` stays fast.
+Nothing heavy is imported here (gradio, torch), so `plume-lite --help` stays fast;
+`run` starts the demo through server.build_app, which turns outbound lookups off
+before gradio is imported.
 """
 from __future__ import annotations
 
-import importlib.util
+import argparse
+import logging
 import os
-import sys
-from pathlib import Path
 
-from plume_lite.errors import PlumeError
+from plume_lite.apps.demo.server import MAX_FILE_SIZE
 
 DESCRIPTION = ("Gradio demo: search a corpus by image, video or PDF page, with the ranked "
                "results, the routing trace of the query and its latency in each mode.")
@@ -34,7 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--cache-dir", default=None,
                         help="corpus embeddings, thumbnails and added files "
                              "(default: <plume cache>/demo)")
-    parser.add_argument("--max-file-size", default="25mb", help="upload size limit, e.g. 25mb")
+    parser.add_argument("--max-file-size", default=MAX_FILE_SIZE, help="upload size limit, e.g. 25mb")
     parser.add_argument("--warm", default="latent",
                         help="modes whose corpus embeddings are computed before the page is ready")
     parser.add_argument("--prefetch", default="direct,explicit",
@@ -50,30 +51,23 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def find_app() -> Path:
-    """demo_app/app.py of the checkout this package runs from ($PLUME_DEMO_APP wins)."""
-    override = os.environ.get("PLUME_DEMO_APP")
-    path = Path(override) if override else Path(__file__).resolve().parents[1] / "demo_app" / "app.py"
-    if not path.is_file():
-        raise PlumeError(f"demo app not found at {path}; run from a source checkout, or set "
-                         f"PLUME_DEMO_APP to demo_app/app.py")
-    return path
-
-
-def load_app():
-    """Import demo_app/app.py as a module (it puts its own folder on sys.path)."""
-    if importlib.util.find_spec("gradio") is None:
-        raise PlumeError("gradio is not installed: pip install 'plume_lite[demo]'")
-    path = find_app()
-    name = "plume_demo_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def mode_list(text: str) -> tuple[str, ...]:
+    """The modes of a comma-separated list: "latent, direct" -> ("latent", "direct")."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def run(args) -> int:
-    return load_app().run(args)
+    """Build the demo from parsed arguments and serve it until interrupted."""
+    from plume_lite.apps.demo.server import build_app, launch
+    if not logging.getLogger().handlers:   # start-up progress goes to stderr
+        logging.basicConfig(level=logging.INFO, format="[plume demo] %(message)s")
+    demo = build_app(args.checkpoint, corpus_dir=args.corpus, cache_dir=args.cache_dir,
+                     warm=mode_list(args.warm), prefetch=mode_list(args.prefetch))
+    launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
+    return 0
+
+
+def main(argv=None) -> int:
+    """The Space's entry point: `python app.py [arguments of plume-lite demo]`."""
+    parser = add_arguments(argparse.ArgumentParser(prog="app.py", description=DESCRIPTION))
+    return run(parser.parse_args(argv))

@@ -2,8 +2,9 @@
 the corpus items read from a data folder or a folder of files, and the files users
 add, kept on disk so they survive a restart.
 
-Every upload is decoded here, through plume_lite.media, before the model sees it:
-a bad file ends in one MediaError that names the file, never a decoder traceback.
+Every upload is decoded here, through plume_lite.media (files into items:
+plume_lite.files), before the model sees it: a bad file ends in one MediaError that
+names the file, never a decoder traceback.
 """
 from __future__ import annotations
 
@@ -18,20 +19,16 @@ from PIL import Image
 
 from plume_lite import media
 from plume_lite.errors import PlumeError
-from plume_lite.media import MediaError
-from plume_lite.evaluation.index import item_digest
+from plume_lite.files import (VISUAL_KINDS, extensions, item_kind, items_from_path, require_kind,
+                              text_items)
 from plume_lite.io import atomic_write_text
+from plume_lite.media import MediaError
 
+from plume_lite.apps import viz
 from plume_lite.apps.demo import render
 
-IMAGE_EXTS = sorted(media.IMAGE_EXTS)
-VIDEO_EXTS = [".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"]
-PDF_EXTS = [".pdf"]
-TEXT_EXTS = [".txt"]                  # corpus folders only: one candidate per line
-UPLOAD_EXTS = IMAGE_EXTS + VIDEO_EXTS + PDF_EXTS
+UPLOAD_EXTS = extensions(VISUAL_KINDS)   # queries and additions; .txt only in corpus folders
 MAX_INSTRUCTION_CHARS = 500
-MAX_PDF_PAGES_ADDED = 16              # pages taken from one PDF added to the corpus
-MAX_TEXT_CHARS = 1000
 
 
 @dataclass
@@ -40,16 +37,6 @@ class Query:
     preview: Image.Image      # what the page shows
     kind: str                 # image | video | pdf
     pages: int = 0            # PDF page count
-
-
-def kind_of(path) -> str:
-    ext = Path(path).suffix.lower()
-    for kind, exts in (("image", IMAGE_EXTS), ("video", VIDEO_EXTS), ("pdf", PDF_EXTS)):
-        if ext in exts:
-            return kind
-    raise MediaError(f"{Path(path).name}: unsupported file type {ext or '(no extension)'!r}; "
-                     f"upload an image ({', '.join(IMAGE_EXTS)}), a video "
-                     f"({', '.join(VIDEO_EXTS)}) or a PDF")
 
 
 def _short(err: MediaError, path) -> MediaError:
@@ -69,7 +56,7 @@ def load_query(path, page: int = 1, instruction: str = "") -> Query:
     """Decode one uploaded file into a query item. `page` is 1-based (PDF only)."""
     if not path:
         raise MediaError("no file: upload an image, a video or a PDF first")
-    kind = kind_of(path)
+    kind = require_kind(path, VISUAL_KINDS)
     instruction = clean_instruction(instruction)
     try:
         if kind == "image":
@@ -77,7 +64,7 @@ def load_query(path, page: int = 1, instruction: str = "") -> Query:
             query = Query({"image": img}, render.enlarge(render.shrink(img)), kind)
         elif kind == "video":
             frames = media.load_video(path, num_frames=8)
-            sheet = render.contact_sheet([render.shrink(f, 256) for f in frames])
+            sheet = viz.contact_sheet([render.shrink(f, 256) for f in frames], columns=4)
             query = Query({"video": frames}, render.enlarge(sheet, 384), kind)
         else:
             n = media.pdf_num_pages(path)
@@ -95,61 +82,21 @@ def load_query(path, page: int = 1, instruction: str = "") -> Query:
 
 
 # ----------------------------------------------------------------------------- corpora
-
-def dedupe(items) -> list[dict]:
-    seen, out = set(), []
-    for item in items:
-        key = item_digest(item)
-        if key not in seen:
-            seen.add(key)
-            out.append(item)
-    return out
-
+# (repeated items are dropped once, where the engine adds them to its corpus)
 
 def task_corpus(data_dir) -> list[dict]:
-    """The test candidates of every task of an MMEB/SynthMMEB folder, de-duplicated."""
+    """The test candidates of every task of an MMEB/SynthMMEB folder."""
     from plume_lite.data.mmeb import load_eval_tasks
     tasks = load_eval_tasks(data_dir)
     tasks = getattr(tasks, "tasks", tasks)
     tasks = tasks.values() if isinstance(tasks, dict) else tasks
-    return dedupe(c for task in tasks for c in task.candidates)
-
-
-def file_items(path: Path, pdf_pages: int = MAX_PDF_PAGES_ADDED) -> list[dict]:
-    """The corpus items one file stands for (checked by decoding them)."""
-    ext = path.suffix.lower()
-    if ext in TEXT_EXTS:
-        lines = [" ".join(s.split()) for s in path.read_text(errors="replace").splitlines()]
-        return [{"text": s[:MAX_TEXT_CHARS]} for s in lines if s]
-    kind = kind_of(path)
-    if kind == "image":
-        media.load_image(path)
-        return [{"image": str(path)}]
-    if kind == "video":
-        media.load_video(path, num_frames=8)
-        return [{"video": str(path)}]
-    n = min(media.pdf_num_pages(path), pdf_pages)
-    for p in range(n):                # render once: a broken page fails now, not at search
-        media.load_pdf_page(path, page=p)
-    return [{"pdf": str(path), "page": p} for p in range(n)]
-
-
-def folder_corpus(root) -> tuple[list[dict], list[str]]:
-    """Every readable image, video, PDF page and text line under `root`; and the
-    one-line reasons the unreadable files were skipped."""
-    items, skipped = [], []
-    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
-        if path.suffix.lower() not in UPLOAD_EXTS + TEXT_EXTS:
-            continue
-        try:
-            items.extend(file_items(path.resolve()))
-        except MediaError as e:
-            skipped.append(str(e))
-    return dedupe(items), skipped
+    return [c for task in tasks for c in task.candidates]
 
 
 def load_corpus(path) -> tuple[list[dict], list[str]]:
-    """A data folder with tasks (MMEB/SynthMMEB layout) or a plain folder of files."""
+    """The items of a data folder with tasks (MMEB/SynthMMEB layout), or of every
+    readable image, video, PDF page and text line of a plain folder; and the one-line
+    reasons unreadable files were skipped."""
     path = Path(path)
     if not path.is_dir():
         raise MediaError(f"{path}: corpus folder not found")
@@ -161,7 +108,8 @@ def load_corpus(path) -> tuple[list[dict], list[str]]:
             return items, []
     except PlumeError:
         pass
-    return folder_corpus(path)
+    skipped: list[str] = []
+    return items_from_path(path, skipped=skipped), skipped
 
 
 # ----------------------------------------------------------------------------- user files
@@ -202,9 +150,9 @@ class UserCorpus:
         """Validate and copy one upload; returns the new corpus items."""
         path = Path(path)
         try:
-            kind_of(path)
+            require_kind(path, VISUAL_KINDS)
+            items = items_from_path(path)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-            items = file_items(path)
         except MediaError as e:
             raise _short(e, path) from None
         dest = self.root / "files" / f"{digest}-{_safe_name(path.name)}"
@@ -215,21 +163,21 @@ class UserCorpus:
             tmp.replace(dest)
         new = []
         for item in items:
-            key = next(k for k in ("image", "video", "pdf") if k in item)
-            entry = {"kind": key, "file": dest.name, **({"page": item["page"]} if key == "pdf" else {})}
+            kind = item_kind(item)
+            page = {"page": item["page"]} if kind == "pdf" else {}
+            entry = {"kind": kind, "file": dest.name, **page}
             if entry not in self.entries:
                 self.entries.append(entry)
-                new.append({key: str(dest), **({"page": item["page"]} if key == "pdf" else {})})
+                new.append({kind: str(dest), **page})
         self._save()
         return new
 
     def add_texts(self, lines) -> list[dict]:
         new = []
-        for line in lines:
-            text = " ".join(str(line).split())[:MAX_TEXT_CHARS]
-            if text and {"text": text} not in self.entries:
-                self.entries.append({"text": text})
-                new.append({"text": text})
+        for item in text_items(lines):
+            if item not in self.entries:
+                self.entries.append(item)
+                new.append(dict(item))
         self._save()
         return new
 

@@ -1,10 +1,10 @@
-"""The search behind the page: one PlumeModel, one corpus, and the corpus embeddings of
-every (mode, K) setting asked for so far.
+"""The search behind the page: one PlumeModel, one corpus, and an EmbeddingIndex of the
+corpus for every (mode, K) setting asked for so far.
 
-Corpus embeddings go through plume_lite.evaluation.index.EmbeddingCache, so they are computed once
-per (checkpoint, mode, K, item) and read back from disk after a restart. All model calls
-take one lock: transformers keeps rope state on the model between calls, so two encodes
-must never interleave. Every request runs in a worker thread with a deadline; a request
+The indexes (plume_lite.evaluation.index) embed through an on-disk EmbeddingCache, so a
+row is computed once per (checkpoint, mode, K, item) and read back after a restart. All
+model calls take one lock: transformers keeps rope state on the model between calls, so
+two encodes must never interleave. Every request runs in a worker thread with a deadline; a request
 that misses it gets a clear error instead of holding the page forever.
 """
 from __future__ import annotations
@@ -17,16 +17,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from plume_lite.config import MODES
-from plume_lite.evaluation.index import EmbeddingCache, checkpoint_fingerprint, item_digest, top_k
+from plume_lite.evaluation.index import EmbeddingIndex, checkpoint_fingerprint
 from plume_lite.io import atomic_write_bytes
+from plume_lite.items import item_digest
 from plume_lite.runtime import thread_count, using_threads
 
 from plume_lite.apps.demo import render
 
-MAX_STEPS = 16        # the K slider's range; the step table has 32 rows
+MAX_STEPS = 16        # the K slider's cap (each step is a forward pass); a model whose
+                      # step table is smaller caps it lower (DemoEngine.max_steps)
 MAX_RESULTS = 24
 SMALL_MODEL = 50_000_000   # parameters; below this, model calls use one CPU thread
 
@@ -85,12 +85,12 @@ class DemoEngine:
         small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
         self.threads = threads or (thread_count() if small and model.device.type == "cpu" else None)
         self.default_steps = int(model.config.latent_steps)
+        self.max_steps = min(MAX_STEPS, int(model.config.step_table_size))   # encode's own bound
         self.num_experts = int(model.config.num_experts)
         self._lock = threading.Lock()                # model calls, one at a time
         self._guards = threading.Lock()              # the dict of builders below
         self._builders: dict[tuple, threading.Lock] = {}
-        self._caches: dict[tuple, EmbeddingCache] = {}
-        self._emb: dict[tuple, torch.Tensor] = {}
+        self.indexes: dict[tuple, EmbeddingIndex] = {}   # setting -> rows embedded so far
         self.add_items(corpus_items)
 
     @classmethod
@@ -122,8 +122,8 @@ class DemoEngine:
         if mode != "latent":
             return (mode, None)     # K only shapes the latent rollout
         steps = self.default_steps if steps is None else int(steps)
-        if not 0 <= steps <= MAX_STEPS:
-            raise ValueError(f"K must be between 0 and {MAX_STEPS}, got {steps}")
+        if not 0 <= steps <= self.max_steps:
+            raise ValueError(f"K must be between 0 and {self.max_steps}, got {steps}")
         return (mode, steps)
 
     def add_items(self, items) -> list[dict]:
@@ -142,15 +142,16 @@ class DemoEngine:
         """add_items, then embed the new rows in every setting already in use, so the
         next search (and the next start, through the disk cache) finds them ready."""
         new = self.add_items(items)
-        for mode, steps in list(self._emb):
-            self.corpus_embeddings(mode, steps, progress)
+        for mode, steps in list(self.indexes):
+            self.embed_corpus(mode, steps, progress)
         return new
 
-    def corpus_embeddings(self, mode: str, steps=None, progress=None, deadline=None) -> torch.Tensor:
-        """[N, D] embeddings of the whole corpus in this setting, encoding only rows not
-        seen before, one batch at a time. The model lock is taken per batch, so queries
-        are answered while a big corpus is embedded in the background; one builder per
-        setting at a time. `progress(done, total)` is called between batches."""
+    def embed_corpus(self, mode: str, steps=None, progress=None, deadline=None) -> EmbeddingIndex:
+        """The index of the whole corpus in this setting, adding the rows it lacks one
+        batch at a time. The model lock is taken per batch, so queries are answered
+        while a big corpus is embedded in the background, and an interrupted build
+        resumes where it stopped; one builder per setting at a time.
+        `progress(done, total)` is called between batches."""
         key = self.setting(mode, steps)
         deadline = deadline or time.monotonic() + 3600
         with self._guards:
@@ -158,31 +159,26 @@ class DemoEngine:
         if not build.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy(f"the corpus is still being embedded in {mode} mode; try again shortly")
         try:
-            cache = self._caches.get(key)
-            if cache is None:
-                cache = EmbeddingCache(self.model, key[0], key[1], self.batch_size,
+            index = self.indexes.get(key)
+            if index is None:
+                index = EmbeddingIndex(self.model, (), key[0], key[1], self.batch_size,
                                        self.cache_dir / "embeddings", self.checkpoint_id)
-                self._caches[key] = cache
-            dim = self.model.backbone.config.text_config.hidden_size
-            have = self._emb.get(key, torch.zeros(0, dim))
+                self.indexes[key] = index
             items = self.items[:]
-            for start in range(have.shape[0], len(items), self.batch_size):
+            for start in range(len(index), len(items), self.batch_size):
                 if progress:
                     progress(start, len(items))
                 with self._model_lock(deadline):
-                    part = cache.encode(items[start:start + self.batch_size])
-                have = torch.cat([have, part])
-                self._emb[key] = have          # kept per batch: an interrupted build resumes
-            self._emb[key] = have
+                    index.add(items[start:start + self.batch_size])
             if progress:
                 progress(len(items), len(items))
-            return have
+            return index
         finally:
             build.release()
 
     def ready_settings(self) -> dict:
         """setting -> (rows embedded, corpus size), for the status line."""
-        return {key: (emb.shape[0], len(self.items)) for key, emb in self._emb.items()}
+        return {key: (len(index), len(self.items)) for key, index in list(self.indexes.items())}
 
     def warmup(self, modes) -> None:
         """Throw-away image and video queries in each mode: the first call of each code
@@ -206,12 +202,12 @@ class DemoEngine:
     def _search(self, item, mode, steps, k, time_all, deadline) -> SearchResult:
         key = self.setting(mode, steps)
         k = max(1, min(int(k), MAX_RESULTS))
-        corpus = self.corpus_embeddings(mode, key[1], deadline=deadline)
+        index = self.embed_corpus(mode, key[1], deadline=deadline)
         with self._model_lock(deadline):
             t0 = time.perf_counter()
             q, traces = self.model.encode([item], mode=mode, steps=key[1], return_trace=True)
             t1 = time.perf_counter()
-            values, indices = top_k(q @ corpus.T, k) if len(corpus) else (q[:, :0], q[:, :0].long())
+            values, indices = index.search(q, k)
             t2 = time.perf_counter()
             latency = {mode: {"encode_ms": 1e3 * (t1 - t0), "search_ms": 1e3 * (t2 - t1)}}
             if time_all:   # the same query through the other modes: encode time only
@@ -220,7 +216,7 @@ class DemoEngine:
                         s = time.perf_counter()
                         self.model.encode([item], mode=other, steps=steps if other == "latent" else None)
                         latency[other] = {"encode_ms": 1e3 * (time.perf_counter() - s)}
-        hits = [Hit(r + 1, float(v), int(i), self.items[int(i)])
+        hits = [Hit(r + 1, float(v), int(i), index.items[int(i)])
                 for r, (v, i) in enumerate(zip(values[0].tolist(), indices[0].tolist()))]
         return SearchResult(hits, mode, key[1] or 0, traces[0], latency)
 

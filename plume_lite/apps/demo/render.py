@@ -1,4 +1,7 @@
-"""Pictures of items for the page: gallery thumbnails, text cards, video contact sheets.
+"""Pictures for the page: gallery thumbnails and captions, text cards, and the message
+that stands in for the routing heatmap. The pictures of items themselves (a video's
+frames, a PDF page) and the heatmap come from plume_lite.apps.viz, shared with the
+notebooks.
 
 SynthMMEB media are 64 px wide; browsers blur them when they scale them up, so small
 pictures are enlarged here with nearest-neighbour sampling, which keeps edges crisp.
@@ -10,6 +13,8 @@ import textwrap
 from PIL import Image, ImageDraw, ImageFont
 
 from plume_lite import media
+from plume_lite.apps.viz import item_picture
+from plume_lite.files import item_kind
 
 THUMB = 192            # gallery thumbnails and previews are at least this wide
 CARD = (240, 240)      # text cards
@@ -55,17 +60,6 @@ def text_card(text: str, title: str = "text", size=CARD) -> Image.Image:
     return img
 
 
-def contact_sheet(frames: list, columns: int = 4, gap: int = 2) -> Image.Image:
-    """Sampled video frames in a grid, in time order (left to right, top to bottom)."""
-    w, h = frames[0].size
-    rows = -(-len(frames) // columns)
-    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap),
-                      (255, 255, 255))
-    for i, frame in enumerate(frames):
-        sheet.paste(frame.resize((w, h)), ((i % columns) * (w + gap), (i // columns) * (h + gap)))
-    return sheet
-
-
 def badge(img: Image.Image, label: str) -> Image.Image:
     """A small dark tag in the corner (e.g. 'video', 'page 3')."""
     img = img.copy()
@@ -77,30 +71,32 @@ def badge(img: Image.Image, label: str) -> Image.Image:
     return img
 
 
-def item_kind(item: dict) -> str:
-    for key in ("image", "video", "pdf"):
-        if item.get(key) is not None:
-            return key
-    return "text"
-
-
 def thumbnail(item: dict) -> Image.Image:
     """What a corpus item looks like in the gallery: the image, the middle frame of a
     video, the rendered page of a PDF, or a card with the text."""
     kind = item_kind(item)
-    try:
-        if kind == "image":
-            return enlarge(shrink(media.load_image(item["image"])))
-        if kind == "video":
-            frame = media.load_video(item["video"], num_frames=1)[0]
-            return badge(enlarge(shrink(frame)), "▶ video")
-        if kind == "pdf":
-            page = int(item.get("page", 0))
-            img = media.load_pdf_page(item["pdf"], page=page, dpi=144, max_pixels=600_000)
-            return badge(enlarge(shrink(img)), f"page {page + 1}")
+    try:      # a sharper page than the notebooks' default, within a thumbnail's budget
+        picture = item_picture(item, frames=1, dpi=144, max_pixels=600_000)
     except media.MediaError as e:     # a corpus file that went bad after it was added
         return text_card(str(e), title="unreadable")
-    return text_card(item.get("text") or item.get("instruction") or "", title="text")
+    if picture is None:
+        return text_card(item.get("text") or item.get("instruction") or "", title="text")
+    picture = enlarge(shrink(picture))
+    if kind == "video":
+        return badge(picture, "▶ video")
+    if kind == "pdf":
+        return badge(picture, f"page {int(item.get('page', 0)) + 1}")
+    return picture
+
+
+def message_image(text: str, size=(550, 176)) -> Image.Image:
+    """Stands in for the heatmap when a mode has no router (direct, explicit, K = 0)."""
+    img = Image.new("RGB", size, (255, 255, 255))
+    draw, f = ImageDraw.Draw(img), font(16)
+    box = draw.multiline_textbbox((0, 0), text, font=f, spacing=6, align="center")
+    at = ((size[0] - box[2]) // 2, (size[1] - box[3]) // 2)     # centred
+    draw.multiline_text(at, text, fill=INK, font=f, spacing=6, align="center")
+    return img
 
 
 def caption(rank: int, score: float, item: dict, width: int = 60) -> str:

@@ -4,15 +4,20 @@ limits that keep one heavy or hostile request from taking the server down.
     from plume_lite.apps.demo.server import build_app, launch
     demo = build_app("ckpt/", corpus_items=[{"text": "a red circle"}], cache_dir="tmp/")
     launch(demo, port=7860)
+
+gradio is imported by build_app, after it has turned every outbound lookup off, so
+importing this module costs nothing and changes nothing.
 """
 from __future__ import annotations
 
-import plume_lite.apps.demo  # noqa: F401  (offline environment before gradio is imported)
+import importlib.util
+from typing import TYPE_CHECKING
 
-import gradio as gr
+from plume_lite.errors import PlumeError
+from plume_lite.runtime import apply_env
 
-from plume_lite.apps.demo.startup import Startup
-from plume_lite.apps.demo.ui import build_blocks
+if TYPE_CHECKING:
+    import gradio as gr
 
 MAX_FILE_SIZE = "25mb"        # uploads above this are refused by gradio before any decoding
 QUEUE_SIZE = 64               # waiting requests beyond this are told to come back later
@@ -37,6 +42,13 @@ def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=
     prefetch      modes embedded afterwards in the background (others: on first use)
     wait          block until ready (raises if start-up failed)
     The start-up object is `demo.plume_startup` (`.wait()`, `.engine`, `.timings`)."""
+    # Forced, and before gradio is imported (it reads these at import and at launch):
+    # the demo promises no outbound request, whatever the caller's environment says.
+    apply_env(offline=True, force=True)
+    if importlib.util.find_spec("gradio") is None:
+        raise PlumeError("gradio is not installed: pip install 'plume_lite[demo]'")
+    from plume_lite.apps.demo.startup import Startup
+    from plume_lite.apps.demo.ui import build_blocks
     corpus = corpus_items if corpus_items is not None else corpus_dir
     startup = Startup(checkpoint, corpus, cache_dir, warm=warm, prefetch=prefetch,
                       timeout_s=timeout_s, log=log)
@@ -50,8 +62,9 @@ def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=
 
 def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860,
            max_file_size=MAX_FILE_SIZE, block: bool = True, **kwargs):
-    """Serve `demo`. With block=False it returns at once (tests), else serves until
-    interrupted. Returns gradio's (app, local_url, share_url)."""
+    """Serve `demo` (from build_app). With block=False it returns at once (tests), else
+    serves until interrupted. Returns gradio's (app, local_url, share_url)."""
+    import gradio as gr
     return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
                        show_error=True, share=False, prevent_thread_lock=not block,
                        footer_links=["api"], ssr_mode=False, theme=gr.themes.Soft(), css=CSS,

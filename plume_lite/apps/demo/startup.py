@@ -8,10 +8,9 @@ cache folder, and the corpus embeddings in the demo's embedding cache.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import threading
 import time
-import traceback
 from pathlib import Path
 
 from plume_lite.config import MODES
@@ -20,6 +19,7 @@ from plume_lite.runtime import DEFAULT_THREADS, using_threads
 from plume_lite.apps.demo.corpus import UserCorpus, load_corpus, task_corpus
 from plume_lite.apps.demo.engine import DemoEngine
 
+log = logging.getLogger(__name__)
 
 
 class NotReady(RuntimeError):
@@ -61,7 +61,7 @@ class Startup:
     def report(self, text: str) -> None:
         self.status = text
         if self.log:
-            print(f"[plume demo {time.monotonic() - self._t0:6.1f}s] {text}", file=sys.stderr, flush=True)
+            log.info("%6.1fs  %s", time.monotonic() - self._t0, text)
 
     def require(self) -> DemoEngine:
         if self.error:
@@ -85,7 +85,7 @@ class Startup:
         except Exception as e:  # shown in the page; the server keeps answering
             self.error = f"{type(e).__name__}: {e}"
             self.report(f"Start-up failed: {self.error}")
-            traceback.print_exc()
+            log.exception("demo start-up failed")
         finally:
             self.ready.set()
         self._prefetch()
@@ -96,7 +96,7 @@ class Startup:
             for mode in self.prefetch if self.engine and not self.error else []:
                 def progress(done, total, mode=mode):
                     self.background = f"embedding the corpus for {mode} mode: {done}/{total}"
-                self._timed(f"prefetch_{mode}_s", self.engine.corpus_embeddings, mode, None, progress)
+                self._timed(f"prefetch_{mode}_s", self.engine.embed_corpus, mode, None, progress)
                 self.engine.warmup([mode])
                 self.report(f"{mode} mode ready ({self.timings[f'prefetch_{mode}_s']} s)")
         except Exception as e:  # the mode is then embedded on its first search instead
@@ -137,7 +137,7 @@ class Startup:
         for mode in self.warm:
             def progress(done, total, mode=mode):
                 self.report(f"Embedding the corpus ({mode} mode): {done}/{total} items…")
-            self._timed(f"embed_{mode}_s", self.engine.corpus_embeddings, mode, None, progress)
+            self._timed(f"embed_{mode}_s", self.engine.embed_corpus, mode, None, progress)
         self._timed("warmup_s", self.engine.warmup, self.warm)
         self.timings["ready_s"] = round(time.monotonic() - self._t0, 2)
         self.report(f"Ready in {self.timings['ready_s']:.1f} s: {len(self.engine.items)} corpus "

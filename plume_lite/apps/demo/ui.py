@@ -2,24 +2,27 @@
 gallery, the routing heatmap, per-mode latency, the explicit rationale, and a panel to
 add files to the corpus. Handlers turn every user-fixable problem into gr.Error, so the
 message shows in the page and the server keeps serving.
+
+This module imports gradio: reach it through server.build_app, which turns the
+outbound lookups off first.
 """
 from __future__ import annotations
-
-import plume_lite.apps.demo  # noqa: F401  (offline environment before gradio is imported)
 
 import logging
 
 import gradio as gr
 
-from plume_lite.config import MODES
+from plume_lite.config import MODES, PlumeConfig
+from plume_lite.files import item_kind
 from plume_lite.media import MediaError
 
+from plume_lite.apps.viz import routing_image
 from plume_lite.apps.demo.corpus import UPLOAD_EXTS, load_query
 from plume_lite.apps.demo.engine import MAX_RESULTS, MAX_STEPS, Busy, run_bounded
-from plume_lite.apps.demo.heatmap import message_image, routing_heatmap
+from plume_lite.apps.demo.render import caption, message_image
 from plume_lite.apps.demo.startup import NotReady, Startup
 
-log = logging.getLogger("plume_lite.apps.demo")
+log = logging.getLogger(__name__)
 MAX_PAGE = 1000          # static bound of the page slider; the real count is checked
 MAX_ADD_FILES = 32       # files per "add to corpus" click
 DECODE_TIMEOUT_S = 30.0  # reading one upload (media caps bound it; this is the backstop)
@@ -59,7 +62,9 @@ class Handlers:
         if s.background:
             text += f" · in the background: {s.background}"
         done = s.ready.is_set() and s.background_done.is_set()
-        steps = gr.Slider(value=s.engine.default_steps) if s.ready.is_set() and s.engine else gr.Slider()
+        steps = gr.Slider()
+        if s.ready.is_set() and s.engine:    # the model's own K and range
+            steps = gr.Slider(maximum=s.engine.max_steps, value=s.engine.default_steps)
         return text, gr.Timer(active=not done), steps
 
     def preview(self, path, page, reset=False):
@@ -87,7 +92,7 @@ class Handlers:
             engine = self.startup.require()
             query = run_bounded(load_query, path, page or 1, instruction, timeout_s=DECODE_TIMEOUT_S)
             progress(0.1, desc=f"Embedding the corpus in {mode} mode (once per setting)…")
-            engine.bounded(engine.corpus_embeddings, mode, steps,
+            engine.bounded(engine.embed_corpus, mode, steps,
                            lambda d, t: progress((d, t), desc="Embedding the corpus", unit="items"),
                            timeout_s=max(engine.timeout_s, 600))
             progress(0.9, desc="Searching…")
@@ -131,8 +136,8 @@ def _outputs(result, engine):
     gallery = [(engine.thumbnail_path(h.item), _caption(h)) for h in result.hits]
     trace = result.trace
     if "gates" in trace:
-        picture = routing_heatmap(trace["gates"], trace["chosen"],
-                                  "Routing trace: router probability per latent step")
+        picture = routing_image(trace["gates"], trace["chosen"],
+                                "Routing trace: router probability per latent step")
         routing = {"gates": trace["gates"].tolist(), "chosen": trace["chosen"].tolist()}
     else:
         picture, routing = message_image(_no_routing(result.mode, result.steps, engine)), None
@@ -140,7 +145,7 @@ def _outputs(result, engine):
     details = {
         "mode": result.mode, "steps": result.steps,
         "results": [{"rank": h.rank, "score": round(h.score, 4), "corpus_index": h.index,
-                     "kind": _kind(h.item), "text": h.item.get("text", "")} for h in result.hits],
+                     "kind": item_kind(h.item), "text": h.item.get("text", "")} for h in result.hits],
         "latency_ms": {m: {k: round(v, 2) for k, v in d.items()} for m, d in result.latency.items()},
         "routing": routing, "rationale": rationale or None,
         "generated_tokens": trace.get("generated_tokens"),
@@ -148,12 +153,7 @@ def _outputs(result, engine):
     return gallery, picture, _latency_table(result), rationale, details
 
 
-def _kind(item):
-    return next((k for k in ("image", "video", "pdf") if item.get(k) is not None), "text")
-
-
 def _caption(hit):
-    from plume_lite.apps.demo.render import caption
     return caption(hit.rank, hit.score, hit.item)
 
 
@@ -198,7 +198,8 @@ def build_blocks(startup: Startup) -> gr.Blocks:
                 instruction = gr.Textbox(label="Instruction (optional)", max_lines=3,
                                          placeholder="e.g. Find the picture that matches this one")
                 mode = gr.Radio(list(MODES), value="latent", label="Mode")
-                steps = gr.Slider(0, MAX_STEPS, value=8, step=1, label="Latent steps K (latent mode)")
+                steps = gr.Slider(0, MAX_STEPS, value=PlumeConfig.latent_steps, step=1,
+                                  label="Latent steps K (latent mode)")
                 k = gr.Slider(1, MAX_RESULTS, value=8, step=1, label="Results to show")
                 time_all = gr.Checkbox(True, label="Also time this query in the other two modes")
                 go = gr.Button("Search", variant="primary", elem_id="search")
