@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 
 from plume_lite.errors import ConfigError
@@ -32,12 +34,21 @@ class PlumeConfig:
     lora: dict | None = field(default=None)
 
     def __post_init__(self):
+        check_fields(self)                          # types first: the range checks compare numbers
         if self.adapter not in ADAPTERS:
             raise ConfigError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r}")
-        if not 0 <= self.latent_steps <= self.step_table_size:
-            raise ConfigError(f"latent_steps must be in [0, {self.step_table_size}], got {self.latent_steps}")
-        if not 1 <= self.top_k <= self.num_experts:
-            raise ConfigError(f"top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")
+        if not self.backbone.strip():
+            raise ConfigError("backbone may not be empty")
+        _in_range("step_table_size", self.step_table_size, 1, MAX_STEP_TABLE)
+        _in_range("latent_steps", self.latent_steps, 0, self.step_table_size)
+        _in_range("num_experts", self.num_experts, 1, MAX_EXPERTS)
+        _in_range("top_k", self.top_k, 1, self.num_experts, "num_experts=")
+        if not 0.0 <= self.expert_dropout < 1.0:
+            raise ConfigError(f"expert_dropout must be in [0, 1), got {self.expert_dropout}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.lora is not None:
+            check_lora_settings(self.lora)
 
     @classmethod
     def from_dict(cls, values: dict) -> "PlumeConfig":
@@ -53,15 +64,95 @@ class PlumeConfig:
 
     @classmethod
     def load(cls, path) -> "PlumeConfig":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        """Read `plume_config.json`; any problem is one ConfigError/CheckpointError naming the file."""
+        from plume_lite.io import read_json
+        values = read_json(path)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a JSON object of PlumeConfig keys, got {type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
 
 
 def check_keys(cls, values: dict) -> None:
     """Raise ConfigError for a key that is not a field of dataclass `cls`."""
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
+        if not isinstance(key, str):
+            raise ConfigError(f"{cls.__name__} keys must be strings, got {key!r}")
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown {cls.__name__} key {key!r}{hint}")
+
+
+# Sanity bounds: far above any real setting, low enough that a hostile value is refused
+# before it allocates (a 10**12-row step table would exhaust memory, not raise).
+MAX_STEP_TABLE = 4096
+MAX_EXPERTS = 256
+LORA_KEYS = ("r", "alpha", "dropout", "targets")
+
+
+def _in_range(name: str, value, low, high, high_name: str = "") -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be in [{low}, {high_name}{high}], got {value}")
+
+
+def check_lora_settings(lora) -> None:
+    """The `lora` entry of a PlumeConfig: {r, alpha, dropout, targets}, typed and in range."""
+    if not isinstance(lora, dict):
+        raise ConfigError(f"lora must be null or an object with keys {', '.join(LORA_KEYS)}, got {lora!r}")
+    if sorted(lora) != sorted(LORA_KEYS):
+        raise ConfigError(f"lora must have exactly the keys {', '.join(LORA_KEYS)}, got {', '.join(map(str, lora))}")
+    check_value("lora.r", lora["r"], int)
+    check_value("lora.alpha", lora["alpha"], float)
+    check_value("lora.dropout", lora["dropout"], float)
+    check_value("lora.targets", lora["targets"], list[str])
+    if lora["r"] < 1 or lora["alpha"] <= 0 or not 0 <= lora["dropout"] < 1:
+        raise ConfigError(f"lora needs r >= 1, alpha > 0 and dropout in [0, 1), got {lora!r}")
+    if not lora["targets"] or not all(t.strip() for t in lora["targets"]):
+        raise ConfigError(f"lora.targets must be a non-empty list of module names, got {lora['targets']!r}")
+
+
+def check_fields(obj) -> None:
+    """Check every field of dataclass instance `obj` against its annotation (int, float,
+    bool, str, list[str], dict, X | None); an int where a float goes becomes a float."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if _base(hint) is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+            object.__setattr__(obj, f.name, value)
+        check_value(f.name, value, hint)
+
+
+def _base(hint):
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if type(None) in typing.get_args(hint) and len(args) == 1 else hint
+
+
+def check_value(name: str, value, hint) -> None:
+    """ConfigError unless `value` fits the annotation `hint`; one line that names `name`."""
+    if value is None:
+        if type(None) in typing.get_args(hint):
+            return
+        raise ConfigError(f"{name} may not be null")
+    base = _base(hint)
+    if typing.get_origin(base) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+        return
+    if typing.get_origin(base) is dict or base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be an object, got {type(value).__name__} {value!r}")
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = (isinstance(value, bool) if base is bool else
+          isinstance(value, int) and not isinstance(value, bool) if base is int else
+          number if base is float else
+          isinstance(value, base))
+    if not ok:
+        raise ConfigError(f"{name} must be {base.__name__}, got {type(value).__name__} {value!r}")
+    if base is float and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")

@@ -8,10 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from plume_lite.train.checkpoint import (flatten, is_complete, latest_checkpoint, list_checkpoints,
-                                   load_checkpoint, prune_checkpoints, rng_state, save_checkpoint,
-                                   unflatten)
+from plume_lite.train.checkpoint import (LEGACY_FORMATS, clean_checkpoint_leftovers, flatten,
+                                         foreign_entries, is_complete, latest_checkpoint,
+                                         list_checkpoints, load_checkpoint, prune_checkpoints,
+                                         resume_point, rng_state, save_checkpoint, unflatten,
+                                         verify_checkpoint)
 from plume_lite.errors import CheckpointError
+from plume_lite.io import sha256_file
 
 
 def small():
@@ -104,3 +107,55 @@ def test_changed_frozen_weights_or_parameter_set_are_refused(tmp_path):
     other[2].bias.requires_grad_(False)
     with pytest.raises(CheckpointError, match="trainable parameters differ"):
         load_checkpoint(tmp_path / "step_00000001", other, o2, s2)
+
+
+def test_a_file_corrupted_in_place_fails_its_checksum_and_resume_falls_back(tmp_path):
+    model, opt, sched = small()
+    for s in (1, 2):
+        save_checkpoint(tmp_path, s, model, opt, sched, {}, [rng_state()])
+    manifest = json.loads((tmp_path / "step_00000002" / "manifest.json").read_text())
+    assert manifest["sha256"]["weights.safetensors"] == sha256_file(tmp_path / "step_00000002" / "weights.safetensors")
+    path = tmp_path / "step_00000002" / "weights.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-4:] = bytes(255 - b for b in data[-4:])         # same size: sizes cannot tell
+    path.write_bytes(bytes(data))
+    assert is_complete(tmp_path / "step_00000002")
+    with pytest.raises(CheckpointError, match="weights.safetensors fails its sha256 check"):
+        load_checkpoint(tmp_path / "step_00000002", *small())
+    found, note = resume_point(tmp_path)
+    assert found.name == "step_00000001" and "step_00000002" in note and "\n" not in note
+    (tmp_path / "step_00000001" / "state.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="no checkpoint .* can be resumed"):
+        resume_point(tmp_path)
+
+
+def test_legacy_checkpoints_resume_with_a_note_and_foreign_folders_are_named(tmp_path):
+    model, opt, sched = small()
+    path = save_checkpoint(tmp_path, 1, model, opt, sched, {}, [rng_state()])
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["sha256"]
+    manifest["format"] = LEGACY_FORMATS[0]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert "without checksums" in verify_checkpoint(path)
+    assert foreign_entries(tmp_path) == []
+    (tmp_path / "step_00000002").mkdir()
+    (tmp_path / "step_00000002" / "pytorch_model.bin").write_bytes(b"x")    # another tool's
+    (tmp_path / "checkpoint-500").mkdir()
+    assert foreign_entries(tmp_path) == ["checkpoint-500", "step_00000002"]
+
+
+def test_pruning_and_killed_writes_leave_only_hidden_leftovers_that_are_cleaned(tmp_path):
+    model, opt, sched = small()
+    for s in (1, 2, 3):
+        save_checkpoint(tmp_path, s, model, opt, sched, {}, [rng_state()])
+    prune_checkpoints(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000002", "step_00000003"]
+    (tmp_path / ".step_00000004.abcd1234.tmp").mkdir()                    # killed mid-write
+    (tmp_path / ".step_00000001.abcd1234.tmp").mkdir()                    # killed mid-prune
+    (tmp_path / "step_00000003").rename(tmp_path / ".step_00000003.old")  # killed mid-swap
+    (tmp_path / ".unrelated.tmp").write_text("not ours")             # hidden: never written over
+    assert foreign_entries(tmp_path) == []
+    cleaned = clean_checkpoint_leftovers(tmp_path)
+    assert len(cleaned) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".unrelated.tmp", "step_00000002", "step_00000003"]
+    verify_checkpoint(tmp_path / "step_00000003")

@@ -7,18 +7,21 @@
         rng.safetensors         torch CPU/CUDA generator states, per process
         state.json              step, scheduler, sampler position, curriculum stage,
                                 python/numpy RNG states, optimizer structure/scalars
-        manifest.json           file sizes, written last
+        manifest.json           size and sha256 of every other file, written last
 
 A checkpoint is written into a hidden temporary folder and renamed into place in one
 step (plume_lite.io.atomic_dir), so a killed run leaves either the whole folder or
-none; on top of that, `latest_checkpoint` only trusts a folder whose manifest matches
-the files on disk."""
+none; pruning renames a folder away before deleting it (plume_lite.io.discard), so a
+kill leaves a hidden leftover, never a half-deleted checkpoint (`clean_leftovers`
+removes both kinds). `latest_checkpoint` trusts a folder whose manifest sizes match
+the files on disk (cheap); `verify_checkpoint` and `load_checkpoint` also check every
+sha256, so a file corrupted in place at the same size is never loaded, and
+`resume_point` picks the newest checkpoint that verifies (saying which did not)."""
 from __future__ import annotations
 
 import json
 import random
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +29,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from plume_lite.errors import CheckpointError
-from plume_lite.io import atomic_dir, atomic_write_text
+from plume_lite.io import (atomic_dir, atomic_write_text, clean_leftovers, discard, one_line, read_json,
+                           sha256_file)
 
-FORMAT = "plume_lite-train-checkpoint-1"
+FORMAT = "plume_lite-train-checkpoint-2"           # -2: the manifest holds a sha256 of every file
+LEGACY_FORMATS = ("plume_lite-train-checkpoint-1",)  # sizes only: resumed with a logged note
+FILES = ("weights.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json", "manifest.json")
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
@@ -126,20 +132,123 @@ def save_checkpoint(root, step: int, model, optimizer, scheduler, state: dict, r
                     scheduler=flatten(scheduler.state_dict(), {}), rng=rng_meta,
                     frozen_checksum=frozen_checksum(model))
         (tmp / "state.json").write_text(json.dumps(body, indent=1))
-        files = {f.name: f.stat().st_size for f in tmp.iterdir()}
-        (tmp / "manifest.json").write_text(json.dumps({"format": FORMAT, "step": step, "files": files}))
+        files = sorted(f for f in tmp.iterdir())
+        (tmp / "manifest.json").write_text(json.dumps({
+            "format": FORMAT, "step": step, "files": {f.name: f.stat().st_size for f in files},
+            "sha256": {f.name: sha256_file(f) for f in files}}))
     return path
 
 
+def _manifest(path: Path) -> dict:
+    """The manifest of checkpoint folder `path`, structure checked; CheckpointError otherwise."""
+    file = path / "manifest.json"
+    manifest = read_json(file)
+    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, *LEGACY_FORMATS):
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise CheckpointError(f"{file}: not a plume_lite training checkpoint manifest (format {got!r})")
+    files, sums = manifest.get("files"), manifest.get("sha256", {})
+    if (not isinstance(files, dict) or not isinstance(sums, dict)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in files.values())
+            or any(Path(name).name != name or name in ("", ".", "..") for name in files)):
+        raise CheckpointError(f"{file}: malformed file list")
+    if manifest["format"] == FORMAT and set(sums) != set(files):
+        raise CheckpointError(f"{file}: the sha256 list does not cover every file")
+    return manifest
+
+
 def is_complete(path) -> bool:
+    """Cheap check: a manifest of this format whose file sizes match the disk (no hashing)."""
     path = Path(path)
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-        return manifest.get("format") == FORMAT and all(
-            (path / name).is_file() and (path / name).stat().st_size == size
-            for name, size in manifest["files"].items())
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = _manifest(path)
+        return all((path / name).is_file() and (path / name).stat().st_size == size
+                   for name, size in manifest["files"].items())
+    except (CheckpointError, OSError):
         return False
+
+
+def verify_checkpoint(path) -> str | None:
+    """Check a checkpoint's manifest, sizes and sha256s; CheckpointError naming the first
+    bad file. Returns a note for a legacy checkpoint (sizes checked only), else None."""
+    path = Path(path)
+    manifest = _manifest(path)
+    for name, size in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file} is missing")
+        if file.stat().st_size != size:
+            raise CheckpointError(f"{file} has {file.stat().st_size} bytes, its manifest says {size}")
+    if manifest["format"] != FORMAT:
+        return f"{path.name} was written without checksums (format {manifest['format']}); only its sizes were checked"
+    for name, digest in manifest["sha256"].items():
+        if sha256_file(path / name) != digest:
+            raise CheckpointError(f"{path / name} fails its sha256 check: it changed after it was written")
+    return None
+
+
+def is_ours(path) -> bool:
+    """A step folder this code wrote (verifiable or damaged) rather than another tool's."""
+    path = Path(path)
+    if not path.is_dir() or not _STEP_DIR.match(path.name):
+        return False
+    manifest = path / "manifest.json"
+    if manifest.exists():
+        try:
+            return json.loads(manifest.read_bytes()).get("format") in (FORMAT, *LEGACY_FORMATS)
+        except (OSError, ValueError, AttributeError):
+            pass                                    # a damaged manifest: judge by the file names
+    return all(entry.name in FILES for entry in path.iterdir())
+
+
+def clean_checkpoint_leftovers(root) -> list[str]:
+    """Remove temporary and half-pruned folders that killed runs left under `root`."""
+    return clean_leftovers(root, lambda name: bool(_STEP_DIR.match(name)))
+
+
+def foreign_entries(root) -> list[str]:
+    """Names under `root` that training could overwrite but did not write: visible
+    entries other than our step folders (another tool's checkpoints, a step folder of
+    another format). Hidden names (.DS_Store, our own leftovers) are never written over."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if not p.name.startswith(".") and not (_STEP_DIR.match(p.name) and is_ours(p)))
+
+
+def resume_point(root) -> tuple[Path | None, str | None]:
+    """(the newest checkpoint under `root` that verifies, a one-line note or None).
+
+    Newer step folders that fail verification are named in the note ("... resuming from
+    the previous verified checkpoint"). CheckpointError when there are step folders but
+    none verifies; (None, None) when there are none."""
+    root = Path(root)
+    steps = sorted(p for p in root.iterdir() if _STEP_DIR.match(p.name)) if root.is_dir() else []
+    failed = []
+    for path in reversed(steps):
+        try:
+            legacy = verify_checkpoint(path)
+        except CheckpointError as e:
+            failed.append(f"{path.name}: {one_line(e).replace(str(path) + '/', '')}")
+            continue
+        notes = ([f"checkpoint {'; '.join(failed)}; resuming from the previous verified checkpoint "
+                  f"{path.name}"] if failed else []) + ([legacy] if legacy else [])
+        return path, "; ".join(notes) or None
+    if failed:
+        raise CheckpointError(f"no checkpoint in {root} can be resumed ({'; '.join(failed)}); "
+                              "move the damaged folders away to start again")
+    return None, None
+
+
+def latest_verified(root) -> Path | None:
+    """The newest checkpoint whose sha256s verify (None if none does)."""
+    for path in reversed(list_checkpoints(root)):
+        try:
+            verify_checkpoint(path)
+            return path
+        except CheckpointError:
+            continue
+    return None
 
 
 def list_checkpoints(root) -> list[Path]:
@@ -158,38 +267,64 @@ def latest_checkpoint(root) -> Path | None:
 
 def prune_checkpoints(root, keep: int) -> None:
     for old in list_checkpoints(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        discard(old)          # renamed away first: a kill never leaves a half-deleted step folder
 
 
-def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0) -> dict:
-    """Restore weights, optimizer, scheduler and this rank's RNG; return state.json."""
+def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0, verify: bool = True) -> dict:
+    """Restore weights, optimizer, scheduler and this rank's RNG; return state.json.
+
+    `verify`: check every sha256 first (False: sizes only, for a folder just verified)."""
     path = Path(path)
-    if not is_complete(path):
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a training checkpoint folder")
+    if verify:
+        verify_checkpoint(path)
+    elif not is_complete(path):
         raise CheckpointError(f"{path} is not a complete training checkpoint")
-    state = json.loads((path / "state.json").read_text())
-    weights = load_file(str(path / "weights.safetensors"))
+    state = read_json(path / "state.json")
+    weights = _tensors(path / "weights.safetensors")
     params = dict(model.named_parameters())
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
         raise CheckpointError(f"{path}: trainable parameters differ from this model "
                               f"(missing {missing}, unexpected {extra}); was the config changed?")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
-    checksum = frozen_checksum(model)
-    if abs(checksum - state["frozen_checksum"]) > 1e-6 * max(1.0, abs(checksum)):
-        raise CheckpointError(f"{path}: the frozen base weights differ from the ones trained on "
-                              f"(checksum {checksum:.6g} vs {state['frozen_checksum']:.6g})")
-    opt_tensors = load_file(str(path / "optimizer.safetensors"))
-    optimizer.load_state_dict(unflatten(state["optimizer"], opt_tensors))
-    scheduler.load_state_dict(unflatten(state["scheduler"], {}))
-    rng = load_file(str(path / "rng.safetensors"))
-    ranks = len(state["rng"])
-    r = rank if rank < ranks else 0      # fewer processes saved than now: reuse rank 0's
-    set_rng_state(state["rng"][r], {k.split(".", 1)[1]: v for k, v in rng.items()
-                                    if k.startswith(f"rank{r}.")})
+    wrong = sorted(n for n, v in weights.items() if v.shape != params[n].shape)
+    if wrong:
+        raise CheckpointError(f"{path / 'weights.safetensors'}: {wrong[0]!r} has shape "
+                              f"{list(weights[wrong[0]].shape)}, the model's is {list(params[wrong[0]].shape)}; "
+                              "was the config changed?")
+    try:
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        checksum = frozen_checksum(model)
+        if abs(checksum - state["frozen_checksum"]) > 1e-6 * max(1.0, abs(checksum)):
+            raise CheckpointError(f"{path}: the frozen base weights differ from the ones trained on "
+                                  f"(checksum {checksum:.6g} vs {state['frozen_checksum']:.6g})")
+        opt_tensors = _tensors(path / "optimizer.safetensors")
+        optimizer.load_state_dict(unflatten(state["optimizer"], opt_tensors))
+        scheduler.load_state_dict(unflatten(state["scheduler"], {}))
+        rng = _tensors(path / "rng.safetensors")
+        ranks = len(state["rng"])
+        r = rank if rank < ranks else 0      # fewer processes saved than now: reuse rank 0's
+        set_rng_state(state["rng"][r], {k.split(".", 1)[1]: v for k, v in rng.items()
+                                        if k.startswith(f"rank{r}.")})
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise CheckpointError(f"{path / 'state.json'}: the saved state does not fit this run "
+                              f"({type(e).__name__}: {one_line(e)})") from None
     return state
+
+
+def _tensors(path) -> dict:
+    """The tensors of a safetensors file as tensors of their own: load_file's may be views
+    of the file's memory map, and optimizer state is updated in place."""
+    try:
+        return {k: v.clone() for k, v in load_file(str(path)).items()}
+    except Exception as e:   # noqa: BLE001 - SafetensorError, OSError, ...
+        raise CheckpointError(f"{path}: not a readable safetensors file ({one_line(e)})") from None
 
 
 def write_json(path, data: dict) -> None:

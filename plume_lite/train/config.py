@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig, check_keys
+from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig, check_keys, check_value
 from plume_lite.errors import ConfigError
 
 LOGIT_SCALE = 50.0       # InfoNCE temperature τ = 1 / 50 = 0.02
@@ -162,6 +162,21 @@ class TrainConfig:
             raise ConfigError("batch_size must be >= 2: in-batch negatives need a second pair")
         if self.lr <= 0 or self.grad_clip < 0 or self.warmup_steps < 0:
             raise ConfigError("lr must be > 0, grad_clip >= 0 and warmup_steps >= 0")
+        for name in ("lora_r", "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_limit", "max_steps_this_run"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be null or >= 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2 ** 32:                 # numpy's seed range
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.weight_decay < 0 or self.balance_weight < 0 or self.logit_scale <= 0:
+            raise ConfigError("weight_decay and balance_weight must be >= 0 and logit_scale > 0, got "
+                              f"{self.weight_decay}, {self.balance_weight}, {self.logit_scale}")
+        if not self.lora_targets or (self.tasks is not None and not self.tasks):
+            raise ConfigError("lora_targets and tasks may not be empty lists (tasks: null means every task)")
         PlumeConfig(**self.model_kwargs())          # adapter / K / top_k checks
 
     def model_kwargs(self) -> dict:
@@ -183,7 +198,11 @@ class TrainConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "train_config.json"
-        return cls.from_dict(read_config_file(path))
+        values = read_config_file(path)
+        try:
+            return cls.from_dict(values)
+        except ConfigError as e:                     # name the file: the value came from it
+            raise ConfigError(f"{path}: {e}") from None
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -261,19 +280,27 @@ def _parse_value(key: str, raw: str):
 
 def read_config_file(path) -> dict:
     """The mapping in a YAML/JSON config file, keys checked, YAML's 3e-4 read as a float."""
+    from plume_lite.io import one_line, read_bytes
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    raw = read_bytes(path, ConfigError, allow_empty=kind == "YAML")     # an empty YAML file: no keys
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from None
+        text = raw.decode("utf-8")
+        data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid {kind} (not UTF-8 text)") from None
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{path}: not valid {kind}: {one_line(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-    check_keys(TrainConfig, data)
+    try:
+        check_keys(TrainConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     for key, value in data.items():                 # YAML 1.1 reads 3e-4 as a string
         if key in _hints() and _hints()[key] is float and isinstance(value, str):
             try:
@@ -298,19 +325,4 @@ def _is_list(hint) -> bool:
 
 
 def _check_type(name: str, value, hint) -> None:
-    optional = type(None) in typing.get_args(hint)
-    if value is None:
-        if optional:
-            return
-        raise ConfigError(f"{name} may not be null")
-    if _is_list(hint):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name} must be a list of strings, got {value!r}")
-        return
-    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
-    ok = (isinstance(value, bool) if base is bool else
-          isinstance(value, int) and not isinstance(value, bool) if base is int else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
-          isinstance(value, base))
-    if not ok:
-        raise ConfigError(f"{name} must be {base.__name__}, got {type(value).__name__} {value!r}")
+    check_value(name, value, hint)       # one type check for PlumeConfig and TrainConfig

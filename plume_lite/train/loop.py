@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -22,16 +23,21 @@ from pathlib import Path
 
 import torch
 
-from plume_lite.train.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint,
-                                   prune_checkpoints, rng_state, save_checkpoint, write_json)
+from plume_lite.train.checkpoint import (clean_checkpoint_leftovers, foreign_entries, latest_checkpoint,
+                                         latest_verified, load_checkpoint, prune_checkpoints,
+                                         resume_point, rng_state, save_checkpoint, write_json)
 from plume_lite.curriculum import Curriculum, Stage
-from plume_lite.errors import ConfigError, PlumeError
+from plume_lite.errors import CheckpointError, ConfigError, PlumeError
+from plume_lite.io import atomic_write_text, clean_leftovers, folder_lock, one_line
 from plume_lite.runtime import using_threads
 from plume_lite.train.config import RESUME_FREE, TrainConfig
 from plume_lite.train.batches import TaskBatchSampler, make_batch
 from plume_lite.train.step import TrainStep
 
 FIXED_STAGE = Stage(index=0, ratio=0.0, n_latent=0, drop_answer=False, m=0)   # explicit / direct
+log = logging.getLogger(__name__)
+LOCK = ".train.lock"       # fcntl.flock'ed by the main process for the whole run
+OUTPUTS = ("train_config.json", "train_config.yaml", "log.jsonl", "summary.json", "model")
 
 
 class TrainingDiverged(PlumeError):
@@ -79,14 +85,44 @@ def reset_moments(optimizer) -> None:
 
 
 def check_out_dir(config: TrainConfig, out_dir: Path, resume: bool) -> TrainConfig:
-    saved = out_dir / "train_config.json"
+    """Refuse a run folder that this run could damage or cannot continue, in one line.
+
+    Always: `checkpoints/` may hold only step folders and leftovers this code wrote
+    (another tool's checkpoint would be overwritten). A fresh run: no checkpoint or
+    model yet, and a log/summary only beside a readable train_config.json (ours). A
+    resume: the folder holds a readable train_config.json with the same settings."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir} is a file, not a run folder")
+    saved, ckpt_root = out_dir / "train_config.json", out_dir / "checkpoints"
+    if ckpt_root.exists() and not ckpt_root.is_dir():
+        raise ConfigError(f"{ckpt_root} is a file; training needs that name for its checkpoint folder")
+    foreign = foreign_entries(ckpt_root)
+    if foreign:
+        raise ConfigError(f"{ckpt_root} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+                          "which plume_lite training did not write; refusing to train there (it could "
+                          "overwrite them): move them away or choose another --out")
+    steps = [p for p in ckpt_root.iterdir() if not p.name.startswith(".")] if ckpt_root.is_dir() else []
     if not resume:
-        if list_checkpoints(out_dir / "checkpoints") or (out_dir / "model").exists():
+        if steps or (out_dir / "model").exists():
             raise ConfigError(f"{out_dir} already holds a training run; pass --resume to continue "
                               "it or choose another --out")
+        written = [n for n in OUTPUTS[2:] if (out_dir / n).exists()]
+        if written and not saved.exists():
+            raise ConfigError(f"{out_dir} holds {', '.join(written)} but no train_config.json: not written by "
+                              "a plume_lite training run; refusing to overwrite it: choose another --out")
+        if saved.exists():
+            try:
+                TrainConfig.load(saved)
+            except ConfigError as e:
+                raise ConfigError(f"{out_dir} holds a train_config.json not written by a plume_lite training "
+                                  f"run ({e}); refusing to overwrite it: choose another --out") from None
         return config
     if not saved.exists():
-        return config
+        present = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK) if out_dir.is_dir() else []
+        what = (f"it holds {', '.join(present[:3])}{' ...' if len(present) > 3 else ''}" if present
+                else "it is empty" if out_dir.is_dir() else "it does not exist")
+        raise ConfigError(f"nothing to resume in {out_dir}: no train_config.json ({what}), so it is not a "
+                          "plume_lite training run; run without --resume to start one")
     old = TrainConfig.load(saved).to_dict()
     new = config.to_dict()
     diff = [k for k in old if k not in RESUME_FREE and old[k] != new[k]]
@@ -94,6 +130,12 @@ def check_out_dir(config: TrainConfig, out_dir: Path, resume: bool) -> TrainConf
         raise ConfigError(f"--resume with settings that differ from the saved run: "
                           + ", ".join(f"{k}={new[k]!r} (saved {old[k]!r})" for k in diff))
     return config
+
+
+def _clean_leftovers(out_dir: Path) -> list[str]:
+    """Hidden temporary / half-pruned folders and files of killed runs (our names only)."""
+    return (clean_leftovers(out_dir, lambda name: name in OUTPUTS)
+            + [f"checkpoints/{n}" for n in clean_checkpoint_leftovers(out_dir / "checkpoints")])
 
 
 def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=None) -> dict:
@@ -157,11 +199,19 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
 
 
 def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dict:
+    out_dir = Path(out_dir)
+    check_out_dir(config, out_dir, resume)   # refuse before the lock file is created; again under it
+    # one run per folder: the main process holds the lock (other ranks share its run)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    with folder_lock(out_dir, LOCK) if main_rank else contextlib.nullcontext():
+        return _train_locked(config, data_dir, out_dir, resume, on_step)
+
+
+def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on_step) -> dict:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import gather_object, set_seed
 
-    out_dir, ckpt_root = Path(out_dir), Path(out_dir) / "checkpoints"
-    config = check_out_dir(config, out_dir, resume)
+    ckpt_root = out_dir / "checkpoints"
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     # without cpu=True, accelerate on a machine without a GPU ignores the launcher and
     # every process would train alone (into the same folder)
@@ -176,6 +226,23 @@ def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dic
     if accelerator.num_processes != launched:
         raise ConfigError(f"launched {launched} processes but accelerate set up {accelerator.num_processes}")
     main = accelerator.is_main_process
+    if main:
+        cleaned = _clean_leftovers(out_dir)
+        if cleaned:
+            log.info("%s: removed what interrupted runs left behind: %s", out_dir, ", ".join(cleaned))
+    accelerator.wait_for_everyone()
+    config = check_out_dir(config, out_dir, resume)
+    resume_from, note, log_lines = None, None, []
+    if resume:
+        resume_from, note = resume_point(ckpt_root)     # newest checkpoint whose sha256s verify
+        log_lines, torn = _read_log(out_dir / "log.jsonl")
+        if resume_from is None:
+            note = f"no checkpoint in {ckpt_root} yet: the run starts again from step 0"
+        if torn:
+            note = f"{note}; " if note else ""
+            note += f"dropped the torn last line of {out_dir / 'log.jsonl'} ({torn} bytes)"
+        if note and main:
+            log.warning("%s: %s", out_dir, note)
     if main:
         config.save(out_dir)
     if config.backbone.startswith("tiny"):
@@ -199,15 +266,18 @@ def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dic
 
     curriculum = Curriculum(config.latent_steps, enabled=config.curriculum)
     start, prev_stage, resumed_from = 0, None, None
-    last = latest_checkpoint(ckpt_root) if resume else None
-    if last is not None:
-        state = load_checkpoint(last, plume, optimizer, scheduler, accelerator.process_index)
-        sampler.load_state_dict(state["sampler"])
-        start, prev_stage, resumed_from = state["step"], state["stage_index"], str(last)
-        if main:
-            _truncate_log(out_dir / "log.jsonl", start)
-    elif main:
-        (out_dir / "log.jsonl").unlink(missing_ok=True)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, plume, optimizer, scheduler, accelerator.process_index,
+                                verify=False)          # resume_point verified it just now
+        try:
+            sampler.load_state_dict(state["sampler"])
+            start, prev_stage, resumed_from = state["step"], state["stage_index"], str(resume_from)
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{resume_from / 'state.json'}: no sampler / step / stage "
+                                  f"({type(e).__name__}: {one_line(e)})") from None
+    if main:
+        # the log is ours (check_out_dir): keep the records up to the resumed step
+        _write_log(out_dir / "log.jsonl", log_lines, start)
 
     stop = min(config.max_steps, start + (config.max_steps_this_run or config.max_steps))
     bar = None
@@ -273,6 +343,8 @@ def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dic
     accelerator.wait_for_everyone()
     summary = _summary(config, history, stages_seen, start, stop, finished, resumed_from,
                        time.perf_counter() - t0, accelerator.num_processes, out_dir, ckpt_root)
+    if note:
+        summary["resume_note"] = note
     if main:
         write_json(out_dir / "summary.json", summary)
     return summary
@@ -299,7 +371,7 @@ def _save(accelerator, gather_object, root, step, model, optimizer, scheduler, s
 
 
 def _diverged(out_dir, ckpt_root, step, stage, values, main):
-    last = latest_checkpoint(ckpt_root)
+    last = latest_verified(ckpt_root)            # "good": its sha256s were checked now
     bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
     msg = (f"training diverged at step {step} (stage {stage.index}, {stage.n_latent} latent steps): "
            f"{bad}; stopped before that update. Last good checkpoint: "
@@ -309,13 +381,43 @@ def _diverged(out_dir, ckpt_root, step, stage, values, main):
     raise TrainingDiverged(msg)
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines of steps after the checkpoint being resumed (they are redone)."""
+def _read_log(path: Path) -> tuple[list[tuple[int, str]], int]:
+    """([(step, line)] of log.jsonl, bytes of a torn last line dropped (0 if none)).
+
+    A kill during an append leaves a torn last line: it is dropped and everything before
+    kept. A bad line anywhere else means the file is not the log this run wrote:
+    CheckpointError naming the line."""
     if not path.exists():
+        return [], 0
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, expected the run's log")
+    lines = path.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    records, torn = [], 0
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            step = record["step"] if isinstance(record, dict) else None
+        except (UnicodeDecodeError, ValueError, KeyError):
+            step = None
+        if isinstance(step, int) and not isinstance(step, bool):
+            records.append((step, raw.decode("utf-8")))
+        elif number == len(lines):
+            torn = len(raw)
+        else:
+            raise CheckpointError(f"{path}: line {number} of {len(lines)} is not a step record; the log is "
+                                  "damaged (only a torn last line is repaired): move it away to resume")
+    return records, torn
+
+
+def _write_log(path: Path, records: list[tuple[int, str]], step: int) -> None:
+    """Keep the log records of steps up to `step` (later ones are redone), atomically."""
+    if not path.exists() and not records:
         return
-    from plume_lite.io import atomic_write_text
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
+    atomic_write_text(path, "".join(line + "\n" for s, line in records if s <= step))
 
 
 def _summary(config, history, stages_seen, start, stop, finished, resumed_from, wall, procs, out_dir, ckpt_root):
