@@ -158,7 +158,11 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
         resume: continue from the newest complete checkpoint in `out_dir` (weights,
             optimizer, scheduler, sampler position, curriculum stage, RNG states), with
             the same settings as the saved `train_config.json` except the logging and
-            saving fields (`RESUME_FREE`). Without a checkpoint it starts from step 0.
+            saving fields (`RESUME_FREE`). Each checkpoint's sha256s are verified first;
+            a corrupted newest checkpoint is named in one log line and the previous
+            verified one is used. A run folder of this format with no checkpoint yet
+            starts from step 0 (said in `summary["resume_note"]`); a folder holding
+            anything else is refused, never overwritten.
         on_step: optional callable, called on the main process after every step with
             that step's record: "step", "stage", "ratio", "n_latent", "drop_answer",
             "task", "epoch", "lr", the loss parts ("total", "nce_disc" and, outside
@@ -172,7 +176,8 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
         "step", "max_steps", "resumed_from", "steps_this_run", "wall_s", "pairs_per_s",
         "final_losses_last20" (mean loss parts of the last 20 steps), "stages" (the step
         at which each stage began), "checkpoint" (newest checkpoint path), "model" (the
-        saved model path, or None if not finished) and "log".
+        saved model path, or None if not finished), "log" and, when resume had to fall
+        back or start afresh, "resume_note".
 
     Raises:
         ConfigError: `out_dir` already holds a run and `resume` is False; `resume` with
@@ -180,7 +185,9 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
             task with a full global batch; accelerate set up another number of processes
             than were launched.
         DataError: `data_dir` is missing or malformed, or names unknown tasks.
-        CheckpointError: the checkpoint being resumed does not match this model.
+        CheckpointError: the checkpoint being resumed does not match this model, no
+            checkpoint verifies, or `log.jsonl` is damaged before its last line.
+        FolderLocked: another run holds `out_dir` (the message names its pid).
         TrainingDiverged: the loss or gradient norm became NaN or infinite; the run stops
             before that update, and `summary.json` names the last good checkpoint.
 
