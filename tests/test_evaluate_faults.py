@@ -28,3 +28,25 @@ def test_an_empty_task_list_is_an_error(tmp_path):
     with pytest.raises(InputError, match="no tasks"):
         ev.evaluate(FakeEncoder(), [], out=tmp_path / "res.json", progress=False)
     assert not (tmp_path / "res.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "wrong_rows"])
+def test_a_damaged_cache_shard_is_dropped_and_recomputed(tmp_path, damage):
+    import torch
+    tasks, out = make_tasks(), tmp_path / "res.json"
+    first = ev.evaluate(FakeEncoder(), tasks, out=out, progress=False)
+    for part in (tmp_path / "res.work" / "parts").rglob("*.json"):
+        part.unlink()                      # force re-scoring, so the cache is read
+    shards = sorted((tmp_path / "res.work" / "emb").rglob("shard-*.pt"))
+    assert shards
+    victim = shards[0]
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:100])
+    elif damage == "garbage":
+        victim.write_bytes(b"\x00garbage" * 50)
+    elif damage == "empty":
+        victim.write_bytes(b"")
+    else:
+        torch.save({"keys": ["a", "b"], "emb": torch.zeros(3, 4)}, victim)
+    again = ev.evaluate(FakeEncoder(), tasks, out=out, progress=False)
+    assert _numbers(again) == _numbers(first)

@@ -9,6 +9,7 @@ by their bytes: cheap for videos and PDFs, and an edited file still misses.
 """
 from __future__ import annotations
 
+import logging
 import hashlib
 import io
 from pathlib import Path
@@ -19,6 +20,8 @@ from plume_lite.config import MODES
 from plume_lite.errors import InputError
 from plume_lite.io import atomic_write_bytes
 from plume_lite.items import content_hash, item_digest
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_fingerprint(path) -> str:
@@ -50,6 +53,22 @@ def setting_key(mid: str | None, mode: str, steps: int | None) -> str:
     return content_hash({"model": mid, "mode": mode, "steps": steps})[:16]
 
 
+def _read_shard(path: Path) -> dict | None:
+    """A shard's {"keys", "emb"}, or None when it is damaged: it is then removed, and
+    its rows are encoded again (a torn or edited shard must not stop every rerun)."""
+    try:
+        data = torch.load(path, mmap=True, weights_only=True)
+        keys, emb = data["keys"], data["emb"]
+        if (isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+                and torch.is_tensor(emb) and emb.ndim == 2 and emb.shape[0] == len(keys)):
+            return data
+    except Exception:        # zip, pickle-whitelist or storage errors of a damaged file
+        pass
+    log.warning("%s: damaged embedding-cache shard, removed; its rows will be encoded again", path)
+    path.unlink(missing_ok=True)
+    return None
+
+
 class EmbeddingCache:
     """Encode items with one (model, mode, steps) setting, each distinct item once.
 
@@ -74,7 +93,9 @@ class EmbeddingCache:
         self.on_disk: dict[str, tuple[Path, int]] = {}
         self._shards: dict[Path, torch.Tensor] = {}
         for shard in sorted(self.dir.glob("shard-*.pt")) if self.dir.exists() else []:
-            data = torch.load(shard, mmap=True, weights_only=True)
+            data = _read_shard(shard)
+            if data is None:
+                continue
             self._shards[shard] = data["emb"]
             for row, key in enumerate(data["keys"]):
                 self.on_disk.setdefault(key, (shard, row))
@@ -136,16 +157,17 @@ def top_k(scores: torch.Tensor, k: int, mask: torch.Tensor | None = None):
 class EmbeddingIndex:
     """Embed a list of candidate items once; search it by cosine similarity.
 
-    The candidates are embedded at construction, through an EmbeddingCache (each
-    distinct item encoded once; on disk with `cache_dir`). `model.encode` returns
-    L2-normalised rows, so a dot product is the cosine. `search(queries, k)` embeds the
-    queries with the same setting (or takes their embeddings) and returns the top-k
-    candidates per query, ties in candidate order.
+    The candidates given at construction, and any appended later with `add(items)`,
+    are embedded through an EmbeddingCache (each distinct item encoded once; on disk
+    with `cache_dir`). `model.encode` returns L2-normalised rows, so a dot product is
+    the cosine. `search(queries, k)` embeds the queries with the same setting (or takes
+    their embeddings) and returns the top-k candidates per query, ties in candidate
+    order; an empty index returns [Q, 0] results.
 
     Args:
         model: a PlumeModel, or anything with `.encode(items, mode=, steps=,
             batch_size=, progress=)` returning [N, D] L2-normalised rows.
-        items: the candidate items (any iterable of item dicts).
+        items: the first candidate items (any iterable of item dicts; default none).
         mode: "latent", "explicit" or "direct", for candidates and queries alike.
         steps: latent steps K; None: the model's own.
         batch_size: items per `encode` call.
@@ -156,7 +178,7 @@ class EmbeddingIndex:
 
     Attributes:
         items (list): the candidates, in the order that search indices refer to.
-        embeddings (torch.Tensor): [len(items), D] float32 on the CPU.
+        embeddings (torch.Tensor): [len(items), D] float32 on the CPU ([0, 0] while empty).
         cache (EmbeddingCache): the cache that embedded them (and embeds queries).
 
     Raises:
