@@ -1,6 +1,9 @@
-"""The numbered notebooks are stored clean: no outputs, no execution counts, kernel python3.
+"""The numbered notebooks are stored clean (no outputs, no execution counts, kernel python3)
+and teach the library rather than contain it: one set-up line, no function or class defined
+in a cell, no code cell copied from one notebook into another.
 
 Running them is nbmake's job: `pytest --nbmake notebooks` (see notebooks/README.md)."""
+import ast
 import json
 import re
 from pathlib import Path
@@ -20,6 +23,37 @@ def _load(path: Path) -> dict:
 def _source(cell) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
+
+
+def _code_cells(path: Path) -> list[str]:
+    return [_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code"]
+
+
+def normalised_lines(source: str) -> tuple[str, ...]:
+    """A cell's lines with surrounding whitespace stripped and blank lines dropped."""
+    return tuple(line.strip() for line in source.splitlines() if line.strip())
+
+
+def shared_cells(notebooks: dict[str, list[str]], longer_than: int = 3) -> list[str]:
+    """Code cells of more than `longer_than` normalised lines found in two or more notebooks.
+
+    `notebooks` maps a notebook name to its code cells' sources; each finding names the
+    notebooks and cell numbers (among code cells, from 0) that hold the same cell."""
+    where: dict[tuple, list[str]] = {}
+    for name, cells in notebooks.items():
+        for i, source in enumerate(cells):
+            lines = normalised_lines(source)
+            if len(lines) > longer_than:
+                where.setdefault(lines, []).append(f"{name} code cell {i}")
+    return [f"{' and '.join(places)} share a {len(lines)}-line cell starting {lines[0]!r}"
+            for lines, places in where.items() if len({p.split(' code cell')[0] for p in places}) > 1]
+
+
+def definitions(source: str) -> list[str]:
+    """Names of the functions and classes a code cell defines (IPython magics ignored)."""
+    python = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    return [f"{type(node).__name__} {node.name}" for node in ast.walk(ast.parse(python))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
 def test_the_six_numbered_notebooks_exist():
@@ -55,11 +89,38 @@ def test_notebook_shape(path):
     assert learned and learned[-1] >= len(cells) - 2, f"{path.name}: no closing 'What you learned' cell"
 
 
-def test_notebooks_share_one_checkpoint_setting():
-    """Every notebook gets its checkpoints through plume_lite.apps.notebook.setup(), whose one
-    training setting lets a test session train each checkpoint once (shared PLUME_CACHE)."""
-    for path in PATHS:
-        code = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code")
-        assert re.search(r"^NB = setup\(\)$", code, re.M), f"{path.name} does not call setup()"
-        assert "def shared_eval" not in code and "def hub_reachable" not in code, \
-            f"{path.name} redefines what plume_lite.apps.notebook provides"
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebook_sets_up_with_one_line_and_shows_the_status(path):
+    """The first code cell imports setup, calls `NB = setup()` (whose one training setting lets
+    a test session train each checkpoint once in a shared PLUME_CACHE) and displays NB, whose
+    repr is the status line; nothing else is set up there."""
+    first = normalised_lines(_code_cells(path)[0])
+    assert first[0] == "from plume_lite.apps.notebook import setup", f"{path.name}: {first[0]!r}"
+    assert re.search(r"^NB = setup\(\)$", first[1]), f"{path.name} does not call setup() as `NB = setup()`"
+    assert re.match(r"^NB\b\s*(#.*)?$", first[-1]) and len(first) == 3, \
+        f"{path.name}: the set-up cell is `from ... import setup`, `NB = setup()`, `NB` (the status), got {first}"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_notebook_defines_no_function_or_class(path):
+    """A helper a notebook needs belongs in the library (plume_lite.inspection, apps.viz, ...)."""
+    found = [f"code cell {i}: {d}" for i, source in enumerate(_code_cells(path)) for d in definitions(source)]
+    assert not found, f"{path.name} defines " + "; ".join(found) + " — move it into plume_lite"
+
+
+def test_no_code_cell_longer_than_three_lines_is_shared_between_notebooks():
+    found = shared_cells({p.stem: _code_cells(p) for p in PATHS})
+    assert not found, "copied code cells (move the code into plume_lite):\n" + "\n".join(found)
+
+
+def test_the_checkers_see_copies_and_definitions():
+    # the checkers themselves: indentation and blank lines do not hide a copy, three lines
+    # may repeat, a copy inside one notebook is not a finding, nested and magic-led cells count
+    four = "a = 1\nb = 2\n\nc = 3\nd = 4"
+    assert shared_cells({"x": [four], "y": ["  " + four.replace("\n", "\n  ")]}) == \
+        ["x code cell 0 and y code cell 0 share a 4-line cell starting 'a = 1'"]
+    assert shared_cells({"x": ["a\nb\nc"], "y": ["a\nb\nc"]}) == []
+    assert shared_cells({"x": [four, four], "y": []}) == []
+    nested = "%matplotlib inline\nfor i in range(2):\n    def f():\n        pass\nclass C: pass"
+    assert sorted(definitions(nested)) == ["ClassDef C", "FunctionDef f"]
+    assert definitions("f = lambda x: x\nprint(f(1))") == []

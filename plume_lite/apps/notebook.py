@@ -1,26 +1,47 @@
 """What the numbered notebooks share: the profile, the device, the trained checkpoints
 and their cached evaluations, so every notebook trains and scores each one only once.
 
-    nb = setup()                 # reads $PLUME_PROFILE: tiny (default) or gpu-2b
-    model = nb.load("latent")    # trained on first use, then reused from the cache folder
-    result = nb.evaluate("latent", steps=4)
+    NB = setup()                 # reads $PLUME_PROFILE: tiny (default) or gpu-2b
+    NB                           # as a cell's last expression: profile, device, cache folder
+    model = NB.load("latent")    # trained on first use, then reused from the cache folder
+    result = NB.evaluate("latent", steps=4)
+
+The status goes to `logging` (this module's logger) and into the set-up object's repr,
+so a notebook shows it by displaying `NB`, and scripts and tests print nothing.
 """
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from plume_lite.apps.defaults import DEFAULT_OVERRIDES, default_checkpoint, default_data
-from plume_lite.runtime import cache_root, configure_threads
+from plume_lite import runtime
+from plume_lite.apps.defaults import DEFAULT_OVERRIDES, default_checkpoint
+from plume_lite.data.synth import default_data
+
+log = logging.getLogger(__name__)
 
 PROFILES = ("tiny", "gpu-2b")
 
 
 def hub_reachable(repo_id: str, repo_type: str = "model") -> bool:
-    """True when repo_id is in the local Hugging Face cache or the hub answers (5 s timeout)."""
+    """Whether a Hugging Face repository can be used from here.
+
+    Args:
+        repo_id: e.g. ``"Qwen/Qwen2-VL-2B-Instruct"`` or ``"TIGER-Lab/MMEB-train"``.
+        repo_type: ``"model"`` or ``"dataset"``.
+
+    Returns:
+        True when the repository is in the local Hugging Face cache, or when
+        HF_HUB_OFFLINE is not set and the hub answers within 5 s; False otherwise.
+
+    Example:
+        >>> hub_reachable("TIGER-Lab/MMEB-train", "dataset")    # False offline
+    """
     from huggingface_hub import HfApi, try_to_load_from_cache
 
     probe = "README.md" if repo_type == "dataset" else "config.json"
@@ -35,61 +56,213 @@ def hub_reachable(repo_id: str, repo_type: str = "model") -> bool:
         return False
 
 
-@dataclass
+@dataclass(repr=False)   # the repr is the status line a notebook displays
 class NotebookSetup:
+    """The notebooks' shared setting, made by `setup()`.
+
+    Attributes:
+        profile: ``"tiny"`` or ``"gpu-2b"`` (the one actually used).
+        device: ``"cpu"`` or ``"cuda"``.
+        dtype: dtype the checkpoints are loaded in (None: as saved).
+        overrides: training overrides every notebook shares, so each checkpoint is
+            trained once per cache folder.
+        fallback: why the profile asked for was not used ("" when it was).
+        started: `time.perf_counter()` at set-up, for `elapsed_s`.
+    """
     profile: str
     device: str
     dtype: torch.dtype | None
-    overrides: tuple              # training overrides shared by notebooks 00-05
-    _tasks: list | None = field(default=None, repr=False)
+    overrides: tuple
+    fallback: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    _tasks: list | None = field(default=None)
+
+    def __repr__(self) -> str:
+        overrides = ", ".join(self.overrides) or "none"
+        status = (f"profile {self.profile} on {self.device}, torch threads: {torch.get_num_threads()}; "
+                  f"cache folder {self.cache_root}; shared training overrides: {overrides}")
+        return f"{self.fallback}\n{status}" if self.fallback else status
+
+    @property
+    def cache_root(self) -> Path:
+        """The cache folder holding the shared data, checkpoints and evaluations
+        (plume_lite.runtime.cache_root: $PLUME_CACHE, else `.cache/` of the checkout)."""
+        return runtime.cache_root()
+
+    def elapsed_s(self) -> float:
+        """Seconds since `setup()`: a notebook's run time, printed in its last cell.
+
+        Returns:
+            Wall-clock seconds as a float.
+
+        Example:
+            >>> print(f"this notebook ran in {NB.elapsed_s():.0f} s")
+        """
+        return time.perf_counter() - self.started
+
+    def data(self) -> Path:
+        """The SynthMMEB folder every notebook uses (generated once into the cache folder).
+
+        Returns:
+            Path of the data folder (`plume_lite.data.synth.default_data()`).
+
+        Example:
+            >>> pairs = load_train_pairs(NB.data(), limit=1)
+        """
+        return default_data()
 
     def checkpoint(self, mode: str) -> Path:
+        """The folder of the notebooks' trained checkpoint of `mode`, trained if absent.
+
+        Args:
+            mode: ``"latent"`` (PLUME), ``"explicit"`` or ``"direct"``.
+
+        Returns:
+            The model folder (its training log `log.jsonl` is in the parent folder).
+
+        Example:
+            >>> records = viz.read_log(NB.checkpoint("latent").parent)
+        """
         return default_checkpoint(mode, self.profile, self.overrides)
 
     def load(self, mode: str):
-        """The notebooks' trained checkpoint of `mode` (trained here if the cache lacks it)."""
+        """The notebooks' trained checkpoint of `mode` on this profile's device.
+
+        Args:
+            mode: ``"latent"``, ``"explicit"`` or ``"direct"``.
+
+        Returns:
+            A PlumeModel in eval mode (trained here first if the cache lacks it).
+
+        Example:
+            >>> model = NB.load("latent")
+        """
         from plume_lite.model import PlumeModel
         return PlumeModel.from_pretrained(self.checkpoint(mode), device=self.device, dtype=self.dtype).eval()
 
     def tasks(self) -> list:
-        """SynthMMEB's test tasks (loaded once)."""
+        """SynthMMEB's test tasks, loaded once per set-up.
+
+        Returns:
+            A list of EvalTask.
+
+        Example:
+            >>> names = [t.name for t in NB.tasks()]
+        """
         if self._tasks is None:
             from plume_lite.data import load_eval_tasks
-            self._tasks = load_eval_tasks(default_data())
+            self._tasks = load_eval_tasks(self.data())
         return self._tasks
 
-    def evaluate(self, mode: str, steps=None, model=None) -> dict:
-        """evaluate() of the shared `mode` checkpoint on every SynthMMEB task; results are
-        written under the cache folder and reused by the other notebooks."""
-        from plume_lite.evaluation.protocol import evaluate
+    def evaluation_path(self, mode: str, steps: int | None = None) -> Path:
+        """Where `evaluate(mode, steps)` keeps its results JSON in the cache folder.
+
+        Args:
+            mode: the encode mode.
+            steps: latent steps (None: the checkpoint's own K).
+
+        Returns:
+            ``<cache>/notebooks/eval-<profile>-<mode>-K<steps>.json``.
+
+        Example:
+            >>> NB.evaluation_path("latent", 4).name
+            'eval-tiny-latent-K4.json'
+        """
+        return self.cache_root / "notebooks" / f"eval-{self.profile}-{mode}-K{steps}.json"
+
+    def cached_evaluation(self, mode: str, steps: int | None = None) -> dict | None:
+        """A finished evaluation that an earlier `evaluate` call left in the cache folder.
+
+        Args:
+            mode: the encode mode.
+            steps: latent steps (None: the checkpoint's own K).
+
+        Returns:
+            The results dict of `plume_lite.evaluation.protocol.evaluate`, or None when
+            that evaluation has not been run to the end.
+
+        Example:
+            >>> saved = NB.cached_evaluation("latent", steps=4)
+            >>> saved and saved["overall"]["score"]
+        """
+        import json
+        path = self.evaluation_path(mode, steps)
+        if not path.exists():
+            return None
+        saved = json.loads(path.read_text())
+        return saved if saved.get("complete") else None
+
+    def evaluate(self, mode: str, steps: int | None = None, model=None) -> dict:
+        """Score the shared `mode` checkpoint on every SynthMMEB test task, once.
+
+        Results are written to `evaluation_path(mode, steps)` and reused by every later
+        call (from any notebook) for the same checkpoint and setting.
+
+        Args:
+            mode: ``"latent"``, ``"explicit"`` or ``"direct"``.
+            steps: latent steps at inference (None: the checkpoint's own K).
+            model: the already loaded checkpoint, to skip loading it again.
+
+        Returns:
+            The results dict of `plume_lite.evaluation.protocol.evaluate`
+            (``overall``, ``modalities``, ``reasoning``, ``tasks`` with per-query rows).
+
+        Example:
+            >>> NB.evaluate("latent", steps=4)["overall"]["score"]
+        """
         from plume_lite.evaluation.index import checkpoint_fingerprint
+        from plume_lite.evaluation.protocol import evaluate
         path = self.checkpoint(mode)
         model = model if model is not None else self.load(mode)
-        out = cache_root() / "notebooks" / f"eval-{self.profile}-{mode}-K{steps}.json"
-        return evaluate(model, self.tasks(), mode=mode, steps=steps, out=out, progress=False,
-                        checkpoint_id=checkpoint_fingerprint(path))
+        return evaluate(model, self.tasks(), mode=mode, steps=steps, out=self.evaluation_path(mode, steps),
+                        progress=False, checkpoint_id=checkpoint_fingerprint(path))
 
 
-def setup(profile: str | None = None) -> NotebookSetup:
-    """Pick the profile ($PLUME_PROFILE), falling back to tiny without a GPU or the hub."""
+def setup(profile: str | None = None, plot_theme: bool = True) -> NotebookSetup:
+    """Pick the notebooks' profile, device and shared training setting.
+
+    The gpu-2b profile falls back to tiny, saying why in the returned object's repr and
+    in a logged warning, when there is no CUDA GPU or the backbone is neither in the
+    local Hugging Face cache nor reachable on the hub. The tiny profile uses
+    `runtime.configure_threads()` (one thread unless $PLUME_THREADS says otherwise).
+
+    Args:
+        profile: ``"tiny"`` or ``"gpu-2b"``; None reads $PLUME_PROFILE (default tiny).
+        plot_theme: apply the notebooks' seaborn theme (white grid).
+
+    Returns:
+        A NotebookSetup; display it (a cell's last expression) to show the status line.
+
+    Raises:
+        ConfigError: for a profile other than tiny or gpu-2b.
+
+    Example:
+        >>> NB = setup()
+        >>> NB
+        profile tiny on cpu, torch threads: 1; cache folder ...; shared training overrides: max_steps=150
+    """
     from plume_lite.errors import ConfigError
     from plume_lite.train.config import PROFILES as TRAIN_PROFILES
 
     profile = profile or os.environ.get("PLUME_PROFILE", "tiny")
     if profile not in PROFILES:
         raise ConfigError(f"PLUME_PROFILE must be 'tiny' or 'gpu-2b', got {profile!r}")
+    fallback = ""
     if profile == "gpu-2b":
         hub_id = TRAIN_PROFILES["gpu-2b"]["backbone"]
         gpu, hub = torch.cuda.is_available(), hub_reachable(hub_id)
         if not (gpu and hub):
-            print(f"PLUME_PROFILE=gpu-2b needs a CUDA GPU and {hub_id} from the Hugging Face hub "
-                  f"(GPU: {gpu}, hub or local copy: {hub}); falling back to the tiny profile.")
+            fallback = (f"PLUME_PROFILE=gpu-2b needs a CUDA GPU and {hub_id} from the Hugging Face hub "
+                        f"(GPU: {gpu}, hub or local copy: {hub}); falling back to the tiny profile.")
+            log.warning(fallback)
             profile = "tiny"
     if profile == "tiny":
-        configure_threads()        # the tiny model's kernels gain nothing from more threads
+        runtime.configure_threads()        # the tiny model's kernels gain nothing from more threads
+    if plot_theme:
+        import seaborn as sns
+        sns.set_theme(style="whitegrid", context="notebook")
     nb = NotebookSetup(profile=profile, device="cuda" if profile == "gpu-2b" else "cpu",
                        dtype=torch.bfloat16 if profile == "gpu-2b" else None,
-                       overrides=DEFAULT_OVERRIDES if profile == "tiny" else ())
-    print(f"profile {nb.profile} on {nb.device}; cache folder {cache_root()}; "
-          f"shared overrides {nb.overrides}")
+                       overrides=DEFAULT_OVERRIDES if profile == "tiny" else (), fallback=fallback)
+    log.info("%r", nb)
     return nb
