@@ -4,6 +4,7 @@ with the arguments of `plume-lite demo`:
 
     python app.py [--checkpoint DIR] [--corpus DIR] [--host H] [--port P] ...
 """
+
 import sys
 
 from plume_lite.apps.demo.cli import main

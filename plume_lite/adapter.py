@@ -10,6 +10,7 @@ the residual are what let a small model keep learning through the loop (docs/met
 Variants: moe (the paper), moe_no_anchor (router ignores a), mlp (one expert, no
 router), none (raw feedback x = z, pure Coconut).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,14 +25,21 @@ def expert(dim: int, dropout: float) -> nn.Sequential:
 
 @dataclass
 class AdapterStep:
-    x: torch.Tensor                   # [B, D] next input embedding
-    gate: torch.Tensor | None         # [B, E] router probabilities
-    chosen: torch.Tensor | None       # [B, k] indices of the experts used
+    x: torch.Tensor  # [B, D] next input embedding
+    gate: torch.Tensor | None  # [B, E] router probabilities
+    chosen: torch.Tensor | None  # [B, k] indices of the experts used
 
 
 class TransitionAdapter(nn.Module):
-    def __init__(self, dim: int, kind: str = "moe", num_experts: int = 4, top_k: int = 2,
-                 dropout: float = 0.1, step_table_size: int = 32):
+    def __init__(
+        self,
+        dim: int,
+        kind: str = "moe",
+        num_experts: int = 4,
+        top_k: int = 2,
+        dropout: float = 0.1,
+        step_table_size: int = 32,
+    ):
         super().__init__()
         self.kind, self.num_experts, self.top_k = kind, num_experts, top_k
         if kind == "none":

@@ -1,6 +1,7 @@
 """argparse value types shared by the subcommands, so a bad number on the command line
 ends in argparse's one-line usage error (`--repeats 0`, `--batch-size abc`) instead of a
 traceback or a silently empty result."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import argparse
 
 def int_at_least(low: int):
     """An argparse `type` accepting integers >= low."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -16,6 +18,7 @@ def int_at_least(low: int):
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
         return value
+
     parse.__name__ = f"integer >= {low}"
     return parse
 
@@ -29,6 +32,7 @@ def int_list(low: int = 1):
         if not values:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list of integers, got {text!r}")
         return values
+
     parse.__name__ = "list of integers"
     return parse
 
@@ -48,7 +52,7 @@ def file_size(text: str) -> str:
     """A size such as '25mb' or '512kb' (gradio's format), checked and returned as given."""
     raw = text.strip().lower()
     number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = raw[len(number):] or "b"
+    unit = raw[len(number) :] or "b"
     try:
         value = float(number)
     except ValueError:

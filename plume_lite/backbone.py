@@ -7,6 +7,7 @@ processors and a chat template. It is saved with `save_pretrained` and reloads
 through `load_backbone` exactly like a hub checkpoint, so every code path that
 serves Qwen/Qwen2-VL-2B-Instruct is exercised on CPU in seconds.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,20 @@ import torch
 from plume_lite.errors import CheckpointError
 
 QWEN2VL_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
-    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
-    "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 
 CHAT_TEMPLATE = (
@@ -67,9 +78,19 @@ def _train_tokenizer(vocab_size: int):
 
 # Qwen2-VL-2B-Instruct shapes, for measuring speed and memory with random weights
 # (the real tokenizer is not available offline; the vocabulary is padded to its size).
-QWEN2VL_2B_SIZES = dict(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2,
-                        intermediate_size=8960, vision_depth=32, vision_dim=1280, vision_heads=16,
-                        patch_size=14, image_pixels=448 * 448, pad_vocab_to=151936)
+QWEN2VL_2B_SIZES = dict(
+    hidden_size=1536,
+    num_layers=28,
+    num_heads=12,
+    num_kv_heads=2,
+    intermediate_size=8960,
+    vision_depth=32,
+    vision_dim=1280,
+    vision_heads=16,
+    patch_size=14,
+    image_pixels=448 * 448,
+    pad_vocab_to=151936,
+)
 
 
 def build_tiny_backbone(out_dir, seed: int = 0, **sizes) -> Path:
@@ -83,14 +104,31 @@ def build_tiny_backbone(out_dir, seed: int = 0, **sizes) -> Path:
     return out_dir
 
 
-def make_backbone(seed: int = 0, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
-                  num_kv_heads: int = 2, intermediate_size: int = 256, vision_depth: int = 2,
-                  vision_dim: int = 64, vision_heads: int = 2, patch_size: int = 8,
-                  image_pixels: int = 64 * 64, vocab_size: int = 1024, pad_vocab_to: int | None = None,
-                  dtype: torch.dtype = torch.float32):
+def make_backbone(
+    seed: int = 0,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 256,
+    vision_depth: int = 2,
+    vision_dim: int = 64,
+    vision_heads: int = 2,
+    patch_size: int = 8,
+    image_pixels: int = 64 * 64,
+    vocab_size: int = 1024,
+    pad_vocab_to: int | None = None,
+    dtype: torch.dtype = torch.float32,
+):
     """(model, processor) of a randomly initialised Qwen2-VL-architecture backbone, in memory."""
-    from transformers import (Qwen2TokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2TokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     head_dim = hidden_size // num_heads
     if head_dim % 2 or head_dim < 6:
@@ -99,39 +137,64 @@ def make_backbone(seed: int = 0, hidden_size: int = 128, num_layers: int = 2, nu
     mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
 
     backend = _train_tokenizer(vocab_size)
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=backend, unk_token=None, bos_token=None,
-                                   eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer = Qwen2TokenizerFast(
+        tokenizer_object=backend,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2VL_SPECIAL_TOKENS}
 
     pixel_size = {"shortest_edge": (2 * patch_size) ** 2, "longest_edge": image_pixels}
-    image_processor = Qwen2VLImageProcessor(size=pixel_size, patch_size=patch_size,
-                                            temporal_patch_size=2, merge_size=2)
-    video_processor = Qwen2VLVideoProcessor(size=pixel_size, patch_size=patch_size,
-                                            temporal_patch_size=2, merge_size=2)
-    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                 video_processor=video_processor, chat_template=CHAT_TEMPLATE)
+    image_processor = Qwen2VLImageProcessor(
+        size=pixel_size, patch_size=patch_size, temporal_patch_size=2, merge_size=2
+    )
+    video_processor = Qwen2VLVideoProcessor(
+        size=pixel_size, patch_size=patch_size, temporal_patch_size=2, merge_size=2
+    )
+    processor = Qwen2VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        chat_template=CHAT_TEMPLATE,
+    )
 
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=max(len(tokenizer), pad_vocab_to or 0), hidden_size=hidden_size, intermediate_size=intermediate_size,
-            num_hidden_layers=num_layers, num_attention_heads=num_heads,
-            num_key_value_heads=num_kv_heads, max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                             "mrope_section": mrope_section},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True,
+            vocab_size=max(len(tokenizer), pad_vocab_to or 0),
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            num_key_value_heads=num_kv_heads,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=True,
         ),
-        vision_config=dict(depth=vision_depth, embed_dim=vision_dim, hidden_size=hidden_size,
-                           num_heads=vision_heads, mlp_ratio=4 if vision_dim >= 1024 else 2, patch_size=patch_size,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        vision_config=dict(
+            depth=vision_depth,
+            embed_dim=vision_dim,
+            hidden_size=hidden_size,
+            num_heads=vision_heads,
+            mlp_ratio=4 if vision_dim >= 1024 else 2,
+            patch_size=patch_size,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)   # a 2B model in bf16 never exists in float32 first
+    torch.set_default_dtype(dtype)  # a 2B model in bf16 never exists in float32 first
     try:
         model = Qwen2VLForConditionalGeneration(config)
     finally:
@@ -172,8 +235,10 @@ def load_backbone(name_or_path: str, dtype: torch.dtype | None = None, device=No
     except OSError as e:  # hub unreachable, repo missing, files missing
         raise CheckpointError(f"could not load backbone {name!r}: {str(e).splitlines()[0]}") from None
     if model.config.model_type not in ("qwen2_vl", "qwen2_5_vl"):
-        raise CheckpointError(f"{name} is a {model.config.model_type} model; "
-                              "plume_lite supports Qwen2-VL and Qwen2.5-VL backbones")
+        raise CheckpointError(
+            f"{name} is a {model.config.model_type} model; "
+            "plume_lite supports Qwen2-VL and Qwen2.5-VL backbones"
+        )
     if device is not None:
         model.to(device)
     return model, processor

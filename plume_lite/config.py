@@ -2,6 +2,7 @@
 
 Saved as `plume_config.json` beside the weights; training-run settings live in
 `train_config.py`. Unknown keys are an error that names the closest valid key."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,20 +22,20 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass
 class PlumeConfig:
-    backbone: str = "tiny"             # hub id, local folder, or "tiny" (built offline)
-    latent_steps: int = 8              # K
-    adapter: str = "moe"               # moe | moe_no_anchor | mlp | none
-    num_experts: int = 4               # routed experts (plus one shared)
+    backbone: str = "tiny"  # hub id, local folder, or "tiny" (built offline)
+    latent_steps: int = 8  # K
+    adapter: str = "moe"  # moe | moe_no_anchor | mlp | none
+    num_experts: int = 4  # routed experts (plus one shared)
     top_k: int = 2
     expert_dropout: float = 0.1
-    step_table_size: int = 32          # rows of the step embedding table
-    max_new_tokens: int = 64           # explicit mode: rationale budget
+    step_table_size: int = 32  # rows of the step embedding table
+    max_new_tokens: int = 64  # explicit mode: rationale budget
     instruction_prompt: str = "Represent the above input for retrieval."
     # LoRA settings (r, alpha, dropout, targets) once enable_lora() ran; None: full weights
     lora: dict | None = field(default=None)
 
     def __post_init__(self):
-        check_fields(self)                          # types first: the range checks compare numbers
+        check_fields(self)  # types first: the range checks compare numbers
         if self.adapter not in ADAPTERS:
             raise ConfigError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r}")
         if not self.backbone.strip():
@@ -60,15 +61,19 @@ class PlumeConfig:
 
     def save(self, path) -> None:
         from plume_lite.io import atomic_write_text
+
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path) -> "PlumeConfig":
         """Read `plume_config.json`; any problem is one ConfigError/CheckpointError naming the file."""
         from plume_lite.io import read_json
+
         values = read_json(path)
         if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a JSON object of PlumeConfig keys, got {type(values).__name__}")
+            raise ConfigError(
+                f"{path}: expected a JSON object of PlumeConfig keys, got {type(values).__name__}"
+            )
         try:
             return cls.from_dict(values)
         except ConfigError as e:
@@ -104,7 +109,9 @@ def check_lora_settings(lora) -> None:
     if not isinstance(lora, dict):
         raise ConfigError(f"lora must be null or an object with keys {', '.join(LORA_KEYS)}, got {lora!r}")
     if sorted(lora) != sorted(LORA_KEYS):
-        raise ConfigError(f"lora must have exactly the keys {', '.join(LORA_KEYS)}, got {', '.join(map(str, lora))}")
+        raise ConfigError(
+            f"lora must have exactly the keys {', '.join(LORA_KEYS)}, got {', '.join(map(str, lora))}"
+        )
     check_value("lora.r", lora["r"], int)
     check_value("lora.alpha", lora["alpha"], float)
     check_value("lora.dropout", lora["dropout"], float)
@@ -148,10 +155,15 @@ def check_value(name: str, value, hint) -> None:
             raise ConfigError(f"{name} must be an object, got {type(value).__name__} {value!r}")
         return
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = (isinstance(value, bool) if base is bool else
-          isinstance(value, int) and not isinstance(value, bool) if base is int else
-          number if base is float else
-          isinstance(value, base))
+    ok = (
+        isinstance(value, bool)
+        if base is bool
+        else isinstance(value, int) and not isinstance(value, bool)
+        if base is int
+        else number
+        if base is float
+        else isinstance(value, base)
+    )
     if not ok:
         raise ConfigError(f"{name} must be {base.__name__}, got {type(value).__name__} {value!r}")
     if base is float and not math.isfinite(value):

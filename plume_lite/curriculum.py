@@ -13,6 +13,7 @@ ends in exactly the inference format `</think>\\n` (INFERENCE_SUFFIX of model.py
 With the curriculum off, the run is one all-latent stage from step 0 and the
 answer is dropped in its last half (the final stage stretched over the whole run).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,11 +28,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
 
 @dataclass(frozen=True)
 class Stage:
-    index: int          # position in the schedule's list of stages
-    ratio: float        # share of the rationale replaced by latent steps
-    n_latent: int       # latent slots used at this stage
-    drop_answer: bool   # the answer text is no longer predicted (inference format)
-    m: int = 0          # segments per rationale (= K), so a Stage alone builds suffixes
+    index: int  # position in the schedule's list of stages
+    ratio: float  # share of the rationale replaced by latent steps
+    n_latent: int  # latent slots used at this stage
+    drop_answer: bool  # the answer text is no longer predicted (inference format)
+    m: int = 0  # segments per rationale (= K), so a Stage alone builds suffixes
 
 
 def round_half_up(x: float) -> int:
@@ -48,12 +49,12 @@ def split_segments(rationale: str, m: int) -> list[str]:
     one is close, so a short rationale still gives every latent slot some text."""
     if m <= 0:
         return []
-    text = " ".join(rationale.split())          # one space between words
+    text = " ".join(rationale.split())  # one space between words
     sentences = split_sentences(text)
     if len(sentences) >= m:
         # merge: segment i takes sentences [bounds[i], bounds[i+1])
         bounds = [round_half_up(i * len(sentences) / m) for i in range(m + 1)]
-        return [" ".join(sentences[bounds[i]:bounds[i + 1]]) for i in range(m)]
+        return [" ".join(sentences[bounds[i] : bounds[i + 1]]) for i in range(m)]
     return _char_chunks(text, m)
 
 
@@ -76,11 +77,12 @@ def _char_chunks(text: str, m: int) -> list[str]:
         target = max(round_half_up(i * n / m), cuts[-1])
         # move the cut to the nearest space within a quarter chunk, so words stay whole
         window = max(1, n // (4 * m))
-        spaces = [j for j in range(max(cuts[-1], target - window), min(n, target + window + 1))
-                  if text[j] == " "]
+        spaces = [
+            j for j in range(max(cuts[-1], target - window), min(n, target + window + 1)) if text[j] == " "
+        ]
         cuts.append(min(spaces, key=lambda j: abs(j - target)) if spaces else target)
     cuts.append(n)
-    return [text[cuts[i]:cuts[i + 1]].strip() for i in range(m)]
+    return [text[cuts[i] : cuts[i + 1]].strip() for i in range(m)]
 
 
 def join_segments(segments: list[str]) -> str:
@@ -100,8 +102,11 @@ class Curriculum:
     @property
     def stages(self) -> list[Stage]:
         """Every (stage, answer kept) phase in order — for docs and progress bars."""
-        return [self._stage(i, drop) for i in range(len(self.ratios))
-                for drop in ((False, True) if i == len(self.ratios) - 1 else (False,))]
+        return [
+            self._stage(i, drop)
+            for i in range(len(self.ratios))
+            for drop in ((False, True) if i == len(self.ratios) - 1 else (False,))
+        ]
 
     def _stage(self, index: int, drop_answer: bool) -> Stage:
         ratio = self.ratios[index]
@@ -112,7 +117,7 @@ class Curriculum:
         p = min(max(float(progress), 0.0), 1.0)
         last = len(self.ratios) - 1
         final_start = 0.5 if last > 0 else 0.0
-        eps = 1e-9   # so step/total landing exactly on a boundary is not lost to rounding
+        eps = 1e-9  # so step/total landing exactly on a boundary is not lost to rounding
         if p + eps < final_start:
             index = min(int((p + eps) / (final_start / last)), last - 1)
             return self._stage(index, False)
@@ -120,13 +125,12 @@ class Curriculum:
         return self._stage(last, drop)
 
 
-
 def build_suffix(rationale: str, answer: str, stage: Stage) -> tuple[int, str]:
     """(n_latent, suffix_text) for one item at `stage`."""
-    if stage.m == 0:                # K = 0: nothing can become latent; all text stays
+    if stage.m == 0:  # K = 0: nothing can become latent; all text stays
         kept = " ".join(rationale.split())
     else:
-        kept = join_segments(split_segments(rationale, stage.m)[stage.n_latent:])
+        kept = join_segments(split_segments(rationale, stage.m)[stage.n_latent :])
     shown_answer = "" if stage.drop_answer else " ".join(answer.split())
     return stage.n_latent, f"{kept}{THINK_END}{shown_answer}\n"
 

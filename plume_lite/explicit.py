@@ -5,6 +5,7 @@ Greedy generation with the library's `generate`, stopped at <gen_emb> or after
 every row ends in the embedding token. The embedding is then read by feeding the
 written tokens back as a teacher-forced suffix (the same code path as training).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,10 +19,15 @@ def explicit_encode(model, inputs: dict, anchor_index: torch.Tensor, return_trac
     gen_id = model.token_ids[GEN_EMB]
     stop_ids = [gen_id, tok.convert_tokens_to_ids("<|im_end|>")]
     pad_id = tok.pad_token_id
-    model.vlm.rope_deltas = None      # state kept between calls by transformers
-    out = model.backbone.generate(**inputs, max_new_tokens=model.config.max_new_tokens,
-                                  do_sample=False, eos_token_id=stop_ids, pad_token_id=pad_id)
-    written = out[:, inputs["input_ids"].shape[1]:].tolist()
+    model.vlm.rope_deltas = None  # state kept between calls by transformers
+    out = model.backbone.generate(
+        **inputs,
+        max_new_tokens=model.config.max_new_tokens,
+        do_sample=False,
+        eos_token_id=stop_ids,
+        pad_token_id=pad_id,
+    )
+    written = out[:, inputs["input_ids"].shape[1] :].tolist()
     close = tok(INFERENCE_SUFFIX, add_special_tokens=False)["input_ids"]
     rows, texts = [], []
     for ids in written:
@@ -34,12 +40,14 @@ def explicit_encode(model, inputs: dict, anchor_index: torch.Tensor, return_trac
     suffix_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     suffix_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for b, r in enumerate(rows):
-        suffix_ids[b, :len(r)] = torch.tensor(r)
-        suffix_mask[b, :len(r)] = 1
+        suffix_ids[b, : len(r)] = torch.tensor(r)
+        suffix_mask[b, : len(r)] = 1
     device = inputs["input_ids"].device
     suffix_ids, suffix_mask = suffix_ids.to(device), suffix_mask.to(device)
     r = latent_rollout(model.vlm, model.adapter, inputs, anchor_index, 0, suffix_ids, suffix_mask)
     last = suffix_mask.sum(1) - 1
     emb = r.suffix_hidden[torch.arange(len(rows), device=device), last]
-    traces = [{"mode": "explicit", "text": t, "generated_tokens": n} for t, n in texts] if return_trace else []
+    traces = (
+        [{"mode": "explicit", "text": t, "generated_tokens": n} for t, n in texts] if return_trace else []
+    )
     return emb, traces

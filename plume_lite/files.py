@@ -8,6 +8,7 @@ a file or a folder of files stands for.
 Each file is decoded once here, through plume_lite.media, so a bad one fails now with
 one line that names it (MediaError), not later inside encode().
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,12 +18,12 @@ from plume_lite.media import IMAGE_EXTS, MediaError
 
 VIDEO_EXTS = frozenset({".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"})
 PDF_EXTS = frozenset({".pdf"})
-TEXT_EXTS = frozenset({".txt"})               # one text item per non-empty line
+TEXT_EXTS = frozenset({".txt"})  # one text item per non-empty line
 EXTS = {"image": frozenset(IMAGE_EXTS), "video": VIDEO_EXTS, "pdf": PDF_EXTS, "text": TEXT_EXTS}
-VISUAL_KINDS = ("image", "video", "pdf")      # also the item keys that hold them
-MAX_PDF_PAGES = 16                            # pages taken from one PDF
-MAX_TEXT_CHARS = 1000                         # a longer text line is cut
-VIDEO_FRAMES = 8                              # frames decoded to check a video
+VISUAL_KINDS = ("image", "video", "pdf")  # also the item keys that hold them
+MAX_PDF_PAGES = 16  # pages taken from one PDF
+MAX_TEXT_CHARS = 1000  # a longer text line is cut
+VIDEO_FRAMES = 8  # frames decoded to check a video
 
 
 def media_kind(path) -> str | None:
@@ -74,7 +75,7 @@ def items_from_file(path, max_pages: int = MAX_PDF_PAGES) -> list[dict]:
         media.load_video(path, num_frames=VIDEO_FRAMES)
         return [{"video": str(path)}]
     pages = min(media.pdf_num_pages(path), max_pages)
-    for page in range(pages):       # render each now: a broken page fails here, not at search
+    for page in range(pages):  # render each now: a broken page fails here, not at search
         media.load_pdf_page(path, page=page)
     return [{"pdf": str(path), "page": page} for page in range(pages)]
 

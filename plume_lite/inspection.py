@@ -11,6 +11,7 @@ Two probes, both using nothing but the model (plots are in plume_lite.apps.viz):
     _, (trace,) = model.encode([item], mode="latent", return_trace=True)
     logit_lens(model, trace["latents"], k=3)       # K rows of (token, probability)
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,7 +38,9 @@ def explicit_suffix_text(rationale: str) -> str:
 
 
 @torch.no_grad()
-def explicit_token_states(model, items: list, rationales: list[str], batch_size: int = 16) -> list[torch.Tensor]:
+def explicit_token_states(
+    model, items: list, rationales: list[str], batch_size: int = 16
+) -> list[torch.Tensor]:
     """Hidden state at every token of each written rationale, then at `<gen_emb>`.
 
     The rationale is fed back teacher-forced after the item's explicit prompt — the same
@@ -65,9 +68,9 @@ def explicit_token_states(model, items: list, rationales: list[str], batch_size:
         raise ValueError(f"{len(items)} items but {len(rationales)} rationales")
     states = []
     for start in range(0, len(items), batch_size):
-        batch = items[start:start + batch_size]
+        batch = items[start : start + batch_size]
         inputs, anchor_index = model.batcher(batch, "explicit", model.device)
-        suffix = [explicit_suffix_text(t) for t in rationales[start:start + batch_size]]
+        suffix = [explicit_suffix_text(t) for t in rationales[start : start + batch_size]]
         suffix_ids, suffix_mask = model.batcher.suffix_ids(suffix, model.device)
         r = latent_rollout(model.vlm, model.adapter, inputs, anchor_index, 0, suffix_ids, suffix_mask)
         # right-padded: row b's own tokens are its first mask.sum() columns
@@ -118,7 +121,9 @@ def lm_head_probs(model, states) -> torch.Tensor:
     return head(states).float().softmax(-1).cpu()
 
 
-def top_tokens(model, probs: torch.Tensor, k: int = 5, words_only: bool = False) -> list[list[tuple[str, float]]]:
+def top_tokens(
+    model, probs: torch.Tensor, k: int = 5, words_only: bool = False
+) -> list[list[tuple[str, float]]]:
     """The k most probable tokens of each row of a next-token distribution.
 
     Args:
@@ -140,8 +145,10 @@ def top_tokens(model, probs: torch.Tensor, k: int = 5, words_only: bool = False)
         probs[:, special_token_ids(model)] = 0
     tok = model.processor.tokenizer
     values, ids = probs.topk(k, dim=-1)
-    return [[(tok.decode([int(t)]), float(p)) for t, p in zip(row_ids, row_values)]
-            for row_ids, row_values in zip(ids, values)]
+    return [
+        [(tok.decode([int(t)]), float(p)) for t, p in zip(row_ids, row_values)]
+        for row_ids, row_values in zip(ids, values)
+    ]
 
 
 def logit_lens(model, states, k: int = 5, words_only: bool = False) -> list[list[tuple[str, float]]]:

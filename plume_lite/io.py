@@ -3,6 +3,7 @@
 Also the small file helpers every loader shares: `read_json` (one-line errors that name
 the file), `sha256_file`, `folder_lock` (one run per folder) and `clean_leftovers`
 (what a killed atomic write leaves behind)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -66,7 +67,7 @@ def one_line(error: BaseException) -> str:
     """The first non-empty line of an exception's message (or its type), for a one-line error."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else type(error).__name__
-    if text.endswith(":") and len(lines) > 1:         # "Error(s) in loading state_dict:" + the cause
+    if text.endswith(":") and len(lines) > 1:  # "Error(s) in loading state_dict:" + the cause
         text = f"{text} {lines[1]}"
     return text if len(text) <= 300 else text[:297] + "..."
 
@@ -126,8 +127,10 @@ def folder_lock(folder, name: str = ".lock"):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise FolderLocked(f"{folder} is in use by another run (pid {holder}, lock {folder / name}); "
-                               "wait for it to finish or choose another folder") from None
+            raise FolderLocked(
+                f"{folder} is in use by another run (pid {holder}, lock {folder / name}); "
+                "wait for it to finish or choose another folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -136,8 +139,8 @@ def folder_lock(folder, name: str = ".lock"):
 
 
 # ------------------------------------------------------------------ leftovers of killed writes
-_TMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")      # atomic_write_* / atomic_dir / discard
-_OLD = re.compile(r"^\.(?P<name>.+)\.old$")                        # atomic_dir's previous version
+_TMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_write_* / atomic_dir / discard
+_OLD = re.compile(r"^\.(?P<name>.+)\.old$")  # atomic_dir's previous version
 
 
 def discard(path) -> None:

@@ -11,6 +11,7 @@ line, and every other request keeps working.
 Protocol: length-prefixed pickles over the worker's stdin/stdout. Both ends are this
 package's own code in processes it started; nothing outside them writes to the pipes.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -24,16 +25,16 @@ import sys
 import threading
 import time
 
-WORKERS = 2                         # renders that may run at once
-MEMORY_LIMIT = 1536 * 2**20         # address space of one worker (Python + pdfium + page)
-TIMEOUT_S = 20.0                    # one request, waiting for a free worker included
+WORKERS = 2  # renders that may run at once
+MEMORY_LIMIT = 1536 * 2**20  # address space of one worker (Python + pdfium + page)
+TIMEOUT_S = 20.0  # one request, waiting for a free worker included
 _HEADER = struct.Struct("!Q")
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes | None:
@@ -64,8 +65,11 @@ class _Worker:
     def __init__(self, memory_limit: int):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "plume_lite.isolated", str(memory_limit)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            close_fds=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
 
     def ask(self, request, deadline: float):
         _write_all(self.proc.stdin.fileno(), _encode(request))
@@ -91,7 +95,7 @@ class WorkerPool:
         self.memory_limit = memory_limit
         self._idle: queue.Queue = queue.Queue()
         for _ in range(workers):
-            self._idle.put(None)        # a slot; its process starts on first use
+            self._idle.put(None)  # a slot; its process starts on first use
         self._lock = threading.Lock()
         self._all: set = set()
 
@@ -117,7 +121,7 @@ class WorkerPool:
             raise ChildProcessError("its process died") from None
         finally:
             self._idle.put(worker)
-        if answer is None:                     # end of file: the worker died mid-request
+        if answer is None:  # end of file: the worker died mid-request
             self._retire(worker)
             raise ChildProcessError(f"over its {self.memory_limit / 2**30:.1f} GiB memory limit, or crashed")
         return answer
@@ -159,8 +163,10 @@ def pool() -> WorkerPool:
 def _serve(memory_limit: int) -> None:
     """Worker main loop: answer requests until stdin closes (the parent went away)."""
     import resource
+
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     from plume_lite import media
+
     handlers = {"pdf_page": media._render_pdf_page_here, "pdf_num_pages": media._pdf_num_pages_here}
     fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
     while True:

@@ -12,6 +12,7 @@ names the item, before any tensor work. `item_digest` is the one definition of "
 same item" (embedding caches, de-duplication, the loss's duplicate mask). Media
 decoding is plume_lite.media's job.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,8 @@ from plume_lite.tokens import DISC_EMB, prompt_text
 
 ITEM_KEYS = ("instruction", "text", "image", "video", "pdf", "page")
 MAX_ASPECT_RATIO = 200  # Qwen2-VL's processor limit
-MAX_TEXT_CHARS = 20_000   # per text field: ~5k tokens, far past any prompt the model was trained on
-VISUAL_KEYS = ("image", "video", "pdf")   # at most one per item; values may be file paths
+MAX_TEXT_CHARS = 20_000  # per text field: ~5k tokens, far past any prompt the model was trained on
+VISUAL_KEYS = ("image", "video", "pdf")  # at most one per item; values may be file paths
 
 
 def content_hash(obj) -> str:
@@ -72,7 +73,7 @@ def checked_int(name: str, value, low: int, high: int | None = None) -> int:
     try:
         if isinstance(value, bool):
             raise TypeError
-        number = operator.index(value)       # ints and numpy integers; floats refused
+        number = operator.index(value)  # ints and numpy integers; floats refused
     except TypeError:
         raise InputError(f"{name} must be an integer, got {value!r}") from None
     if number < low or (high is not None and number > high):
@@ -91,7 +92,9 @@ def clean_item(item, index: int = 0) -> dict:
     wrong type, text over MAX_TEXT_CHARS, several visual inputs, an empty item or a
     missing file."""
     if not isinstance(item, dict):
-        raise InputError(f"item {index} must be a dict with keys among {ITEM_KEYS}, got {type(item).__name__}")
+        raise InputError(
+            f"item {index} must be a dict with keys among {ITEM_KEYS}, got {type(item).__name__}"
+        )
     unknown = [k for k in item if k not in ITEM_KEYS]
     if unknown:
         raise InputError(f"item {index} has unknown key(s) {unknown}; valid keys: {', '.join(ITEM_KEYS)}")
@@ -101,10 +104,15 @@ def clean_item(item, index: int = 0) -> dict:
             if not isinstance(item[key], str):
                 raise InputError(f"item {index}: {key} must be a string, got {type(item[key]).__name__}")
             if len(item[key]) > MAX_TEXT_CHARS:
-                raise InputError(f"item {index}: {key} is {len(item[key]):,} characters, over the "
-                                 f"{MAX_TEXT_CHARS:,}-character limit")
-    checks = {"image": _PATH_TYPES + (bytes,) + _pil_types(), "pdf": _PATH_TYPES,
-              "video": _PATH_TYPES + (list, tuple)}
+                raise InputError(
+                    f"item {index}: {key} is {len(item[key]):,} characters, over the "
+                    f"{MAX_TEXT_CHARS:,}-character limit"
+                )
+    checks = {
+        "image": _PATH_TYPES + (bytes,) + _pil_types(),
+        "pdf": _PATH_TYPES,
+        "video": _PATH_TYPES + (list, tuple),
+    }
     for key, types in checks.items():
         if key in item and not isinstance(item[key], types):
             raise InputError(f"item {index}: {key} must be a file path, got {type(item[key]).__name__}")
@@ -131,6 +139,7 @@ def validate_item(item, index: int = 0) -> None:
 
 def _pil_types() -> tuple:
     from PIL import Image
+
     return (Image.Image,)
 
 
@@ -166,8 +175,9 @@ def check_aspect(visual, index: int) -> None:
     for frame in frames[:1]:
         w, h = frame.size
         if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
-            raise InputError(f"item {index}: image is {w}x{h}, more than {MAX_ASPECT_RATIO}:1; "
-                             f"crop or pad it")
+            raise InputError(
+                f"item {index}: image is {w}x{h}, more than {MAX_ASPECT_RATIO}:1; crop or pad it"
+            )
 
 
 class ItemBatcher:
@@ -177,8 +187,11 @@ class ItemBatcher:
         self.instruction_prompt = instruction_prompt
         self.disc_id = self.tokenizer.convert_tokens_to_ids(DISC_EMB)
         # longest first, so a token that contains another is escaped whole
-        self.specials = sorted(set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab()),
-                               key=len, reverse=True)
+        self.specials = sorted(
+            set(self.tokenizer.all_special_tokens) | set(self.tokenizer.get_added_vocab()),
+            key=len,
+            reverse=True,
+        )
 
     def _user_text(self, item: dict) -> dict:
         for key in ("text", "instruction"):
@@ -198,14 +211,15 @@ class ItemBatcher:
             elif kind == "video":
                 videos.append(visual)
             texts.append(prompt_text(item, self.instruction_prompt, mode))
-        self.tokenizer.padding_side = "left"   # so the last column is <bot> / <disc_emb> for every row
+        self.tokenizer.padding_side = "left"  # so the last column is <bot> / <disc_emb> for every row
         kwargs = {}
         if videos:
             kwargs["videos"] = videos
         try:
-            inputs = self.processor(text=texts, images=images or None, padding=True,
-                                    return_tensors="pt", **kwargs)
-        except ValueError as e:   # the processor's own limits, in one line
+            inputs = self.processor(
+                text=texts, images=images or None, padding=True, return_tensors="pt", **kwargs
+            )
+        except ValueError as e:  # the processor's own limits, in one line
             raise InputError(f"the processor refused this batch: {str(e).splitlines()[0]}") from None
         inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         anchor_index = (inputs["input_ids"] == self.disc_id).int().argmax(dim=1)

@@ -6,6 +6,7 @@ translated (`from None`) so a user sees one line, not a decoder traceback. Sizes
 from headers *before* pixels are decoded, and video decoding is capped in frames, so a
 hostile file costs at most a bounded amount of time and memory.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,13 +20,13 @@ from PIL import Image, ImageOps
 
 from plume_lite.errors import PlumeError
 
-DEFAULT_MAX_PIXELS = 50_000_000        # one image: ~7000 x 7000; a 30000^2 "bomb" is refused
-DEFAULT_MAX_FRAME_PIXELS = 8_500_000   # one video frame: 4K fits
-DEFAULT_MAX_DECODED_FRAMES = 4096      # total frames a single load_video may decode
-VIDEO_TIMEOUT_S = 30.0                 # wall-clock budget of one load_video
-DEFAULT_PDF_MAX_PIXELS = 16_000_000    # rendered page; the DPI is lowered to fit
+DEFAULT_MAX_PIXELS = 50_000_000  # one image: ~7000 x 7000; a 30000^2 "bomb" is refused
+DEFAULT_MAX_FRAME_PIXELS = 8_500_000  # one video frame: 4K fits
+DEFAULT_MAX_DECODED_FRAMES = 4096  # total frames a single load_video may decode
+VIDEO_TIMEOUT_S = 30.0  # wall-clock budget of one load_video
+DEFAULT_PDF_MAX_PIXELS = 16_000_000  # rendered page; the DPI is lowered to fit
 MAX_PDF_DPI = 300
-PDF_TIMEOUT_S = 20.0                   # one page, opened and rendered in a worker process
+PDF_TIMEOUT_S = 20.0  # one page, opened and rendered in a worker process
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -54,23 +55,27 @@ def _mpx(n: float) -> str:
 
 # ----------------------------------------------------------------------------- images
 
+
 def _to_8bit(img: Image.Image, name: str) -> Image.Image:
     """16/32-bit integer and float single-channel images -> 8-bit "L", scaled by their
     range (PIL's convert("RGB") clips them: 16-bit greys come out almost white, floats
     in [0, 1] black)."""
     import numpy as np
+
     a = np.asarray(img)
     if img.mode == "F":
         if not np.isfinite(a).all():
             raise MediaError(f"{name}: float image holds NaN or infinite values")
         lo, hi = float(a.min()), float(a.max())
         if lo >= 0 and hi <= 1:
-            scale = 255.0                    # the usual [0, 1] float convention
+            scale = 255.0  # the usual [0, 1] float convention
         elif lo >= 0 and hi <= 255:
             scale = 1.0
         else:
-            raise MediaError(f"{name}: float image values span [{lo:g}, {hi:g}], outside "
-                             f"[0, 1] and [0, 255]; convert it to 8 bits first")
+            raise MediaError(
+                f"{name}: float image values span [{lo:g}, {hi:g}], outside "
+                f"[0, 1] and [0, 255]; convert it to 8 bits first"
+            )
         return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L")
     hi = int(a.max()) if a.size else 0
     if a.size and int(a.min()) < 0:
@@ -95,8 +100,10 @@ def _to_rgb(img: Image.Image, name: str = "<image>") -> Image.Image:
 def _check_budget(name, size, max_pixels):
     w, h = size
     if w * h > max_pixels:
-        raise MediaError(f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
-                         f"{_mpx(max_pixels)} budget (possible decompression bomb)")
+        raise MediaError(
+            f"{name}: image is {w}x{h} ({_mpx(w * h)}), over the "
+            f"{_mpx(max_pixels)} budget (possible decompression bomb)"
+        )
 
 
 def _decode(img: Image.Image, name: str) -> Image.Image:
@@ -106,8 +113,9 @@ def _decode(img: Image.Image, name: str) -> Image.Image:
     except MediaError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
-        raise MediaError(f"{name}: cannot decode image, corrupt or truncated "
-                         f"({type(e).__name__}: {e})") from None
+        raise MediaError(
+            f"{name}: cannot decode image, corrupt or truncated ({type(e).__name__}: {e})"
+        ) from None
 
 
 def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -130,8 +138,7 @@ def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
     except Image.UnidentifiedImageError:
-        raise MediaError(f"{name}: not a recognised image format (corrupt or wrong "
-                         f"file type)") from None
+        raise MediaError(f"{name}: not a recognised image format (corrupt or wrong file type)") from None
     except Image.DecompressionBombError as e:
         raise MediaError(f"{name}: image too large (possible decompression bomb): {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -142,6 +149,7 @@ def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
 
 
 # ----------------------------------------------------------------------------- videos
+
 
 def uniform_indices(n: int, k: int) -> list[int]:
     """k indices spread evenly over range(n): the centre of each of k equal segments
@@ -177,8 +185,13 @@ def _frame_folder(path: Path) -> list[Path]:
     return files
 
 
-def load_video(src, num_frames: int = 8, max_decoded_frames: int = DEFAULT_MAX_DECODED_FRAMES,
-               size=None, max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> list[Image.Image]:
+def load_video(
+    src,
+    num_frames: int = 8,
+    max_decoded_frames: int = DEFAULT_MAX_DECODED_FRAMES,
+    size=None,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+) -> list[Image.Image]:
     """Video file (mp4/webm/gif/...), frame folder, or list of frame paths/PIL images ->
     `num_frames` uniformly sampled RGB frames, resized to `size` ((w, h) or int) if given."""
     size = _size_tuple(size)
@@ -197,8 +210,9 @@ def load_video(src, num_frames: int = 8, max_decoded_frames: int = DEFAULT_MAX_D
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as e:
-        raise MediaError(f"{path}: cannot decode video, corrupt or truncated "
-                         f"({type(e).__name__}: {e})") from None
+        raise MediaError(
+            f"{path}: cannot decode video, corrupt or truncated ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _open_video(av, path):
@@ -206,8 +220,9 @@ def _open_video(av, path):
         container = av.open(str(path), metadata_errors="ignore")
     except av.FFmpegError as e:
         why = getattr(e, "strerror", None) or e
-        raise MediaError(f"{path}: not a recognised video container (corrupt, truncated or "
-                         f"wrong file type: {why})") from None
+        raise MediaError(
+            f"{path}: not a recognised video container (corrupt, truncated or wrong file type: {why})"
+        ) from None
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path}: file holds no video stream")
@@ -220,8 +235,10 @@ def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
         stream = container.streams.video[0]
         w, h = stream.codec_context.width, stream.codec_context.height
         if w * h > max_frame_pixels:
-            raise MediaError(f"{path}: video frames are {w}x{h} ({_mpx(w * h)}), over the "
-                             f"{_mpx(max_frame_pixels)} per-frame budget")
+            raise MediaError(
+                f"{path}: video frames are {w}x{h} ({_mpx(w * h)}), over the "
+                f"{_mpx(max_frame_pixels)} per-frame budget"
+            )
         declared = stream.frames
         packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
     pts = [t for t, _ in packets]
@@ -236,13 +253,17 @@ def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
     if n <= max_decoded:
         frames = _decode_sequential(av, path, set(want), max(want), size, budget)
         if len(frames) < len(set(want)):
-            raise MediaError(f"{path}: video is truncated or corrupt (decoded too few frames, "
-                             f"needed frame {max(want) + 1} of {n})")
+            raise MediaError(
+                f"{path}: video is truncated or corrupt (decoded too few frames, "
+                f"needed frame {max(want) + 1} of {n})"
+            )
         return [frames[i] for i in want]
     order = sorted(p for p in pts if p is not None)
     if len(order) < n:
-        raise MediaError(f"{path}: video timestamps are missing; cannot seek in a "
-                         f"{n}-frame video within the {max_decoded}-frame decode cap")
+        raise MediaError(
+            f"{path}: video timestamps are missing; cannot seek in a "
+            f"{n}-frame video within the {max_decoded}-frame decode cap"
+        )
     return _decode_by_seek(av, path, [order[i] for i in want], keyframes, max_decoded, size, budget)
 
 
@@ -276,8 +297,10 @@ def _decode_by_seek(av, path, targets, keyframes, max_decoded, size, budget):
                 budget.check(frame)
                 decoded += 1
                 if decoded > max_decoded:
-                    raise MediaError(f"{path}: sampling {len(targets)} frames needs more than "
-                                     f"{max_decoded} decoded frames (sparse keyframes?)")
+                    raise MediaError(
+                        f"{path}: sampling {len(targets)} frames needs more than "
+                        f"{max_decoded} decoded frames (sparse keyframes?)"
+                    )
                 last = frame.pts
                 if frame.pts is None or frame.pts >= t:
                     got = frame
@@ -299,12 +322,13 @@ class _VideoBudget:
 
     def check(self, frame) -> None:
         if frame.width * frame.height > self.max_frame_pixels:
-            raise MediaError(f"{self.path}: a decoded frame is {frame.width}x{frame.height} "
-                             f"({_mpx(frame.width * frame.height)}), over the "
-                             f"{_mpx(self.max_frame_pixels)} per-frame budget")
+            raise MediaError(
+                f"{self.path}: a decoded frame is {frame.width}x{frame.height} "
+                f"({_mpx(frame.width * frame.height)}), over the "
+                f"{_mpx(self.max_frame_pixels)} per-frame budget"
+            )
         if time.monotonic() > self.deadline:
-            raise MediaError(f"{self.path}: video took longer than {self.timeout_s:.0f} s to "
-                             f"decode; refused")
+            raise MediaError(f"{self.path}: video took longer than {self.timeout_s:.0f} s to decode; refused")
 
 
 def _to_pil(frame, size) -> Image.Image:
@@ -315,19 +339,19 @@ def _to_pil(frame, size) -> Image.Image:
 
 # ----------------------------------------------------------------------------- PDF pages
 
+
 def _open_pdf(path, password=None):
     import pypdfium2 as pdfium
+
     path = _check_file(path)
     try:
         return pdfium.PdfDocument(str(path), password=password)
     except pdfium.PdfiumError as e:
         msg = str(e).lower()
         if "password" in msg or "security" in msg:
-            raise MediaError(f"{path}: PDF is encrypted (password protected); "
-                             f"decrypt it first") from None
+            raise MediaError(f"{path}: PDF is encrypted (password protected); decrypt it first") from None
         if "format" in msg or "file" in msg:
-            raise MediaError(f"{path}: not a valid PDF (corrupt, truncated or wrong "
-                             f"file type)") from None
+            raise MediaError(f"{path}: not a valid PDF (corrupt, truncated or wrong file type)") from None
         raise MediaError(f"{path}: cannot open PDF ({e})") from None
 
 
@@ -342,12 +366,15 @@ def _pdf_num_pages_here(path) -> int:
 def _render_pdf_page_here(path, page, dpi, max_pixels, password):
     """(mode, size, pixel bytes) of one rendered page; runs inside an isolated worker."""
     import pypdfium2 as pdfium
+
     doc = _open_pdf(path, password)
     try:
         n = len(doc)
         if not 0 <= page < n:
-            raise MediaError(f"{path}: page {page} is out of range; the document has {n} "
-                             f"page{'s' if n != 1 else ''} (0-based index)")
+            raise MediaError(
+                f"{path}: page {page} is out of range; the document has {n} "
+                f"page{'s' if n != 1 else ''} (0-based index)"
+            )
         pg = doc[page]
         try:
             w_pt, h_pt = pg.get_size()
@@ -370,12 +397,14 @@ def _render_pdf_page_here(path, page, dpi, max_pixels, password):
 def _isolated(name: str, path, **kwargs):
     """Run a PDF decoder in a limited worker process (plume_lite.isolated)."""
     from plume_lite import isolated
+
     path = _check_file(path)
     try:
         ok, value = isolated.pool().call(name, timeout_s=PDF_TIMEOUT_S, path=str(path), **kwargs)
     except TimeoutError:
-        raise MediaError(f"{path}: PDF took longer than {PDF_TIMEOUT_S:.0f} s to decode; "
-                         f"refused (too complex, or hostile)") from None
+        raise MediaError(
+            f"{path}: PDF took longer than {PDF_TIMEOUT_S:.0f} s to decode; refused (too complex, or hostile)"
+        ) from None
     except ChildProcessError as e:
         raise MediaError(f"{path}: PDF decoder stopped on this file ({e}); refused") from None
     if not ok:
@@ -388,8 +417,13 @@ def pdf_num_pages(path) -> int:
     return _isolated("pdf_num_pages", path)
 
 
-def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAULT_PDF_MAX_PIXELS,
-                  password: str | None = None) -> Image.Image:
+def load_pdf_page(
+    path,
+    page: int = 0,
+    dpi: float = 72,
+    max_pixels: int = DEFAULT_PDF_MAX_PIXELS,
+    password: str | None = None,
+) -> Image.Image:
     """Render one page (0-based) of a PDF to an RGB PIL image.
 
     `dpi` is capped at MAX_PDF_DPI and lowered further so the render fits `max_pixels`.
@@ -397,6 +431,7 @@ def load_pdf_page(path, page: int = 0, dpi: float = 72, max_pixels: int = DEFAUL
     (plume_lite.isolated): a hostile page ends in a MediaError, not in a dead server."""
     if isinstance(page, bool) or not isinstance(page, int):
         raise MediaError(f"{path}: page must be an integer (0-based), got {page!r}")
-    mode, size, data = _isolated("pdf_page", path, page=page, dpi=dpi, max_pixels=max_pixels,
-                                 password=password)
+    mode, size, data = _isolated(
+        "pdf_page", path, page=page, dpi=dpi, max_pixels=max_pixels, password=password
+    )
     return Image.frombytes(mode, size, data)

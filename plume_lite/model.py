@@ -7,6 +7,7 @@ direct   reads <disc_emb> in one pass (VLM2Vec-style baseline)
 explicit writes a rationale, then reads <gen_emb> (UME-R1-style baseline)
 latent   K continuous latent steps, then reads <gen_emb> (PLUME)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,16 +24,16 @@ from plume_lite.items import ItemBatcher, checked_int
 from plume_lite.rollout import latent_rollout, run_prefix
 from plume_lite.tokens import EOT, GEN_EMB, INFERENCE_SUFFIX, add_plume_tokens
 
-__all__ = ["PlumeModel", "TrainForward", "INFERENCE_SUFFIX"]   # INFERENCE_SUFFIX: the latent suffix text
+__all__ = ["PlumeModel", "TrainForward", "INFERENCE_SUFFIX"]  # INFERENCE_SUFFIX: the latent suffix text
 
 
 @dataclass
 class TrainForward:
-    gen_emb: torch.Tensor | None        # [B, D], not normalised
-    disc_emb: torch.Tensor              # [B, D], not normalised
-    ce_loss: torch.Tensor | None        # mean token CE over the suffix
-    balance_loss: torch.Tensor          # 0 when there is no router or no latent step
-    gates: torch.Tensor | None          # [B, K, E]
+    gen_emb: torch.Tensor | None  # [B, D], not normalised
+    disc_emb: torch.Tensor  # [B, D], not normalised
+    ce_loss: torch.Tensor | None  # mean token CE over the suffix
+    balance_loss: torch.Tensor  # 0 when there is no router or no latent step
+    gates: torch.Tensor | None  # [B, K, E]
 
 
 class PlumeModel(nn.Module):
@@ -71,12 +72,18 @@ class PlumeModel(nn.Module):
     def __init__(self, backbone, processor, config: PlumeConfig):
         super().__init__()
         self.config = config
-        self.backbone = backbone          # Qwen2VLForConditionalGeneration (LoRA injected in place)
+        self.backbone = backbone  # Qwen2VLForConditionalGeneration (LoRA injected in place)
         self.processor = processor
         self.token_ids = add_plume_tokens(backbone, processor.tokenizer)
         dim = backbone.config.text_config.hidden_size
-        self.adapter = TransitionAdapter(dim, config.adapter, config.num_experts, config.top_k,
-                                         config.expert_dropout, config.step_table_size)
+        self.adapter = TransitionAdapter(
+            dim,
+            config.adapter,
+            config.num_experts,
+            config.top_k,
+            config.expert_dropout,
+            config.step_table_size,
+        )
         self.batcher = ItemBatcher(processor, config.instruction_prompt)
         self.lora_enabled = False
 
@@ -150,6 +157,7 @@ class PlumeModel(nn.Module):
             True
         """
         from plume_lite.saving import load_plume
+
         model = load_plume(cls, path, dtype=dtype)
         return model.to(device) if device is not None else model
 
@@ -175,12 +183,13 @@ class PlumeModel(nn.Module):
             ['adapter.safetensors', 'backbone', 'plume_config.json']
         """
         from plume_lite.saving import save_plume
+
         save_plume(self, path)
 
-    def enable_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-                    targets=LORA_TARGETS):
+    def enable_lora(self, r: int = 16, alpha: int = 32, dropout: float = 0.05, targets=LORA_TARGETS):
         """LoRA on the language model only (the vision tower has other module names)."""
         from plume_lite.saving import inject_lora
+
         inject_lora(self, dict(r=r, alpha=alpha, dropout=dropout, targets=list(targets)))
 
     def freeze_vision(self) -> None:
@@ -189,7 +198,7 @@ class PlumeModel(nn.Module):
 
     @property
     def vlm(self):
-        return self.backbone.model       # Qwen2VLModel: vision tower + language model
+        return self.backbone.model  # Qwen2VLModel: vision tower + language model
 
     @property
     def device(self) -> torch.device:
@@ -197,8 +206,15 @@ class PlumeModel(nn.Module):
 
     # ----------------------------------------------------------------- encoding
     @torch.no_grad()
-    def encode(self, items: list, mode: str = "latent", steps: int | None = None,
-               batch_size: int = 16, return_trace: bool = False, progress: bool = False):
+    def encode(
+        self,
+        items: list,
+        mode: str = "latent",
+        steps: int | None = None,
+        batch_size: int = 16,
+        return_trace: bool = False,
+        progress: bool = False,
+    ):
         """Embed items: L2-normalised float32 rows [N, D] on the CPU (and traces if asked).
 
         Runs without gradients and in eval mode (the previous train/eval mode is
@@ -251,19 +267,23 @@ class PlumeModel(nn.Module):
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
         if isinstance(items, dict):
             raise InputError("encode() takes a list of items; wrap a single item in a list")
-        steps = self.config.latent_steps if steps is None else checked_int(
-            "steps", steps, 0, self.config.step_table_size)
+        steps = (
+            self.config.latent_steps
+            if steps is None
+            else checked_int("steps", steps, 0, self.config.step_table_size)
+        )
         batch_size = checked_int("batch_size", batch_size, 1)
         was_training = self.training
         self.eval()
         chunks = range(0, len(items), batch_size)
         if progress:
             from tqdm.auto import tqdm
+
             chunks = tqdm(chunks, desc=f"encode ({mode})", unit="batch")
         embeddings, traces = [], []
         try:
             for start in chunks:
-                batch = items[start:start + batch_size]
+                batch = items[start : start + batch_size]
                 emb, trace = self._encode_batch(batch, mode, steps, return_trace)
                 embeddings.append(F.normalize(emb.float(), dim=-1).cpu())
                 traces.extend(trace)
@@ -282,6 +302,7 @@ class PlumeModel(nn.Module):
             return emb, traces
         if mode == "explicit":
             from plume_lite.explicit import explicit_encode
+
             return explicit_encode(self, inputs, anchor_index, return_trace)
         suffix = self.batcher.suffix_ids([EOT + INFERENCE_SUFFIX + GEN_EMB] * len(items), self.device)
         r = latent_rollout(self.vlm, self.adapter, inputs, anchor_index, steps, *suffix)
@@ -289,8 +310,7 @@ class PlumeModel(nn.Module):
         return emb, (rollout_traces(r, steps) if return_trace else [])
 
     # ----------------------------------------------------------------- training
-    def forward_train(self, items: list, suffix_texts: list | None, n_latent: int,
-                      mode: str) -> TrainForward:
+    def forward_train(self, items: list, suffix_texts: list | None, n_latent: int, mode: str) -> TrainForward:
         """Teacher-forced forward for the training losses (see plume_lite.train.loop)."""
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -321,10 +341,14 @@ def rollout_traces(r, steps: int) -> list[dict]:
     """Per item: the anchor, and per latent step the gate, chosen experts and state."""
     traces = []
     for b in range(r.anchor.shape[0]):
-        trace = {"mode": "latent", "steps": steps, "anchor": r.anchor[b].float().cpu(),
-                 "latents": [z[b].float().cpu() for z in r.latents]}
+        trace = {
+            "mode": "latent",
+            "steps": steps,
+            "anchor": r.anchor[b].float().cpu(),
+            "latents": [z[b].float().cpu() for z in r.latents],
+        }
         if r.gates:
-            trace["gates"] = torch.stack([g[b] for g in r.gates]).float().cpu()      # [K, E]
-            trace["chosen"] = torch.stack([c[b] for c in r.chosen]).cpu()             # [K, k]
+            trace["gates"] = torch.stack([g[b] for g in r.gates]).float().cpu()  # [K, E]
+            trace["chosen"] = torch.stack([c[b] for c in r.chosen]).cpu()  # [K, k]
         traces.append(trace)
     return traces

@@ -10,6 +10,7 @@ compress M-RoPE positions, so it is not the cache length); latent step j sits at
 p_bot + 1 + j on all three axes and the suffix continues from there, the same in
 training and inference. Explicit position_ids go to every cached call.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -43,8 +44,12 @@ def model_inputs(vlm, inputs: dict) -> dict:
 def rope_positions(vlm, inputs: dict) -> torch.Tensor:
     """M-RoPE position ids [3, B, L] of a (left-padded) batch; padding gets 0."""
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    kwargs = dict(input_ids=ids, image_grid_thw=inputs.get("image_grid_thw"),
-                  video_grid_thw=inputs.get("video_grid_thw"), attention_mask=mask)
+    kwargs = dict(
+        input_ids=ids,
+        image_grid_thw=inputs.get("image_grid_thw"),
+        video_grid_thw=inputs.get("video_grid_thw"),
+        attention_mask=mask,
+    )
     if _accepts(vlm.get_rope_index, "mm_token_type_ids"):
         kwargs["mm_token_type_ids"] = inputs.get("mm_token_type_ids", torch.zeros_like(ids))
     positions, _ = vlm.get_rope_index(**kwargs)
@@ -54,9 +59,10 @@ def rope_positions(vlm, inputs: dict) -> torch.Tensor:
 @dataclass
 class CachedSequence:
     """A batch's KV cache plus what the next cached call needs."""
+
     cache: object
-    attention_mask: torch.Tensor   # [B, L_so_far]
-    next_pos: torch.Tensor         # [B] text position of the next token
+    attention_mask: torch.Tensor  # [B, L_so_far]
+    next_pos: torch.Tensor  # [B] text position of the next token
 
 
 def run_prefix(vlm, inputs: dict, use_cache: bool = True):
@@ -79,8 +85,13 @@ def cached_step(vlm, state: CachedSequence, embeds: torch.Tensor, mask: torch.Te
     positions = (state.next_pos[:, None] + offsets[None, :]).unsqueeze(0).expand(3, B, T)
     state.attention_mask = torch.cat([state.attention_mask, mask.to(state.attention_mask.dtype)], dim=1)
     lm = vlm.language_model
-    out = lm(inputs_embeds=embeds, attention_mask=state.attention_mask, position_ids=positions,
-             use_cache=True, **_cache_kwargs(lm, state.cache))
+    out = lm(
+        inputs_embeds=embeds,
+        attention_mask=state.attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        **_cache_kwargs(lm, state.cache),
+    )
     state.cache = _output_cache(out)
     state.next_pos = state.next_pos + T
     return out.last_hidden_state
@@ -88,13 +99,13 @@ def cached_step(vlm, state: CachedSequence, embeds: torch.Tensor, mask: torch.Te
 
 @dataclass
 class Rollout:
-    anchor: torch.Tensor                 # [B, D] h[<disc_emb>]
-    z0: torch.Tensor                     # [B, D] h[<bot>]
-    latents: list = field(default_factory=list)   # z_1..z_K, each [B, D]
-    inputs: list = field(default_factory=list)    # x_0..x_{K-1} fed back, each [B, D]
-    gates: list = field(default_factory=list)     # [B, E] per step (MoE adapters)
-    chosen: list = field(default_factory=list)    # [B, k] per step
-    suffix_hidden: torch.Tensor | None = None      # [B, S, D]
+    anchor: torch.Tensor  # [B, D] h[<disc_emb>]
+    z0: torch.Tensor  # [B, D] h[<bot>]
+    latents: list = field(default_factory=list)  # z_1..z_K, each [B, D]
+    inputs: list = field(default_factory=list)  # x_0..x_{K-1} fed back, each [B, D]
+    gates: list = field(default_factory=list)  # [B, E] per step (MoE adapters)
+    chosen: list = field(default_factory=list)  # [B, k] per step
+    suffix_hidden: torch.Tensor | None = None  # [B, S, D]
 
     @property
     def last(self) -> torch.Tensor:
@@ -102,9 +113,15 @@ class Rollout:
         return self.latents[-1] if self.latents else self.z0
 
 
-def latent_rollout(vlm, adapter: TransitionAdapter, inputs: dict, anchor_index: torch.Tensor,
-                   steps: int, suffix_ids: torch.Tensor | None = None,
-                   suffix_mask: torch.Tensor | None = None) -> Rollout:
+def latent_rollout(
+    vlm,
+    adapter: TransitionAdapter,
+    inputs: dict,
+    anchor_index: torch.Tensor,
+    steps: int,
+    suffix_ids: torch.Tensor | None = None,
+    suffix_mask: torch.Tensor | None = None,
+) -> Rollout:
     """Batched rollout. `anchor_index` [B] is the column of <disc_emb> in each row."""
     hidden, state = run_prefix(vlm, inputs)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
@@ -124,8 +141,14 @@ def latent_rollout(vlm, adapter: TransitionAdapter, inputs: dict, anchor_index: 
     return result
 
 
-def full_sequence_forward(vlm, inputs: dict, latent_inputs: list, suffix_ids: torch.Tensor,
-                          suffix_mask: torch.Tensor, placeholder_id: int) -> torch.Tensor:
+def full_sequence_forward(
+    vlm,
+    inputs: dict,
+    latent_inputs: list,
+    suffix_ids: torch.Tensor,
+    suffix_mask: torch.Tensor,
+    placeholder_id: int,
+) -> torch.Tensor:
     """Reference: the whole sequence in one pass, no cache, latent embeddings in place.
 
     Positions come from get_rope_index over the full sequence (latent slots hold <ct>
@@ -139,13 +162,14 @@ def full_sequence_forward(vlm, inputs: dict, latent_inputs: list, suffix_ids: to
     full_mask = torch.cat([mask, torch.ones_like(slots, dtype=mask.dtype), suffix_mask.to(mask.dtype)], 1)
     full = dict(inputs, input_ids=full_ids, attention_mask=full_mask)
     if "mm_token_type_ids" in inputs:
-        pad = torch.zeros(B, K + suffix_ids.shape[1], dtype=inputs["mm_token_type_ids"].dtype,
-                          device=ids.device)
+        pad = torch.zeros(
+            B, K + suffix_ids.shape[1], dtype=inputs["mm_token_type_ids"].dtype, device=ids.device
+        )
         full["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], pad], dim=1)
     embeds = vlm.get_input_embeddings()(full_ids)
     if K:
         embeds = embeds.clone()
-        embeds[:, L:L + K] = torch.stack(latent_inputs, dim=1).to(embeds.dtype)
+        embeds[:, L : L + K] = torch.stack(latent_inputs, dim=1).to(embeds.dtype)
     positions = rope_positions(vlm, full)
     out = vlm(**model_inputs(vlm, full), inputs_embeds=embeds, position_ids=positions, use_cache=False)
     return out.last_hidden_state

@@ -4,6 +4,7 @@ lookups are turned off, and how many CPU threads torch uses.
 Nothing here runs at import. The CLI, the demo and the tests call these functions;
 importing any plume_lite module leaves `os.environ` and torch's settings as they were.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,14 +12,16 @@ import os
 from pathlib import Path
 
 # Telemetry and analytics: never wanted, whatever the data source.
-QUIET_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-             "TOKENIZERS_PARALLELISM": "false"}
+QUIET_ENV = {
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 # No hub lookup at all: for the demo (it promises no outbound request) and the tests.
-OFFLINE_ENV = {**QUIET_ENV, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "TRANSFORMERS_OFFLINE": "1"}
+OFFLINE_ENV = {**QUIET_ENV, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
-DEFAULT_THREADS = 1   # the tiny model's kernels gain nothing from more; spinning threads
-                      # slowed training up to 10x on a busy 2-core machine (measured)
+DEFAULT_THREADS = 1  # the tiny model's kernels gain nothing from more; spinning threads
+# slowed training up to 10x on a busy 2-core machine (measured)
 
 
 def cache_root() -> Path:
@@ -53,12 +56,14 @@ def thread_count() -> int:
         return max(1, int(raw)) if raw.strip() else DEFAULT_THREADS
     except ValueError:
         from plume_lite.errors import ConfigError
+
         raise ConfigError(f"PLUME_THREADS must be a positive integer, got {raw!r}") from None
 
 
 def configure_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads for the whole process (n, else thread_count())."""
     import torch
+
     n = n or thread_count()
     torch.set_num_threads(n)
     return n
@@ -69,6 +74,7 @@ def using_threads(n: int | None):
     """Use `n` intra-op threads inside the block, then restore the process setting
     (a no-op for n = None or 0)."""
     import torch
+
     previous = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)

@@ -12,6 +12,7 @@ JSON / safetensors header, the tensors and shapes the config implies, the tokeni
 and processor files, no pickle-only weights), so a damaged folder ends in one
 CheckpointError or ConfigError line that names the file and what is wrong with it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,12 @@ LORA_TARGETS_REGEX = r".*language_model.*\.({})"
 def inject_lora(model, settings: dict) -> None:
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
-                        target_modules=LORA_TARGETS_REGEX.format("|".join(settings["targets"])))
+    config = LoraConfig(
+        r=settings["r"],
+        lora_alpha=settings["alpha"],
+        lora_dropout=settings["dropout"],
+        target_modules=LORA_TARGETS_REGEX.format("|".join(settings["targets"])),
+    )
     # LoRA layers are injected into the backbone's own modules; keep the peft wrapper
     # out of the module tree (for saving only) so parameters are not registered twice.
     object.__setattr__(model, "_peft", get_peft_model(model.backbone, config))
@@ -96,9 +101,10 @@ def load_plume(cls, path, dtype=None):
             backbone, _ = load_backbone(config.backbone, dtype=dtype)
         except PlumeError as e:
             raise CheckpointError(f"{config_file} names the base backbone {config.backbone!r}: {e}") from None
-        except Exception as e:   # noqa: BLE001 - any library failure becomes one line
-            raise CheckpointError(f"{config_file}: cannot load the base backbone {config.backbone!r} "
-                                  f"({one_line(e)})") from None
+        except Exception as e:  # noqa: BLE001 - any library failure becomes one line
+            raise CheckpointError(
+                f"{config_file}: cannot load the base backbone {config.backbone!r} ({one_line(e)})"
+            ) from None
         processor = _guard(processor_dir, "cannot load the processor", _auto_processor, processor_dir)
         _check_plume_tokens(processor, processor_dir)
         model = cls(backbone, processor, dataclasses.replace(config, lora=None))
@@ -114,20 +120,33 @@ def load_plume(cls, path, dtype=None):
             model.backbone.get_input_embeddings().weight[ids] = rows["input"].to(dtype or torch.float32)
             if "output" in rows:
                 out.weight[ids] = rows["output"].to(dtype or torch.float32)
-        with warnings.catch_warnings():   # peft warns of missing keys; they are an error below
+        with warnings.catch_warnings():  # peft warns of missing keys; they are an error below
             warnings.filterwarnings("ignore", message=".*missing adapter keys.*")
-            peft = _guard(f"{lora_dir / 'adapter_model.safetensors'} (with adapter_config.json)",
-                          "cannot attach the LoRA weights", PeftModel.from_pretrained, backbone, lora_dir)
+            peft = _guard(
+                f"{lora_dir / 'adapter_model.safetensors'} (with adapter_config.json)",
+                "cannot attach the LoRA weights",
+                PeftModel.from_pretrained,
+                backbone,
+                lora_dir,
+            )
         expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(peft).items()}
-        _check_tensors(lora_dir / "adapter_model.safetensors", lora_header, expected,
-                       "the LoRA layers its adapter_config.json describes")
+        _check_tensors(
+            lora_dir / "adapter_model.safetensors",
+            lora_header,
+            expected,
+            "the LoRA layers its adapter_config.json describes",
+        )
         object.__setattr__(model, "_peft", peft)
         model.lora_enabled = True
         model.config = config
     expected = {k: tuple(v.shape) for k, v in model.adapter.state_dict().items()}
-    _check_tensors(adapter_file, adapter_header, expected,
-                   f"the adapter of plume_config.json (adapter={config.adapter!r}, "
-                   f"num_experts={config.num_experts}, step_table_size={config.step_table_size})")
+    _check_tensors(
+        adapter_file,
+        adapter_header,
+        expected,
+        f"the adapter of plume_config.json (adapter={config.adapter!r}, "
+        f"num_experts={config.num_experts}, step_table_size={config.step_table_size})",
+    )
     model.adapter.load_state_dict(load_tensors(adapter_file))
     return model
 
@@ -147,7 +166,9 @@ def tensor_header(path) -> dict[str, tuple[str, tuple]]:
     if path.is_dir():
         raise CheckpointError(f"{path} is a directory, expected a safetensors file")
     if path.stat().st_size < 8:
-        raise CheckpointError(f"{path} is empty or truncated ({path.stat().st_size} bytes): not a safetensors file")
+        raise CheckpointError(
+            f"{path} is empty or truncated ({path.stat().st_size} bytes): not a safetensors file"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             header = {}
@@ -155,7 +176,7 @@ def tensor_header(path) -> dict[str, tuple[str, tuple]]:
                 tensor = f.get_slice(key)
                 header[key] = (tensor.get_dtype(), tuple(tensor.get_shape()))
             return header
-    except Exception as e:   # noqa: BLE001 - SafetensorError, OSError, ...
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ...
         raise CheckpointError(f"{path}: not a readable safetensors file ({one_line(e)})") from None
 
 
@@ -163,7 +184,7 @@ def load_tensors(path) -> dict:
     """load_file, with any failure (the header was checked already) as one CheckpointError."""
     try:
         tensors = load_file(str(path))
-    except Exception as e:   # noqa: BLE001
+    except Exception as e:  # noqa: BLE001
         raise CheckpointError(f"{path}: cannot read its tensors ({one_line(e)})") from None
     for key, value in tensors.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
@@ -174,13 +195,16 @@ def load_tensors(path) -> dict:
 def _check_tensors(path, header: dict, expected: dict, what: str) -> None:
     missing, extra = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
     if missing or extra:
-        raise CheckpointError(f"{path} does not hold {what}: missing {len(missing)} tensor(s) "
-                              f"{missing[:3]}, {len(extra)} unexpected {extra[:3]}")
+        raise CheckpointError(
+            f"{path} does not hold {what}: missing {len(missing)} tensor(s) "
+            f"{missing[:3]}, {len(extra)} unexpected {extra[:3]}"
+        )
     for key, shape in expected.items():
         dtype, got = header[key]
         if tuple(got) != tuple(shape):
-            raise CheckpointError(f"{path}: tensor {key!r} has shape {list(got)}, expected {list(shape)} "
-                                  f"for {what}")
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has shape {list(got)}, expected {list(shape)} for {what}"
+            )
         if dtype not in FLOAT_DTYPES:
             raise CheckpointError(f"{path}: tensor {key!r} has dtype {dtype}, expected a float type")
 
@@ -211,12 +235,18 @@ def check_hf_folder(folder: Path, weights: bool) -> None:
                 raise CheckpointError(f"{entry}: not readable UTF-8 text ({one_line(e)})") from None
         elif entry.suffix in (".jinja", ".txt"):
             raise CheckpointError(f"{entry} is a directory, expected a file")
+
     def need(*names, what):
         if not any((folder / n).exists() for n in names):
             raise CheckpointError(f"{folder} lacks {what}: {' or '.join(names)} is missing")
+
     need("tokenizer_config.json", what="the tokenizer")
-    if not (folder / "tokenizer.json").exists() and not ((folder / "vocab.json").exists() and (folder / "merges.txt").exists()):
-        raise CheckpointError(f"{folder} lacks the tokenizer: tokenizer.json (or vocab.json + merges.txt) is missing")
+    if not (folder / "tokenizer.json").exists() and not (
+        (folder / "vocab.json").exists() and (folder / "merges.txt").exists()
+    ):
+        raise CheckpointError(
+            f"{folder} lacks the tokenizer: tokenizer.json (or vocab.json + merges.txt) is missing"
+        )
     need("processor_config.json", "preprocessor_config.json", what="the image processor")
     if not weights:
         return
@@ -251,8 +281,9 @@ def _check_lora_folder(lora_dir: Path, config: PlumeConfig) -> dict:
         if not isinstance(got, (int, float)) or isinstance(got, bool) or got != want:
             raise CheckpointError(f"{cfg_file}: {key} is {got!r} but plume_config.json says {want!r}")
     if not isinstance(peft_cfg.get("target_modules"), (str, list)):
-        raise CheckpointError(f"{cfg_file}: target_modules must be a string or a list, "
-                              f"got {peft_cfg.get('target_modules')!r}")
+        raise CheckpointError(
+            f"{cfg_file}: target_modules must be a string or a list, got {peft_cfg.get('target_modules')!r}"
+        )
     return tensor_header(lora_dir / "adapter_model.safetensors")
 
 
@@ -261,12 +292,15 @@ def _check_plume_tokens(processor, folder: Path) -> None:
     vocab = tokenizer.get_vocab() if tokenizer is not None else {}
     missing = [t for t in PLUME_TOKENS if t not in vocab]
     if missing:
-        raise CheckpointError(f"{folder}: the tokenizer lacks the PLUME tokens {missing}; "
-                              "tokenizer.json is not the one saved with this checkpoint")
+        raise CheckpointError(
+            f"{folder}: the tokenizer lacks the PLUME tokens {missing}; "
+            "tokenizer.json is not the one saved with this checkpoint"
+        )
 
 
 def _auto_processor(folder):
     from transformers import AutoProcessor
+
     return AutoProcessor.from_pretrained(folder)
 
 
@@ -276,7 +310,7 @@ def _guard(where, what: str, fn, *args):
         return fn(*args)
     except PlumeError:
         raise
-    except Exception as e:   # noqa: BLE001 - any library failure on damaged files
+    except Exception as e:  # noqa: BLE001 - any library failure on damaged files
         raise CheckpointError(f"{where}: {what} ({type(e).__name__}: {one_line(e)})") from None
 
 
@@ -285,6 +319,7 @@ def _quiet_transformers():
     """transformers prints a multi-line load report on missing/mismatched tensors; the
     report is turned into one CheckpointError instead."""
     from transformers.utils import logging as hf_logging
+
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -297,12 +332,23 @@ def _load_full_backbone(folder: Path, dtype):
     from transformers import AutoModelForImageTextToText
 
     processor = _guard(folder, "cannot load the processor", _auto_processor, folder)
-    weights = folder / ("model.safetensors.index.json" if (folder / "model.safetensors.index.json").exists()
-                        else "model.safetensors")
-    with _quiet_transformers():       # mismatched shapes are reported below, in one line
-        model, info = _guard(weights, "cannot load the backbone", lambda: AutoModelForImageTextToText.from_pretrained(
-            folder, dtype=dtype or torch.float32, use_safetensors=True, output_loading_info=True,
-            ignore_mismatched_sizes=True))
+    weights = folder / (
+        "model.safetensors.index.json"
+        if (folder / "model.safetensors.index.json").exists()
+        else "model.safetensors"
+    )
+    with _quiet_transformers():  # mismatched shapes are reported below, in one line
+        model, info = _guard(
+            weights,
+            "cannot load the backbone",
+            lambda: AutoModelForImageTextToText.from_pretrained(
+                folder,
+                dtype=dtype or torch.float32,
+                use_safetensors=True,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+            ),
+        )
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(kind) or ())
         if keys:
@@ -310,9 +356,13 @@ def _load_full_backbone(folder: Path, dtype):
             if kind == "mismatched_keys":
                 first = sorted(info[kind], key=lambda k: str(k[0]))[0]
                 detail = f" ({first[0]}: {list(first[1])} in the file, {list(first[2])} in the model)"
-            raise CheckpointError(f"{weights} does not match {folder / 'config.json'}: {len(keys)} "
-                                  f"{kind.replace('_keys', '')} tensors {keys[:3]}{detail}")
+            raise CheckpointError(
+                f"{weights} does not match {folder / 'config.json'}: {len(keys)} "
+                f"{kind.replace('_keys', '')} tensors {keys[:3]}{detail}"
+            )
     if model.config.model_type not in ("qwen2_vl", "qwen2_5_vl"):
-        raise CheckpointError(f"{folder / 'config.json'}: a {model.config.model_type} model; "
-                              "plume_lite supports Qwen2-VL and Qwen2.5-VL backbones")
+        raise CheckpointError(
+            f"{folder / 'config.json'}: a {model.config.model_type} model; "
+            "plume_lite supports Qwen2-VL and Qwen2.5-VL backbones"
+        )
     return model, processor

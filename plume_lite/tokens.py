@@ -6,6 +6,7 @@
                           <think><bot>       <- latent: K latent steps follow
     then <eot></think>\n<gen_emb>            (latent suffix at inference)
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,12 +18,17 @@ PLUME_TOKENS = (DISC_EMB, BOT, CT, EOT, GEN_EMB)
 # Each new row starts as a copy of an existing token's row (never random), chosen so
 # the new token begins with a role-like meaning the backbone already knows.
 INIT_FROM = {
-    DISC_EMB: "<|endoftext|>", BOT: "<|vision_start|>", CT: "<|vision_pad|>",
-    EOT: "<|vision_end|>", GEN_EMB: "<|im_end|>",
+    DISC_EMB: "<|endoftext|>",
+    BOT: "<|vision_start|>",
+    CT: "<|vision_pad|>",
+    EOT: "<|vision_end|>",
+    GEN_EMB: "<|im_end|>",
 }
-INFERENCE_SUFFIX = "</think>\n"   # what stands between <eot> and <gen_emb> at inference
-VISION_PLACEHOLDER = {"image": "<|vision_start|><|image_pad|><|vision_end|>",
-                      "video": "<|vision_start|><|video_pad|><|vision_end|>"}
+INFERENCE_SUFFIX = "</think>\n"  # what stands between <eot> and <gen_emb> at inference
+VISION_PLACEHOLDER = {
+    "image": "<|vision_start|><|image_pad|><|vision_end|>",
+    "video": "<|vision_start|><|video_pad|><|vision_end|>",
+}
 
 
 def add_plume_tokens(model, tokenizer) -> dict[str, int]:
@@ -34,7 +40,7 @@ def add_plume_tokens(model, tokenizer) -> dict[str, int]:
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     emb, out = model.get_input_embeddings(), model.get_output_embeddings()
-    with torch.no_grad():   # only rows of tokens added now: a loaded checkpoint keeps its own
+    with torch.no_grad():  # only rows of tokens added now: a loaded checkpoint keeps its own
         for token in missing:
             source = tokenizer.convert_tokens_to_ids(INIT_FROM[token])
             emb.weight[ids[token]] = emb.weight[source]
@@ -47,7 +53,7 @@ def user_prompt(item: dict, instruction_prompt: str) -> str:
     """The user turn of an item (vision placeholder, instruction, text, anchor token)."""
     parts = []
     kind = item_kind(item)
-    if kind != "text":      # a PDF page reaches the model as an image
+    if kind != "text":  # a PDF page reaches the model as an image
         parts.append(VISION_PLACEHOLDER["video" if kind == "video" else "image"])
     words = " ".join(s for s in (item.get("instruction"), item.get("text")) if s)
     parts.append(words)

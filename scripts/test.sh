@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set up .venv, then run every test (unit, end-to-end, notebooks, demo).
+# The test command: set up .venv, then lint and run every test (unit, end-to-end, notebooks, demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,4 +12,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 GRADIO_ANAL
        HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false PLUME_THREADS=1 OMP_NUM_THREADS=1
 # A fresh cache per run, so the tests build everything they use from code.
 export PLUME_CACHE="${PLUME_CACHE:-$(mktemp -d)/plume_cache}"
+# Lint and format first: seconds, and a style slip fails here rather than after the tests.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -q tests notebooks --nbmake "$@"

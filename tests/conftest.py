@@ -1,4 +1,5 @@
 """Shared fixtures: an offline environment, a tiny PLUME model, and real media files."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,4 +1,5 @@
 """PlumeModel: the three modes, adapter variants, save/load round trips, clear errors."""
+
 import filecmp
 
 import pytest
@@ -6,7 +7,10 @@ import torch
 
 from plume_lite import CheckpointError, ConfigError, InputError, PlumeModel, build_tiny_backbone
 
-TEXTS = [{"text": "two blue squares"}, {"text": "a yellow star above a green ring", "instruction": "Find it."}]
+TEXTS = [
+    {"text": "two blue squares"},
+    {"text": "a yellow star above a green ring", "instruction": "Find it."},
+]
 
 
 def test_tiny_backbone_is_deterministic(tmp_path):
@@ -26,6 +30,7 @@ def test_tiny_tokenizer_encodes_any_text(tiny_model):
 
 def test_plume_token_rows_copied_not_random(tiny_model):
     from plume_lite.tokens import INIT_FROM
+
     fresh = PlumeModel.from_backbone("tiny")
     emb = fresh.backbone.get_input_embeddings().weight
     tok = fresh.processor.tokenizer
@@ -40,7 +45,10 @@ def test_modes_return_normalised_float32(tiny_model, mode):
     assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
     assert len(traces) == 2 and traces[0]["mode"] == mode
     if mode == "explicit":
-        assert isinstance(traces[0]["text"], str) and traces[0]["generated_tokens"] <= tiny_model.config.max_new_tokens
+        assert (
+            isinstance(traces[0]["text"], str)
+            and traces[0]["generated_tokens"] <= tiny_model.config.max_new_tokens
+        )
 
 
 @pytest.mark.parametrize("adapter", ["moe", "moe_no_anchor", "mlp", "none"])
@@ -70,7 +78,9 @@ def test_anchor_steers_router_only_with_anchor():
 
 def test_forward_train_gives_losses_and_gradients(tiny_model):
     model = PlumeModel.from_backbone("tiny", latent_steps=3)
-    out = model.forward_train(TEXTS, ["It is blue.</think>squares\n", "</think>\n"], n_latent=3, mode="latent")
+    out = model.forward_train(
+        TEXTS, ["It is blue.</think>squares\n", "</think>\n"], n_latent=3, mode="latent"
+    )
     loss = out.ce_loss + out.gen_emb.sum() * 0 + out.balance_loss + out.disc_emb.pow(2).mean()
     loss.backward()
     assert out.gates.shape == (2, 3, 4)

@@ -1,5 +1,6 @@
 """The batched latent rollout equals the same computation without a cache, positions
 continue the text positions after vision tokens, and batching does not change an item."""
+
 import pytest
 import torch
 
@@ -31,8 +32,8 @@ def test_cached_rollout_equals_full_recompute(tiny_model, media_files, kind):
     inputs, (sid, smask), r = _rollout(tiny_model, items)
     full = full_sequence_forward(tiny_model.vlm, inputs, r.inputs, sid, smask, tiny_model.token_ids[CT])
     L = inputs["input_ids"].shape[1]
-    assert torch.allclose(full[:, L:L + K], torch.stack(r.latents, 1), atol=1e-4)
-    assert torch.allclose(full[:, L + K:], r.suffix_hidden, atol=1e-4)
+    assert torch.allclose(full[:, L : L + K], torch.stack(r.latents, 1), atol=1e-4)
+    assert torch.allclose(full[:, L + K :], r.suffix_hidden, atol=1e-4)
     assert torch.allclose(full[:, L - 1], r.z0, atol=1e-4)
 
 
@@ -43,7 +44,7 @@ def test_mixed_batch_with_padding_equals_full_recompute(tiny_model, media_files)
     assert (inputs["attention_mask"] == 0).any(), "rows of different lengths must be left-padded"
     full = full_sequence_forward(tiny_model.vlm, inputs, r.inputs, sid, smask, tiny_model.token_ids[CT])
     L = inputs["input_ids"].shape[1]
-    assert torch.allclose(full[:, L + K:], r.suffix_hidden, atol=1e-4)
+    assert torch.allclose(full[:, L + K :], r.suffix_hidden, atol=1e-4)
 
 
 @torch.no_grad()
@@ -59,9 +60,12 @@ def test_latent_positions_continue_text_positions_after_image(tiny_model, media_
     # the no-cache reference derives latent positions from get_rope_index over the full
     # sequence: they are p_bot + 1 + j, which is what the cached steps use
     slots = torch.full((1, K), tiny_model.token_ids[CT])
-    full = dict(inputs, input_ids=torch.cat([inputs["input_ids"], slots], 1),
-                attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(slots)], 1),
-                mm_token_type_ids=torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(slots)], 1))
+    full = dict(
+        inputs,
+        input_ids=torch.cat([inputs["input_ids"], slots], 1),
+        attention_mask=torch.cat([inputs["attention_mask"], torch.ones_like(slots)], 1),
+        mm_token_type_ids=torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(slots)], 1),
+    )
     full_positions = rope_positions(tiny_model.vlm, full)
     expected = torch.arange(p_bot + 1, p_bot + 1 + K)
     for axis in range(3):

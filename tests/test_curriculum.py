@@ -1,12 +1,22 @@
 """The curriculum is pure: segments, schedule and suffix texts are checked exactly."""
+
 import pytest
 
-from plume_lite.curriculum import (STAGE_RATIOS, THINK_END, Curriculum, build_suffix,
-                                   explicit_suffix, round_half_up, split_segments)
+from plume_lite.curriculum import (
+    STAGE_RATIOS,
+    THINK_END,
+    Curriculum,
+    build_suffix,
+    explicit_suffix,
+    round_half_up,
+    split_segments,
+)
 
-RATIONALE = ("The image shows a red circle. It sits on a blue background! Is it large? "
-             "Yes, it covers half the frame. The circle is bright. No other shapes appear. "
-             "The colour is clearly red. So the answer is: red circle.")
+RATIONALE = (
+    "The image shows a red circle. It sits on a blue background! Is it large? "
+    "Yes, it covers half the frame. The circle is bright. No other shapes appear. "
+    "The colour is clearly red. So the answer is: red circle."
+)
 
 
 def test_sentences_become_exactly_m_segments_in_order():
@@ -27,7 +37,7 @@ def test_fewer_sentences_fall_back_to_character_chunks_on_word_boundaries():
     text = "one long sentence without any full stop that goes on for a while and more"
     segs = split_segments(text, 4)
     assert len(segs) == 4 and all(segs)
-    assert " ".join(segs) == text                       # cut at spaces, words kept whole
+    assert " ".join(segs) == text  # cut at spaces, words kept whole
     lengths = [len(s) for s in segs]
     assert max(lengths) - min(lengths) <= len(text) // 4
 
@@ -51,8 +61,8 @@ def test_schedule_final_half_all_latent_earlier_stages_share_first_half():
         assert len(span) == 100 and span[0].ratio == ratio and span[0].n_latent == round(8 * ratio)
     final = [s for s in stages if s.index == 4]
     assert len(final) == 400 and all(s.n_latent == 8 for s in final)
-    assert [s.drop_answer for s in final].index(True) == 200     # last half of final stage
-    assert stages[:600] == sorted(stages[:600], key=lambda s: s.index)   # monotone
+    assert [s.drop_answer for s in final].index(True) == 200  # last half of final stage
+    assert stages[:600] == sorted(stages[:600], key=lambda s: s.index)  # monotone
     assert not any(s.drop_answer for s in stages[:600]) and all(s.drop_answer for s in stages[600:])
 
 
@@ -63,11 +73,10 @@ def test_curriculum_off_is_all_latent_from_step_zero():
     assert {s.index for s in cur.stages} == {0}
 
 
-@pytest.mark.parametrize("k, expected", [(8, [0, 2, 4, 6, 8]), (6, [0, 2, 3, 5, 6]),
-                                         (4, [0, 1, 2, 3, 4])])
+@pytest.mark.parametrize("k, expected", [(8, [0, 2, 4, 6, 8]), (6, [0, 2, 3, 5, 6]), (4, [0, 1, 2, 3, 4])])
 def test_latent_slots_per_stage(k, expected):
     cur = Curriculum(latent_steps=k)
-    assert [cur.stage_at(p).n_latent for p in (0, .13, .26, .38, .6)] == expected
+    assert [cur.stage_at(p).n_latent for p in (0, 0.13, 0.26, 0.38, 0.6)] == expected
 
 
 def test_suffixes_replace_a_growing_prefix_and_end_in_inference_format():

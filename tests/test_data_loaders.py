@@ -1,6 +1,7 @@
 """Loaders for the real sources, each read from a small fixture written in that source's
 own layout: MMEB-train, UME-sft-train, MMEB_Test_Instruct (+ image folder), video eval
 with frame folders, BEIR document sets (ViDoRe parquet with images; classic jsonl/tsv)."""
+
 import json
 from pathlib import Path
 
@@ -9,14 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from plume_lite.media import load_image, load_video
 from plume_lite.data.mmeb import load_eval_tasks, load_train_pairs
 from plume_lite.data.storage import DataError
+from plume_lite.media import load_image, load_video
 
-UME_PROMPT = ("\n<disc_emb>\nRepresent the above input text, images, videos, or any combination "
-              "of the three as embeddings. First output the thinking process in <think> </think> "
-              "tags and then summarize the entire input in a word or sentence. Finally, use the "
-              "<gen_emb> tag to represent the entire input.")
+UME_PROMPT = (
+    "\n<disc_emb>\nRepresent the above input text, images, videos, or any combination "
+    "of the three as embeddings. First output the thinking process in <think> </think> "
+    "tags and then summarize the entire input in a word or sentence. Finally, use the "
+    "<gen_emb> tag to represent the entire input."
+)
 
 
 def _img(path: Path, color=(200, 30, 30), size=(32, 32)):
@@ -40,16 +43,32 @@ def mmeb_train(tmp_path_factory):
     root = tmp_path_factory.mktemp("MMEB-train")
     _img(root / "images/ImageNet_1K/n01440764_1.jpg")
     _img(root / "images/MSCOCO_t2i/000001.jpg", (20, 20, 200))
-    cls = [{"qry": "<|image_1|>\nRepresent the given image for classification\n",
-            "qry_image_path": "images/ImageNet_1K/n01440764_1.jpg", "pos_text": "tench",
-            "pos_image_path": "", "neg_text": "goldfish", "neg_image_path": ""}] * 3
+    cls = [
+        {
+            "qry": "<|image_1|>\nRepresent the given image for classification\n",
+            "qry_image_path": "images/ImageNet_1K/n01440764_1.jpg",
+            "pos_text": "tench",
+            "pos_image_path": "",
+            "neg_text": "goldfish",
+            "neg_image_path": "",
+        }
+    ] * 3
     _parquet(root / "ImageNet_1K/original-00000-of-00001.parquet", cls)
-    _parquet(root / "ImageNet_1K/diverse_instruction-00000-of-00001.parquet",
-             [dict(cls[0], qry="<|image_1|>\nWhat is in this image?\n")] * 5)
-    _parquet(root / "MSCOCO_t2i/original-00000-of-00001.parquet", [{
-        "qry": "Find me an everyday image that matches the given caption: a blue square.",
-        "qry_image_path": "", "pos_text": "<|image_1|>\nRepresent the given image.\n",
-        "pos_image_path": "images/MSCOCO_t2i/000001.jpg"}])
+    _parquet(
+        root / "ImageNet_1K/diverse_instruction-00000-of-00001.parquet",
+        [dict(cls[0], qry="<|image_1|>\nWhat is in this image?\n")] * 5,
+    )
+    _parquet(
+        root / "MSCOCO_t2i/original-00000-of-00001.parquet",
+        [
+            {
+                "qry": "Find me an everyday image that matches the given caption: a blue square.",
+                "qry_image_path": "",
+                "pos_text": "<|image_1|>\nRepresent the given image.\n",
+                "pos_image_path": "images/MSCOCO_t2i/000001.jpg",
+            }
+        ],
+    )
     return root
 
 
@@ -77,28 +96,53 @@ def ume(tmp_path_factory, mmeb_train):
     frames = [f"llavahound/frames/v_001/{i:05d}.jpg" for i in range(10)]
     gpt = "<think>{}</think><answer>{}</answer><gen_emb>"
     recs = [
-        {"dataset_name": "ImageNet_1K",
-         "qry": {"conversations": [
-             {"from": "human", "value": "<image>\nRepresent the given image for classification"
-              + UME_PROMPT},
-             {"from": "gpt", "value": gpt.format("The image shows a fish. A person holds it.",
-                                                 "tench")}],
-             "image": "images/ImageNet_1K/n01440764_1.jpg"},
-         "pos": {"conversations": [
-             {"from": "human", "value": "tench" + UME_PROMPT},
-             {"from": "gpt", "value": gpt.format("The text names a fish. It lives in lakes.",
-                                                 "tench")}]}},
-        {"dataset_name": "llavahound_caption",
-         "qry": {"conversations": [
-             {"from": "human", "value": "Find a video that matches: a man waves." + UME_PROMPT},
-             {"from": "gpt", "value": "<think>A man is shown. He waves.</think> a man waving"
-                                      "<gen_emb>"}]},
-         "pos": {"conversations": [
-             {"from": "human", "value": "<video>\nUnderstand the content of the video."
-              + UME_PROMPT},
-             {"from": "gpt", "value": gpt.format("The clip shows a man. He raises a hand.",
-                                                 "a man waving")}],
-             "video": frames}},
+        {
+            "dataset_name": "ImageNet_1K",
+            "qry": {
+                "conversations": [
+                    {
+                        "from": "human",
+                        "value": "<image>\nRepresent the given image for classification" + UME_PROMPT,
+                    },
+                    {
+                        "from": "gpt",
+                        "value": gpt.format("The image shows a fish. A person holds it.", "tench"),
+                    },
+                ],
+                "image": "images/ImageNet_1K/n01440764_1.jpg",
+            },
+            "pos": {
+                "conversations": [
+                    {"from": "human", "value": "tench" + UME_PROMPT},
+                    {
+                        "from": "gpt",
+                        "value": gpt.format("The text names a fish. It lives in lakes.", "tench"),
+                    },
+                ]
+            },
+        },
+        {
+            "dataset_name": "llavahound_caption",
+            "qry": {
+                "conversations": [
+                    {"from": "human", "value": "Find a video that matches: a man waves." + UME_PROMPT},
+                    {
+                        "from": "gpt",
+                        "value": "<think>A man is shown. He waves.</think> a man waving<gen_emb>",
+                    },
+                ]
+            },
+            "pos": {
+                "conversations": [
+                    {"from": "human", "value": "<video>\nUnderstand the content of the video." + UME_PROMPT},
+                    {
+                        "from": "gpt",
+                        "value": gpt.format("The clip shows a man. He raises a hand.", "a man waving"),
+                    },
+                ],
+                "video": frames,
+            },
+        },
     ]
     d = tmp_path_factory.mktemp("UME-sft-train")
     (d / "UME-sft-train.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
@@ -129,24 +173,47 @@ def mmeb_eval(tmp_path_factory):
     import numpy as np
     from datasets import Dataset, Features, Value
     from datasets import Image as HFImage
+
     root = tmp_path_factory.mktemp("MMEB-eval")
     _img(root / "eval_images/ImageNet-1K/a.jpg")
     _img(root / "eval_images/ImageNet-1K/b.jpg", (0, 0, 200))
     for n in ("c1", "c2"):
         _img(root / f"eval_images/MSCOCO_t2i/{n}.jpg")
     labels = ["tench", "goldfish", "shark"]
-    _parquet(root / "ImageNet-1K/test-00000-of-00001.parquet", [
-        {"qry_inst": "<|image_1|>\nRepresent the given image for classification",
-         "qry_text": "", "qry_img_path": "ImageNet-1K/a.jpg", "tgt_inst": "",
-         "tgt_text": labels, "tgt_img_path": ["", "", ""]},
-        {"qry_inst": "<|image_1|>\nRepresent the given image for classification",
-         "qry_text": "", "qry_img_path": "ImageNet-1K/b.jpg", "tgt_inst": "",
-         "tgt_text": ["shark", "tench", "eel"], "tgt_img_path": ["", "", ""]}])
-    _parquet(root / "MSCOCO_t2i/test-00000-of-00001.parquet", [
-        {"qry_inst": "Find me an everyday image that matches the given caption:",
-         "qry_text": "a red square", "qry_img_path": "",
-         "tgt_inst": "<|image_1|>\nRepresent the given image.", "tgt_text": ["", ""],
-         "tgt_img_path": ["MSCOCO_t2i/c1.jpg", "MSCOCO_t2i/c2.jpg"]}])
+    _parquet(
+        root / "ImageNet-1K/test-00000-of-00001.parquet",
+        [
+            {
+                "qry_inst": "<|image_1|>\nRepresent the given image for classification",
+                "qry_text": "",
+                "qry_img_path": "ImageNet-1K/a.jpg",
+                "tgt_inst": "",
+                "tgt_text": labels,
+                "tgt_img_path": ["", "", ""],
+            },
+            {
+                "qry_inst": "<|image_1|>\nRepresent the given image for classification",
+                "qry_text": "",
+                "qry_img_path": "ImageNet-1K/b.jpg",
+                "tgt_inst": "",
+                "tgt_text": ["shark", "tench", "eel"],
+                "tgt_img_path": ["", "", ""],
+            },
+        ],
+    )
+    _parquet(
+        root / "MSCOCO_t2i/test-00000-of-00001.parquet",
+        [
+            {
+                "qry_inst": "Find me an everyday image that matches the given caption:",
+                "qry_text": "a red square",
+                "qry_img_path": "",
+                "tgt_inst": "<|image_1|>\nRepresent the given image.",
+                "tgt_text": ["", ""],
+                "tgt_img_path": ["MSCOCO_t2i/c1.jpg", "MSCOCO_t2i/c2.jpg"],
+            }
+        ],
+    )
     # video eval: MSR-VTT rows whose candidates are frame folders (and one mp4)
     for v in ("video7", "video8"):
         _frames(root / "frames" / v)
@@ -161,34 +228,55 @@ def mmeb_eval(tmp_path_factory):
                 out.mux(p)
         for p in s.encode():
             out.mux(p)
-    rows = [{"qry_inst": "Find a video that contains the following visual content:",
-             "qry_text": cap, "qry_img_path": "", "qry_video_path": "",
-             "tgt_inst": "Understand the content of the provided video.", "tgt_text": [""],
-             "tgt_img_path": [""], "tgt_video_path": [vid]}
-            for cap, vid in [("a man cooks", "frames/video7"), ("a dog runs", "frames/video8"),
-                             ("a car drives", "videos/video9.mp4")]]
+    rows = [
+        {
+            "qry_inst": "Find a video that contains the following visual content:",
+            "qry_text": cap,
+            "qry_img_path": "",
+            "qry_video_path": "",
+            "tgt_inst": "Understand the content of the provided video.",
+            "tgt_text": [""],
+            "tgt_img_path": [""],
+            "tgt_video_path": [vid],
+        }
+        for cap, vid in [
+            ("a man cooks", "frames/video7"),
+            ("a dog runs", "frames/video8"),
+            ("a car drives", "videos/video9.mp4"),
+        ]
+    ]
     (root / "MSR-VTT").mkdir()
     (root / "MSR-VTT/test.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     # ViDoRe-style BEIR: parquet per part, corpus images embedded as bytes
     beir = root / "ViDoRe_toy"
     pages = [Image.new("RGB", (40, 50), c) for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250))]
-    Dataset.from_dict({"corpus-id": [10, 11, 12], "image": pages},
-                      features=Features({"corpus-id": Value("int64"), "image": HFImage()})
-                      ).to_parquet(str(beir / "corpus/test-00000-of-00001.parquet"))
-    _parquet(beir / "queries/test-00000-of-00001.parquet",
-             [{"query-id": 1, "query": "red page"}, {"query-id": 2, "query": "blue page"},
-              {"query-id": 3, "query": "no relevant page"}])
-    _parquet(beir / "qrels/test-00000-of-00001.parquet",
-             [{"query-id": 1, "corpus-id": 10, "score": 2},
-              {"query-id": 1, "corpus-id": 11, "score": 1},
-              {"query-id": 2, "corpus-id": 12, "score": 1},
-              {"query-id": 3, "corpus-id": 99, "score": 1}])
+    Dataset.from_dict(
+        {"corpus-id": [10, 11, 12], "image": pages},
+        features=Features({"corpus-id": Value("int64"), "image": HFImage()}),
+    ).to_parquet(str(beir / "corpus/test-00000-of-00001.parquet"))
+    _parquet(
+        beir / "queries/test-00000-of-00001.parquet",
+        [
+            {"query-id": 1, "query": "red page"},
+            {"query-id": 2, "query": "blue page"},
+            {"query-id": 3, "query": "no relevant page"},
+        ],
+    )
+    _parquet(
+        beir / "qrels/test-00000-of-00001.parquet",
+        [
+            {"query-id": 1, "corpus-id": 10, "score": 2},
+            {"query-id": 1, "corpus-id": 11, "score": 1},
+            {"query-id": 2, "corpus-id": 12, "score": 1},
+            {"query-id": 3, "corpus-id": 99, "score": 1},
+        ],
+    )
     # classic BEIR text set: corpus.jsonl, queries.jsonl, qrels/test.tsv
     text = root / "beir_text"
     text.mkdir()
-    (text / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "",
-                                                             "text": f"doc {i}"})
-                                                 for i in range(3)))
+    (text / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"doc {i}"}) for i in range(3))
+    )
     (text / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "doc two?"}))
     (text / "qrels").mkdir()
     (text / "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq0\td2\t1\n")
@@ -199,7 +287,11 @@ def test_mmeb_test_instruct_image_tasks(mmeb_eval):
     tasks = {t.name: t for t in load_eval_tasks(mmeb_eval, tasks=["ImageNet-1K", "MSCOCO_t2i"])}
     cls = tasks["ImageNet-1K"]
     assert (cls.modality, cls.meta_task, cls.protocol, cls.metric) == (
-        "image", "classification", "local", "hit@1")
+        "image",
+        "classification",
+        "local",
+        "hit@1",
+    )
     assert [c["text"] for c in cls.candidates] == ["tench", "goldfish", "shark", "eel"]
     assert cls.query_candidates == [[0, 1, 2], [2, 0, 3]] and cls.qrels == [{0: 1}, {2: 1}]
     q = cls.queries[0]

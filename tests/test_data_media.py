@@ -1,5 +1,6 @@
 """Media decoding: every supported type decodes; every bad file ends in one MediaError
 that names the file, within a few seconds."""
+
 import io
 import os
 import struct
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from plume_lite.media import (MediaError, load_image, load_pdf_page, load_video,
-                                   pdf_num_pages, uniform_indices)
 from plume_lite.errors import PlumeError
+from plume_lite.media import MediaError, load_image, load_pdf_page, load_video, pdf_num_pages, uniform_indices
 
 
 def _write_video(path, codec, fmt, n=30, size=(64, 48), opts=None):
     """Frame i carries its index in its brightness (i * 8)."""
     import av
+
     w, h = size
     with av.open(str(path), "w", format=fmt) as out:
         s = out.add_stream(codec, rate=10)
@@ -35,16 +36,23 @@ def _write_video(path, codec, fmt, n=30, size=(64, 48), opts=None):
 
 def _png_header_only(path, w, h):
     """A valid PNG header declaring w x h, with almost no pixel data (a bomb stand-in)."""
+
     def chunk(t, data):
         return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data))
+
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     import pypdf
+
     d = tmp_path_factory.mktemp("media_cases")
     _write_video(d / "ok.mp4", "libx264", "mp4", opts={"g": "5"})
     _write_video(d / "ok.webm", "libvpx-vp9", "webm")

@@ -1,5 +1,6 @@
 """SynthMMEB: deterministic, MMEB-v2-shaped, rationales on every training pair, held-out
 test combinations, real media files, and the synth / data show commands."""
+
 import hashlib
 import json
 import re
@@ -7,15 +8,18 @@ import re
 import pytest
 
 from plume_lite.apps import cli
-from plume_lite.media import load_pdf_page, load_video
 from plume_lite.data.mmeb import load_eval_tasks, load_train_pairs
 from plume_lite.data.storage import DataError, read_rows
 from plume_lite.data.synth import make_synth
+from plume_lite.media import load_pdf_page, load_video
 
 
 def _digest(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +53,28 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(synth, tmp_path)
         ours = {k: v for k, v in base.items() if f"/{n}/" in k}
         theirs = {k: v for k, v in other.items() if f"/{n}/" in k}
         assert ours.keys() & theirs.keys()
-        assert all(ours[k] != theirs[k] for k in ours.keys() & theirs.keys() if k.endswith(
-            (".png", ".mp4", ".pdf", ".arrow")))
+        assert all(
+            ours[k] != theirs[k]
+            for k in ours.keys() & theirs.keys()
+            if k.endswith((".png", ".mp4", ".pdf", ".arrow"))
+        )
 
 
 def test_manifest_is_mmeb_v2_shaped(manifest):
     t = manifest["tasks"]
     assert len(t) >= 12
     kinds = {(e["modality"], e["meta_task"]) for e in t}
-    for need in [("image", "classification"), ("image", "qa"), ("image", "retrieval"),
-                 ("image", "grounding"), ("video", "classification"), ("video", "qa"),
-                 ("video", "retrieval"), ("video", "moment_retrieval"), ("visdoc", "vidore")]:
+    for need in [
+        ("image", "classification"),
+        ("image", "qa"),
+        ("image", "retrieval"),
+        ("image", "grounding"),
+        ("video", "classification"),
+        ("video", "qa"),
+        ("video", "retrieval"),
+        ("video", "moment_retrieval"),
+        ("visdoc", "vidore"),
+    ]:
         assert need in kinds
     assert sum(e["protocol"] == "global" for e in t) >= 2
     assert sum(e["reasoning"] for e in t) * 3 >= len(t)
@@ -72,8 +87,10 @@ def test_manifest_is_mmeb_v2_shaped(manifest):
 def test_every_training_pair_has_a_multi_sentence_rationale_and_answer(pairs, manifest):
     assert len(pairs) == sum(e["n_train"] for e in manifest["tasks"])
     for p in pairs:
-        for rationale, answer in ((p.query_rationale, p.query_answer),
-                                  (p.positive_rationale, p.positive_answer)):
+        for rationale, answer in (
+            (p.query_rationale, p.query_answer),
+            (p.positive_rationale, p.positive_answer),
+        ):
             segs = [s for s in re.split(r"(?<=\.)\s+", rationale) if s]
             assert len(segs) >= 2 and all(s.endswith(".") for s in segs), rationale
             assert answer and len(answer) < 80
@@ -86,8 +103,11 @@ def test_reasoning_rationales_are_correct_by_construction(pairs):
     for p in chart[:40]:
         m = re.search(r"Bars? ([\d, and]+) rises? above", p.query_rationale)
         n = len(re.findall(r"\d", m.group(1))) if m else 0
-        assert p.query_answer == ["zero", "one", "two", "three", "four", "five", "six",
-                                  "seven"][n] == p.positive["text"]
+        assert (
+            p.query_answer
+            == ["zero", "one", "two", "three", "four", "five", "six", "seven"][n]
+            == p.positive["text"]
+        )
     for p in [p for p in pairs if p.task == "img_qa_majority"][:40]:
         counts = dict(re.findall(r"count the (\w+) shapes and find (\w+)", p.query_rationale))
         assert len(counts) == 2 and p.query_answer in counts
@@ -104,13 +124,11 @@ def _combos(task, rows, test):
     raise AssertionError(task)
 
 
-@pytest.mark.parametrize("task", ["img_cls_colorshape", "img_qa_majority", "img_ret_t2i",
-                                  "vid_ret_t2v"])
+@pytest.mark.parametrize("task", ["img_cls_colorshape", "img_qa_majority", "img_ret_t2i", "vid_ret_t2v"])
 def test_test_split_holds_out_combinations_never_seen_in_training(synth, task):
     train = read_rows(synth / "train" / task)
     test = read_rows(synth / "eval" / task)
-    assert _combos(task, test, True) and not (_combos(task, test, True)
-                                               & _combos(task, train, False))
+    assert _combos(task, test, True) and not (_combos(task, test, True) & _combos(task, train, False))
 
 
 def test_doc_queries_hold_out_and_qrels_are_graded(synth):
@@ -125,7 +143,11 @@ def test_eval_tasks_follow_the_local_global_conventions(tasks, manifest):
     assert [t.name for t in tasks] == [e["name"] for e in manifest["tasks"]]
     for t, e in zip(tasks, manifest["tasks"]):
         assert (t.modality, t.meta_task, t.protocol, t.reasoning) == (
-            e["modality"], e["meta_task"], e["protocol"], e["reasoning"])
+            e["modality"],
+            e["meta_task"],
+            e["protocol"],
+            e["reasoning"],
+        )
         assert len(t.queries) == len(t.qrels) == e["n_test_queries"]
         assert len(t.candidates) == e["n_candidates"]
         if t.protocol == "local":
@@ -144,6 +166,7 @@ def test_media_are_real_files_at_model_size(tasks):
     frames = load_video(clip)
     assert len(frames) == 8 and frames[0].size == (64, 64)
     import av
+
     with av.open(clip) as c:
         assert c.streams.video[0].codec_context.name in ("h264", "mpeg4")
         assert c.streams.video[0].frames >= 8

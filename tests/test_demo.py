@@ -6,6 +6,7 @@ as subprocesses: the Space's `python app.py` and `plume-lite demo`.
 One small server per module: an untrained tiny checkpoint and a ~12-item corpus. The
 Space test starts the app with no arguments, as a Space does: its first run trains the
 default checkpoint into $PLUME_CACHE (minutes), later runs reuse it."""
+
 import contextlib
 import json
 import os
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from plume_lite.runtime import OFFLINE_ENV, apply_env
 
-apply_env(offline=True, force=True)      # before gradio_client (and the hub client) load
+apply_env(offline=True, force=True)  # before gradio_client (and the hub client) load
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -34,6 +35,7 @@ UPLOAD_LIMIT = "2mb"
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -52,7 +54,9 @@ def shape_image(path, color, shape="circle"):
 def tiny_checkpoint(folder: Path) -> str:
     """An untrained tiny PlumeModel: enough to exercise every path in seconds."""
     import torch
+
     from plume_lite import PlumeModel
+
     if not (folder / "plume_config.json").exists():
         torch.manual_seed(0)
         PlumeModel.from_backbone("tiny").save_pretrained(folder)
@@ -64,34 +68,45 @@ def small_corpus(root: Path, media_files: dict) -> list:
     for color in ("red", "green", "blue", "yellow"):
         for shape in ("circle", "square"):
             items.append({"image": shape_image(root / f"{color}-{shape}.png", color, shape)})
-    items += [{"video": media_files["video"]}, {"pdf": media_files["pdf"], "page": 0},
-              {"pdf": media_files["pdf"], "page": 1}, {"text": "a red circle on a dark background"}]
+    items += [
+        {"video": media_files["video"]},
+        {"pdf": media_files["pdf"], "page": 0},
+        {"pdf": media_files["pdf"], "page": 1},
+        {"text": "a red circle on a dark background"},
+    ]
     return items
 
 
 def start_demo(root: Path, media_files: dict, **launch_kwargs):
     """(demo, url, corpus items): a demo server on a free loopback port, ready."""
     from plume_lite.apps.demo.server import build_app, launch
+
     root.mkdir(parents=True, exist_ok=True)
     items = small_corpus(root, media_files)
     demo = build_app(tiny_checkpoint(root / "ckpt"), items, root / "cache", wait=True, log=False)
-    _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True,
-                       **launch_kwargs)
+    _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True, **launch_kwargs)
     return demo, url, items
 
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge size (the pixels are never there)."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def bad_files(root: Path, media_files: dict) -> dict:
     """name -> (path, words the error message must contain)."""
     from pypdf import PdfWriter
+
     root.mkdir(parents=True, exist_ok=True)
     files = {}
     empty = root / "empty.png"
@@ -120,18 +135,20 @@ def bad_files(root: Path, media_files: dict) -> dict:
 
 
 def search(client, path, page=1, instruction="", mode="latent", steps=4, k=5, time_all=False):
-    return client.predict(handle_file(str(path)), page, instruction, mode, steps, k, time_all,
-                          api_name="/search")
+    return client.predict(
+        handle_file(str(path)), page, instruction, mode, steps, k, time_all, api_name="/search"
+    )
 
 
 def check_result(out, k=5, steps=4, routed=True):
     gallery, heatmap, latency, rationale, details = out
     assert 0 < len(gallery) <= k
-    assert all(Path(g["image"]).is_file() and g["caption"].startswith(f"#{i + 1} ")
-               for i, g in enumerate(gallery))
+    assert all(
+        Path(g["image"]).is_file() and g["caption"].startswith(f"#{i + 1} ") for i, g in enumerate(gallery)
+    )
     scores = [r["score"] for r in details["results"]]
     assert scores == sorted(scores, reverse=True)
-    assert Image.open(heatmap).size[0] > 100      # the heatmap (or its stand-in) is a picture
+    assert Image.open(heatmap).size[0] > 100  # the heatmap (or its stand-in) is a picture
     assert "query encode (ms)" in latency
     if routed:
         gates, chosen = details["routing"]["gates"], details["routing"]["chosen"]
@@ -141,6 +158,7 @@ def check_result(out, k=5, steps=4, routed=True):
 
 
 # ----------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, media_files):
@@ -156,6 +174,7 @@ def client(server):
 
 
 # ----------------------------------------------------------------------------- queries
+
 
 @pytest.mark.parametrize("kind", ["image", "video", "pdf"])
 def test_query_returns_gallery_and_routing(client, server, kind):
@@ -173,7 +192,7 @@ def test_pdf_preview_and_page_picker(client, server):
     assert "2 pages" in info and Image.open(preview).size[0] >= 64
     page2, _, _ = client.predict(handle_file(server["media"]["pdf"]), 2, api_name="/preview_page")
     assert Image.open(page2).tobytes() != Image.open(preview).tobytes()
-    with pytest.raises(Exception, match="greater than maximum"):   # the picker's own bound
+    with pytest.raises(Exception, match="greater than maximum"):  # the picker's own bound
         search(client, server["media"]["pdf"], page=3)
     with pytest.raises(Exception, match="page 3 is out of range; the document has 2 pages"):
         search(Client(server["url"], verbose=False), server["media"]["pdf"], page=3)
@@ -187,13 +206,14 @@ def test_modes_latency_and_rationale(client, server):
     assert set(direct[4]["latency_ms"]) == {"latent", "direct", "explicit"}
     explicit = search(client, image, mode="explicit")
     check_result(explicit, routed=False)
-    assert explicit[3] and explicit[4]["generated_tokens"] > 0     # the written rationale
+    assert explicit[3] and explicit[4]["generated_tokens"] > 0  # the written rationale
     check_result(search(client, image, mode="latent", steps=2), steps=2)
     no_steps = search(client, image, mode="latent", steps=0)
-    assert check_result(no_steps, routed=False)["routing"] is None      # K = 0: nothing routed
+    assert check_result(no_steps, routed=False)["routing"] is None  # K = 0: nothing routed
 
 
 # ----------------------------------------------------------------------------- robustness
+
 
 def test_bad_files_give_a_message_and_the_app_keeps_serving(client, server):
     good = server["root"] / "green-circle.png"
@@ -204,13 +224,13 @@ def test_bad_files_give_a_message_and_the_app_keeps_serving(client, server):
         assert words in str(err.value), f"{name}: {err.value}"
         assert path.name in str(err.value), f"{name}: the message should name the file"
         assert time.monotonic() - start < 20, name
-        check_result(search(client, good))      # and the next query still works
+        check_result(search(client, good))  # and the next query still works
 
 
 def test_unsupported_type_and_bad_settings(client, server):
     odd = server["root"] / "table.csv"
     odd.write_text("a,b\n1,2\n")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017  (gradio_client re-raises the app's error)
         search(client, odd)
     good = server["root"] / "green-circle.png"
     with pytest.raises(Exception, match="instruction"):
@@ -220,15 +240,18 @@ def test_unsupported_type_and_bad_settings(client, server):
 
 def test_upload_over_the_size_limit_is_refused(client, server):
     big = server["root"] / "big.png"
-    big.write_bytes(os.urandom(3 * 1024 * 1024))      # over the 2 MB limit of this server
-    with pytest.raises(Exception):
+    big.write_bytes(os.urandom(3 * 1024 * 1024))  # over the 2 MB limit of this server
+    with pytest.raises(Exception):  # noqa: B017  (refused by gradio before the app runs)
         search(client, big)
     check_result(search(client, server["root"] / "green-circle.png"))
 
 
 def test_ten_concurrent_queries_all_complete(server):
-    images = [server["root"] / f"{c}-{s}.png" for c in ("red", "green", "blue", "yellow")
-              for s in ("circle", "square")]
+    images = [
+        server["root"] / f"{c}-{s}.png"
+        for c in ("red", "green", "blue", "yellow")
+        for s in ("circle", "square")
+    ]
     results, errors = [None] * 10, []
 
     def one(i):
@@ -250,6 +273,7 @@ def test_ten_concurrent_queries_all_complete(server):
 
 def test_deadline_turns_a_stuck_request_into_an_error(server):
     from plume_lite.apps.demo.engine import Busy
+
     engine = server["demo"].plume_startup.engine
     with pytest.raises(Busy, match="did not finish"):
         engine.bounded(time.sleep, 2, timeout_s=0.2)
@@ -257,33 +281,39 @@ def test_deadline_turns_a_stuck_request_into_an_error(server):
 
 # ----------------------------------------------------------------------------- corpus
 
+
 def test_added_files_are_searchable_and_cached_across_restarts(client, server, tmp_path):
     from plume_lite.apps.demo.startup import Startup
+
     new = shape_image(tmp_path / "purple-circle.png", "purple")
     msg = client.predict([handle_file(new)], "a purple circle", api_name="/add_to_corpus")
     assert "Added 2 items" in msg
     details = check_result(search(client, new))
-    assert details["results"][0]["score"] > 0.999          # the added file is found first
+    assert details["results"][0]["score"] > 0.999  # the added file is found first
     engine = server["demo"].plume_startup.engine
     n = len(engine.items)
     # a restart on the same cache folder: the same corpus, nothing embedded again
-    again = Startup(engine.checkpoint_path, server["items"], server["root"] / "cache",
-                    prefetch=("direct",), log=False)
+    again = Startup(
+        engine.checkpoint_path, server["items"], server["root"] / "cache", prefetch=("direct",), log=False
+    )
     again.run()
     fresh = again.require()
     assert len(fresh.items) == n
     assert fresh.indexes[("latent", 8)].cache.n_encoded == 0
-    assert fresh.ready_settings()[("direct", None)] == (n, n)    # the background prefetch
+    assert fresh.ready_settings()[("direct", None)] == (n, n)  # the background prefetch
 
 
 # ----------------------------------------------------------------------------- K limit
+
 
 class StubModel:
     """What DemoEngine reads from a model when it is built: config, device, parameters."""
 
     def __init__(self, step_table_size):
         import torch
+
         from plume_lite.config import PlumeConfig
+
         self.config = PlumeConfig(latent_steps=2, step_table_size=step_table_size)
         self.device = torch.device("cpu")
 
@@ -296,6 +326,7 @@ class StubModel:
 
 def test_k_limit_comes_from_the_model_capped_by_the_demo(server, tmp_path):
     from plume_lite.apps.demo.engine import MAX_STEPS, DemoEngine
+
     engine = server["demo"].plume_startup.engine
     assert engine.max_steps == min(MAX_STEPS, engine.model.config.step_table_size)
     with pytest.raises(ValueError, match=f"between 0 and {engine.max_steps}"):
@@ -307,6 +338,7 @@ def test_k_limit_comes_from_the_model_capped_by_the_demo(server, tmp_path):
 
 
 # ----------------------------------------------------------------------------- entry points
+
 
 def _clean_env(**extra) -> dict:
     """os.environ without the offline settings (the demo must set them itself)."""
@@ -336,8 +368,9 @@ print(json.dumps([imported, changed, gradio.analytics.analytics_enabled(),
                   huggingface_hub.constants.HF_HUB_DISABLE_TELEMETRY]))
 """
     env = _clean_env(HF_HUB_OFFLINE="0", GRADIO_ANALYTICS_ENABLED="True")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, {}, False, True, True]
 
@@ -347,8 +380,10 @@ def test_entry_points_are_the_package():
     definition, no file found by path, no sys.path edit."""
     from plume_lite.apps import cli
     from plume_lite.apps.demo import cli as demo_cli
-    args = cli.build_parser().parse_args(["demo", "--checkpoint", "ck", "--corpus", "c",
-                                          "--host", "0.0.0.0", "--port", "7999"])
+
+    args = cli.build_parser().parse_args(
+        ["demo", "--checkpoint", "ck", "--corpus", "c", "--host", "0.0.0.0", "--port", "7999"]
+    )
     assert (args.checkpoint, args.corpus, args.host, args.port) == ("ck", "c", "0.0.0.0", 7999)
     assert args.func is demo_cli.run
     app = (ROOT / "demo_app" / "app.py").read_text()
@@ -362,8 +397,9 @@ def test_entry_points_are_the_package():
 def serving(cmd, cwd, env, port, ready_timeout):
     """Run a demo command and yield {"url", "status"} once its page says Ready; on
     exit stop it and add its output as "log"."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     run = {"url": f"http://127.0.0.1:{port}/", "status": ""}
     try:
         deadline = time.monotonic() + ready_timeout
@@ -371,7 +407,7 @@ def serving(cmd, cwd, env, port, ready_timeout):
             time.sleep(1)
             try:
                 run["status"] = Client(run["url"], verbose=False).predict(api_name="/status")[0]
-            except Exception:   # not listening yet
+            except Exception:  # not listening yet
                 if proc.poll() is not None:
                     raise AssertionError(f"the demo exited: {proc.stdout.read()}") from None
         assert "Ready" in run["status"], run["status"]
@@ -396,12 +432,21 @@ def test_plume_lite_demo_serves_a_folder_corpus(server, tmp_path):
     shape_image(corpus / "a.png", "red")
     shape_image(corpus / "b.png", "blue", "square")
     (corpus / "captions.txt").write_text("a red circle\na blue square\n")
-    (corpus / "broken.png").write_bytes(b"not a png")          # skipped, reported in the log
+    (corpus / "broken.png").write_bytes(b"not a png")  # skipped, reported in the log
     port = free_port()
     script = Path(sys.executable).parent / "plume-lite"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "plume_lite"]
-    cmd = command + ["demo", "--checkpoint", server["demo"].plume_startup.engine.checkpoint_path,
-                     "--corpus", str(corpus), "--port", str(port), "--warm", "latent"]
+    cmd = command + [
+        "demo",
+        "--checkpoint",
+        server["demo"].plume_startup.engine.checkpoint_path,
+        "--corpus",
+        str(corpus),
+        "--port",
+        str(port),
+        "--warm",
+        "latent",
+    ]
     env = dict(os.environ, PLUME_CACHE=str(tmp_path / "cache"))
     with serving(cmd, tmp_path, env, port, ready_timeout=120) as run:
         assert "Ready:** 4 corpus items" in run["status"], run["status"]

@@ -1,24 +1,33 @@
 """The demo in a real browser: Debian's Chromium, driven by Playwright's Python package
 (no browser download). Upload an image, click Search, see the gallery and the heatmap;
 a screenshot is saved in the test's output folder (tmp_path)."""
+
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-
 from test_demo import start_demo
 
 CHROMIUM = "/usr/bin/chromium"
 # Keep Chromium quiet offline: no background services, every host but loopback unresolvable.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+]
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
-           f"Playwright is never allowed to download a browser")
+    f"Playwright is never allowed to download a browser",
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +59,7 @@ def test_upload_search_shows_gallery_and_heatmap(browser, tmp_path, media_files)
         heatmap.wait_for(timeout=30_000)
         page.get_by_text("query encode (ms)").wait_for(timeout=30_000)
         assert gallery.count() >= 5
-        assert page.get_by_text("#1 · 1.000 · image").count() >= 1   # the query itself ranks first
+        assert page.get_by_text("#1 · 1.000 · image").count() >= 1  # the query itself ranks first
         box = heatmap.bounding_box()
         assert box["width"] > 150 and box["height"] > 100
 
@@ -63,10 +72,10 @@ def test_upload_search_shows_gallery_and_heatmap(browser, tmp_path, media_files)
         page.locator("#query-file button[aria-label='Clear']").click()
         page.locator("#query-file input[type=file]").set_input_files(str(noise))
         page.get_by_text("not a recognised image").first.wait_for(timeout=30_000)
-        page.wait_for_timeout(500)          # let the message finish sliding in
+        page.wait_for_timeout(500)  # let the message finish sliding in
         page.screenshot(path=str(tmp_path / "demo_bad_file.png"))
 
-        out = os.environ.get("PLUME_SCREENSHOT_DIR")    # optional copy for humans/CI artefacts
+        out = os.environ.get("PLUME_SCREENSHOT_DIR")  # optional copy for humans/CI artefacts
         if out:
             Path(out).mkdir(parents=True, exist_ok=True)
             for name in (shot.name, "demo_bad_file.png"):

@@ -1,4 +1,5 @@
 """Evaluator and embedding index with a fake encoder on hand-made EvalTasks."""
+
 import argparse
 import hashlib
 import json
@@ -8,10 +9,10 @@ import types
 import pytest
 import torch
 
-from plume_lite.evaluation import protocol as ev
 from plume_lite import io as pio
 from plume_lite.data.formats import EvalTask
 from plume_lite.errors import ConfigError, InputError
+from plume_lite.evaluation import protocol as ev
 from plume_lite.evaluation.index import EmbeddingIndex, checkpoint_fingerprint, item_digest
 
 
@@ -23,6 +24,7 @@ def _vec(seed: str, dim=64):
 class FakeEncoder:
     """Item text "concept|tag": the embedding is the concept's vector plus a little
     noise keyed by the whole text and the setting, so equal concepts match."""
+
     checkpoint_id = "fake-ckpt"
 
     def __init__(self, fail_on=None):
@@ -48,30 +50,55 @@ def make_tasks():
     labels = ["cat", "dog", "fish", "bird"]
     # local hit@1: 3 of 4 right (query 3 is about a dog but cat is listed as positive)
     cls = EvalTask(
-        name="A_cls", modality="image", meta_task="classification", protocol="local", metric="hit@1",
+        name="A_cls",
+        modality="image",
+        meta_task="classification",
+        protocol="local",
+        metric="hit@1",
         queries=_items(["cat|qA0", "dog|qA1", "fish|qA2", "dog|qA3"]),
         candidates=_items([f"{x}|A" for x in labels]),
         query_candidates=[[0, 1, 2, 3], [1, 0, 2], [2, 3, 0, 2], [0, 1]],
-        qrels=[{0: 1}, {1: 1}, {2: 1}, {}])  # empty qrels -> first listed is the positive
+        qrels=[{0: 1}, {1: 1}, {2: 1}, {}],
+    )  # empty qrels -> first listed is the positive
     # global hit@1 over a pool of 6: 4 of 5 right
     pool = [f"v{i}|B" for i in range(6)]
     vid = EvalTask(
-        name="B_ret", modality="video", meta_task="retrieval", protocol="global", metric="hit@1",
+        name="B_ret",
+        modality="video",
+        meta_task="retrieval",
+        protocol="global",
+        metric="hit@1",
         queries=_items(["v0|qB0", "v1|qB1", "v2|qB2", "v3|qB3", "v9|qB4"]),
-        candidates=_items(pool), query_candidates=None,
-        qrels=[{0: 1}, {1: 1}, {2: 1}, {3: 1}, {4: 1}])
+        candidates=_items(pool),
+        query_candidates=None,
+        qrels=[{0: 1}, {1: 1}, {2: 1}, {3: 1}, {4: 1}],
+    )
     # global ndcg@5 with graded qrels
     docs = [f"d{i}|C" for i in range(8)]
     doc = EvalTask(
-        name="C_doc", modality="visdoc", meta_task="vidore", protocol="global", metric="ndcg@5",
+        name="C_doc",
+        modality="visdoc",
+        meta_task="vidore",
+        protocol="global",
+        metric="ndcg@5",
         queries=_items(["d0|qC0", "d3|qC1", "zz|qC2"]),
-        candidates=_items(docs), query_candidates=None,
-        qrels=[{0: 2, 5: 1}, {3: 1, 4: 2}, {6: 1}])
+        candidates=_items(docs),
+        query_candidates=None,
+        qrels=[{0: 2, 5: 1}, {3: 1, 4: 2}, {6: 1}],
+    )
     # a reasoning task: local, 1 of 2 right
     qa = EvalTask(
-        name="D_qa", modality="image", meta_task="qa", protocol="local", metric="hit@1",
-        queries=_items(["yes|qD0", "no|qD1"]), candidates=_items(["yes|D", "no|D"]),
-        query_candidates=[[0, 1], [0, 1]], qrels=[{0: 1}, {0: 1}], reasoning=True)
+        name="D_qa",
+        modality="image",
+        meta_task="qa",
+        protocol="local",
+        metric="hit@1",
+        queries=_items(["yes|qD0", "no|qD1"]),
+        candidates=_items(["yes|D", "no|D"]),
+        query_candidates=[[0, 1], [0, 1]],
+        qrels=[{0: 1}, {0: 1}],
+        reasoning=True,
+    )
     return [cls, vid, doc, qa]
 
 
@@ -88,8 +115,9 @@ def _ndcg_by_hand(enc, task, i):
 def _numbers(result):
     """Everything that must not depend on interruptions (not timings or encode counts)."""
     drop = {"seconds", "n_encoded"}
-    return {k: v for k, v in result.items() if k not in ("tasks",)}, \
-        {n: {k: v for k, v in r.items() if k not in drop} for n, r in result["tasks"].items()}
+    return {k: v for k, v in result.items() if k not in ("tasks",)}, {
+        n: {k: v for k, v in r.items() if k not in drop} for n, r in result["tasks"].items()
+    }
 
 
 def test_scores_and_aggregation():
@@ -209,7 +237,9 @@ def test_input_errors():
     tasks[0].query_candidates[1] = [0, 99]
     with pytest.raises(InputError):
         ev.evaluate(FakeEncoder(), tasks[:1], progress=False)
-    broken = types.SimpleNamespace(checkpoint_id="nan", encode=lambda items, **kw: torch.full((len(items), 4), float("nan")))
+    broken = types.SimpleNamespace(
+        checkpoint_id="nan", encode=lambda items, **kw: torch.full((len(items), 4), float("nan"))
+    )
     with pytest.raises(RuntimeError, match="non-finite"):
         ev.evaluate(broken, make_tasks(), progress=False)
     nameless = types.SimpleNamespace(encode=FakeEncoder().encode)
@@ -252,20 +282,38 @@ def test_cli_eval(tmp_path, monkeypatch, capsys):
     fake_model = types.ModuleType("plume_lite.model")
     fake_model.PlumeModel = types.SimpleNamespace(from_pretrained=lambda d, device=None: FakeEncoder())
     fake_data = types.ModuleType("plume_lite.data.mmeb")
-    fake_data.load_eval_tasks = lambda src, tasks=None: [t for t in make_tasks() if tasks is None or t.name in tasks]
+    fake_data.load_eval_tasks = lambda src, tasks=None: [
+        t for t in make_tasks() if tasks is None or t.name in tasks
+    ]
     monkeypatch.setitem(__import__("sys").modules, "plume_lite.model", fake_model)
     monkeypatch.setitem(__import__("sys").modules, "plume_lite.data.mmeb", fake_data)
     parser = argparse.ArgumentParser()
     ev.add_cli(parser.add_subparsers(dest="command"))
     out = tmp_path / "r" / "eval.json"
-    args = parser.parse_args(["eval", "--checkpoint", str(ckpt), "--data", "x", "--tasks", "A_cls,D_qa",
-                              "--mode", "direct", "--steps", "2", "--out", str(out)])
+    args = parser.parse_args(
+        [
+            "eval",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            "x",
+            "--tasks",
+            "A_cls,D_qa",
+            "--mode",
+            "direct",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "| A_cls |" in printed and "B_ret" not in printed
     assert json.loads(out.read_text())["setting"]["mode"] == "direct"
     assert out.with_suffix(".md").read_text() == printed
-    args = parser.parse_args(["eval", "--checkpoint", str(ckpt), "--data", "x", "--tasks", "nope",
-                              "--out", str(out)])
+    args = parser.parse_args(
+        ["eval", "--checkpoint", str(ckpt), "--data", "x", "--tasks", "nope", "--out", str(out)]
+    )
     with pytest.raises(InputError):
         args.func(args)

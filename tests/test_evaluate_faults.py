@@ -1,12 +1,13 @@
 """Evaluation state survives damage: a torn or edited per-task result is scored again
 (not a crash on every rerun), and an empty task list is an error, not a complete result."""
+
 import json
 
 import pytest
+from test_evaluate import FakeEncoder, _numbers, make_tasks
 
 from plume_lite.errors import InputError
 from plume_lite.evaluation import protocol as ev
-from test_evaluate import FakeEncoder, _numbers, make_tasks
 
 
 @pytest.mark.parametrize("damage", [b"", b"{not json", b'{"fingerprint": 1}', b"\xff\xfe\x00"])
@@ -20,7 +21,7 @@ def test_a_damaged_task_result_is_scored_again(tmp_path, damage):
     enc = FakeEncoder()
     again = ev.evaluate(enc, tasks, out=out, progress=False, cache_dir=None)
     assert _numbers(again) == _numbers(first)
-    assert enc.seen and all("qA" in s or s.endswith("|A") for s in enc.seen)   # only that task
+    assert enc.seen and all("qA" in s or s.endswith("|A") for s in enc.seen)  # only that task
     assert json.loads(parts[0].read_text())["result"]["score"] == first["tasks"]["A_cls"]["score"]
 
 
@@ -33,10 +34,11 @@ def test_an_empty_task_list_is_an_error(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "wrong_rows"])
 def test_a_damaged_cache_shard_is_dropped_and_recomputed(tmp_path, damage):
     import torch
+
     tasks, out = make_tasks(), tmp_path / "res.json"
     first = ev.evaluate(FakeEncoder(), tasks, out=out, progress=False)
     for part in (tmp_path / "res.work" / "parts").rglob("*.json"):
-        part.unlink()                      # force re-scoring, so the cache is read
+        part.unlink()  # force re-scoring, so the cache is read
     shards = sorted((tmp_path / "res.work" / "emb").rglob("shard-*.pt"))
     assert shards
     victim = shards[0]

@@ -1,28 +1,50 @@
 """plume_lite.files: the kind of a file and of an item, and files or folders as items
 (each checked by decoding it, a bad one failing in one line)."""
+
 import shutil
 
 import pytest
 
-from plume_lite.files import (MAX_TEXT_CHARS, extensions, item_kind, items_from_path, media_kind,
-                              require_kind, text_items)
+from plume_lite.files import (
+    MAX_TEXT_CHARS,
+    extensions,
+    item_kind,
+    items_from_path,
+    media_kind,
+    require_kind,
+    text_items,
+)
 from plume_lite.items import load_visual
 from plume_lite.media import MediaError
 from plume_lite.tokens import VISION_PLACEHOLDER, user_prompt
 
 
-@pytest.mark.parametrize("name, kind", [("a.png", "image"), ("B.JPEG", "image"), ("c.mp4", "video"),
-                                        ("d.WebM", "video"), ("e.pdf", "pdf"), ("f.txt", "text"),
-                                        ("g.csv", None), ("noext", None)])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("a.png", "image"),
+        ("B.JPEG", "image"),
+        ("c.mp4", "video"),
+        ("d.WebM", "video"),
+        ("e.pdf", "pdf"),
+        ("f.txt", "text"),
+        ("g.csv", None),
+        ("noext", None),
+    ],
+)
 def test_media_kind_by_extension(name, kind):
     assert media_kind(name) == kind
 
 
 def test_item_kind_and_what_the_model_sees(media_files):
-    items = {"image": {"image": media_files["image"]}, "video": {"video": media_files["video"]},
-             "pdf": {"pdf": media_files["pdf"], "page": 1}, "text": {"text": "a red circle"}}
+    items = {
+        "image": {"image": media_files["image"]},
+        "video": {"video": media_files["video"]},
+        "pdf": {"pdf": media_files["pdf"], "page": 1},
+        "text": {"text": "a red circle"},
+    }
     assert {kind: item_kind(item) for kind, item in items.items()} == {k: k for k in items}
-    assert item_kind({"image": None, "text": "t"}) == "text"      # an empty slot is no input
+    assert item_kind({"image": None, "text": "t"}) == "text"  # an empty slot is no input
     # the prompt's placeholder and the decoded input agree: a PDF page is an image
     assert [load_visual(item)[0] for item in items.values()] == ["image", "video", "image", None]
     prompts = {kind: user_prompt(item, "p") for kind, item in items.items()}
@@ -83,7 +105,7 @@ def test_a_corrupt_file_gives_a_one_line_media_error(media_files, tmp_path):
         with pytest.raises(MediaError) as err:
             items_from_path(root / bad)
         assert bad in str(err.value) and "\n" not in str(err.value)
-    with pytest.raises(MediaError, match="broken.png"):      # a folder without `skipped` fails
+    with pytest.raises(MediaError, match="broken.png"):  # a folder without `skipped` fails
         items_from_path(root)
     skipped = []
     assert items_from_path(root, skipped=skipped) == [{"image": str((root / "good.png").resolve())}]

@@ -3,6 +3,7 @@ plume_config.json, truncated / garbage / empty / missing files, a directory wher
 goes, missing tokenizer or processor files, wrong tensor shapes, pickle-only weights)
 ends in one PlumeError line that names the file, never in a library traceback. The same
 holds for a damaged train_config.json."""
+
 import json
 import math
 import shutil
@@ -34,13 +35,15 @@ def edit_config(**changes):
     def damage(ck):
         cfg = json.loads((ck / "plume_config.json").read_text())
         cfg.update(changes)
-        (ck / "plume_config.json").write_text(json.dumps(cfg))      # NaN is written as NaN
+        (ck / "plume_config.json").write_text(json.dumps(cfg))  # NaN is written as NaN
+
     return damage
 
 
 def write(name, data: bytes):
     def damage(ck):
         (ck / name).write_bytes(data)
+
     return damage
 
 
@@ -48,6 +51,7 @@ def truncate(name):
     def damage(ck):
         data = (ck / name).read_bytes()
         (ck / name).write_bytes(data[: len(data) // 2])
+
     return damage
 
 
@@ -55,6 +59,7 @@ def remove(name):
     def damage(ck):
         path = ck / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
     return damage
 
 
@@ -62,6 +67,7 @@ def into_directory(name):
     def damage(ck):
         remove(name)(ck)
         (ck / name).mkdir()
+
     return damage
 
 
@@ -70,6 +76,7 @@ def tensors(name, change):
         state = load_file(str(ck / name))
         change(state)
         save_file(state, str(ck / name))
+
     return damage
 
 
@@ -80,12 +87,14 @@ def first_key(state, pattern=""):
 def reshape(pattern=""):
     def change(state):
         state[first_key(state, pattern)] = torch.zeros(3, 3)
+
     return change
 
 
 def drop(pattern=""):
     def change(state):
         del state[first_key(state, pattern)]
+
     return change
 
 
@@ -113,7 +122,7 @@ CASES = [
     ("top_k-above-experts", "full", edit_config(top_k=9), "plume_config.json"),
     ("num_experts-zero", "full", edit_config(num_experts=0, top_k=0), "plume_config.json"),
     ("expert_dropout-nan", "full", edit_config(expert_dropout=math.nan), "plume_config.json"),
-    ("step_table-huge", "full", edit_config(step_table_size=10 ** 12), "plume_config.json"),
+    ("step_table-huge", "full", edit_config(step_table_size=10**12), "plume_config.json"),
     ("adapter-unknown", "full", edit_config(adapter="moee"), "plume_config.json"),
     ("backbone-number", "full", edit_config(backbone=7), "plume_config.json"),
     ("lora-string", "full", edit_config(lora="yes"), "plume_config.json"),
@@ -136,10 +145,18 @@ CASES = [
     ("weights-truncated", "full", truncate("backbone/model.safetensors"), "backbone/model.safetensors"),
     ("weights-garbage", "full", write("backbone/model.safetensors", GARBAGE), "backbone/model.safetensors"),
     ("weights-empty", "full", write("backbone/model.safetensors", b""), "backbone/model.safetensors"),
-    ("weights-tensor-missing", "full", tensors("backbone/model.safetensors", drop("norm")),
-     "backbone/model.safetensors"),
-    ("weights-wrong-shape", "full", tensors("backbone/model.safetensors", reshape("norm")),
-     "backbone/model.safetensors"),
+    (
+        "weights-tensor-missing",
+        "full",
+        tensors("backbone/model.safetensors", drop("norm")),
+        "backbone/model.safetensors",
+    ),
+    (
+        "weights-wrong-shape",
+        "full",
+        tensors("backbone/model.safetensors", reshape("norm")),
+        "backbone/model.safetensors",
+    ),
     ("weights-pickle-only", "full", pickle_only, "backbone/model.safetensors"),
     ("backbone-config-invalid", "full", truncate("backbone/config.json"), "backbone/config.json"),
     ("backbone-config-directory", "full", into_directory("backbone/config.json"), "backbone/config.json"),
@@ -151,21 +168,41 @@ CASES = [
     ("chat-template-binary", "full", write("backbone/chat_template.jinja", GARBAGE), "chat_template.jinja"),
     ("backbone-missing", "full", remove("backbone"), "backbone"),
     ("backbone-a-file", "full", lambda ck: (remove("backbone")(ck), write("backbone", b"x")(ck)), "backbone"),
-    ("lora-tensor-missing", "lora", tensors("lora/adapter_model.safetensors", drop("lora_B")),
-     "lora/adapter_model.safetensors"),
-    ("lora-wrong-shape", "lora", tensors("lora/adapter_model.safetensors", reshape("lora_A")),
-     "lora/adapter_model.safetensors"),
+    (
+        "lora-tensor-missing",
+        "lora",
+        tensors("lora/adapter_model.safetensors", drop("lora_B")),
+        "lora/adapter_model.safetensors",
+    ),
+    (
+        "lora-wrong-shape",
+        "lora",
+        tensors("lora/adapter_model.safetensors", reshape("lora_A")),
+        "lora/adapter_model.safetensors",
+    ),
     ("lora-truncated", "lora", truncate("lora/adapter_model.safetensors"), "lora/adapter_model.safetensors"),
-    ("lora-config-r-string", "lora",
-     lambda ck: (ck / "lora" / "adapter_config.json").write_text(
-         json.dumps({**json.loads((ck / "lora" / "adapter_config.json").read_text()), "r": "eight"})),
-     "lora/adapter_config.json"),
+    (
+        "lora-config-r-string",
+        "lora",
+        lambda ck: (ck / "lora" / "adapter_config.json").write_text(
+            json.dumps({**json.loads((ck / "lora" / "adapter_config.json").read_text()), "r": "eight"})
+        ),
+        "lora/adapter_config.json",
+    ),
     ("lora-config-missing", "lora", remove("lora/adapter_config.json"), "lora/adapter_config.json"),
     ("lora-settings-bad", "lora", edit_config(lora={"r": 4}), "plume_config.json"),
-    ("lora-settings-differ", "lora",
-     edit_config(lora={"r": 8, "alpha": 8, "dropout": 0.0, "targets": ["q_proj"]}), "adapter_config.json"),
-    ("token-rows-wrong-shape", "lora", tensors("token_rows.safetensors", reshape("input")),
-     "token_rows.safetensors"),
+    (
+        "lora-settings-differ",
+        "lora",
+        edit_config(lora={"r": 8, "alpha": 8, "dropout": 0.0, "targets": ["q_proj"]}),
+        "adapter_config.json",
+    ),
+    (
+        "token-rows-wrong-shape",
+        "lora",
+        tensors("token_rows.safetensors", reshape("input")),
+        "token_rows.safetensors",
+    ),
     ("token-rows-missing", "lora", remove("token_rows.safetensors"), "token_rows.safetensors"),
     ("lora-processor-tokenizer-missing", "lora", remove("processor/tokenizer.json"), "processor"),
     ("lora-folder-missing", "lora", remove("lora"), "lora"),
@@ -200,16 +237,22 @@ def test_a_file_instead_of_a_folder(tmp_path):
         PlumeModel.from_pretrained(tmp_path / "ck")
 
 
-@pytest.mark.parametrize("value, words", [
-    ({"latent_steps": "eight"}, "latent_steps must be int"), ({"num_experts": [4]}, "num_experts must be int"),
-    ({"top_k": None}, "top_k may not be null"), ({"step_table_size": -1}, "step_table_size must be in"),
-    ({"expert_dropout": 1.5}, "expert_dropout must be in"), ({"max_new_tokens": 0}, "max_new_tokens must be"),
-    ({"lora": {"r": 0, "alpha": 8, "dropout": 0.0, "targets": ["q_proj"]}}, "lora needs r >= 1"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ({"latent_steps": "eight"}, "latent_steps must be int"),
+        ({"num_experts": [4]}, "num_experts must be int"),
+        ({"top_k": None}, "top_k may not be null"),
+        ({"step_table_size": -1}, "step_table_size must be in"),
+        ({"expert_dropout": 1.5}, "expert_dropout must be in"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be"),
+        ({"lora": {"r": 0, "alpha": 8, "dropout": 0.0, "targets": ["q_proj"]}}, "lora needs r >= 1"),
+    ],
+)
 def test_plume_config_checks_types_and_ranges(value, words):
     with pytest.raises(ConfigError, match=words):
         PlumeConfig.from_dict(value)
-    assert PlumeConfig.from_dict({"expert_dropout": 0}).expert_dropout == 0.0     # int → float
+    assert PlumeConfig.from_dict({"expert_dropout": 0}).expert_dropout == 0.0  # int → float
 
 
 TRAIN_DAMAGE = [

@@ -1,16 +1,17 @@
 """Every hostile input of hostile_corpus.build ends in one PlumeError line or a correct
 (finite, normalised) embedding, each within a bounded time, and the model keeps working."""
+
 import resource
 import time
 
 import pytest
 import torch
-
 from hostile_corpus import build
+
 from plume_lite.errors import PlumeError
 from plume_lite.media import PDF_TIMEOUT_S
 
-TIME_LIMIT_S = PDF_TIMEOUT_S + 10      # the slowest bound is the PDF worker's time-out
+TIME_LIMIT_S = PDF_TIMEOUT_S + 10  # the slowest bound is the PDF worker's time-out
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,15 @@ def test_each_hostile_item_ends_in_one_line_or_a_result(tiny_model, corpus, reco
         assert torch.allclose(tiny_model.encode(good), reference, atol=1e-6), f"after {name}"
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    record_property("worst", f"{worst[1]} {worst[0]:.1f} s; peak RSS {peak_self:.0f} MB, "
-                             f"decoder workers {peak_children:.0f} MB")
-    print(f"\nworst: {worst[1]} in {worst[0]:.1f} s; peak RSS this process {peak_self:.0f} MB, "
-          f"largest child {peak_children:.0f} MB")
+    record_property(
+        "worst",
+        f"{worst[1]} {worst[0]:.1f} s; peak RSS {peak_self:.0f} MB, decoder workers {peak_children:.0f} MB",
+    )
+    print(
+        f"\nworst: {worst[1]} in {worst[0]:.1f} s; peak RSS this process {peak_self:.0f} MB, "
+        f"largest child {peak_children:.0f} MB"
+    )
     for name, outcome in outcomes.items():
         print(f"{name:<26} {outcome}")
     errors = [n for n, o in outcomes.items() if o != "ok"]
-    assert len(errors) >= 35, outcomes       # nearly all are refused; a few decode correctly
+    assert len(errors) >= 35, outcomes  # nearly all are refused; a few decode correctly

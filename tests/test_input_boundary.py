@@ -1,5 +1,6 @@
 """Validation at the boundary: user text is text, numbers are range-checked, lengths are
 capped, and every refusal is one line that names what was wrong."""
+
 import pytest
 import torch
 from PIL import Image
@@ -17,7 +18,7 @@ def test_special_token_strings_in_user_text_are_read_as_text(tiny_model):
     ids = inputs["input_ids"][0].tolist()
     for token in ("<|image_pad|>", "<gen_emb>"):
         assert tokenizer.convert_tokens_to_ids(token) not in ids
-    assert ids.count(tokenizer.convert_tokens_to_ids("<disc_emb>")) == 1    # only the model's own
+    assert ids.count(tokenizer.convert_tokens_to_ids("<disc_emb>")) == 1  # only the model's own
 
 
 def test_direct_mode_keeps_text_after_a_disc_emb_string(tiny_model):
@@ -37,16 +38,19 @@ def test_none_values_are_absent_keys(tiny_model):
     assert torch.allclose(a, b, atol=1e-6)
 
 
-@pytest.mark.parametrize("item, message", [
-    ({"text": "a" * (MAX_TEXT_CHARS + 1)}, "characters, over the"),
-    ({"text": 5}, "text must be a string"),
-    ({"instruction": ["x"]}, "instruction must be a string"),
-    ({"image": 3.5}, "image must be a file path"),
-    ({"pdf": "x.pdf", "page": 1.5}, "page must be an integer"),
-    ({"pdf": "x.pdf", "page": -1}, "page must be >= 0"),
-    ({"text": "a", "colour": "red"}, "unknown key"),
-    ({}, "is empty"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"text": "a" * (MAX_TEXT_CHARS + 1)}, "characters, over the"),
+        ({"text": 5}, "text must be a string"),
+        ({"instruction": ["x"]}, "instruction must be a string"),
+        ({"image": 3.5}, "image must be a file path"),
+        ({"pdf": "x.pdf", "page": 1.5}, "page must be an integer"),
+        ({"pdf": "x.pdf", "page": -1}, "page must be >= 0"),
+        ({"text": "a", "colour": "red"}, "unknown key"),
+        ({}, "is empty"),
+    ],
+)
 def test_bad_items_are_refused_in_one_line(item, message):
     with pytest.raises(InputError, match=message) as err:
         clean_item(item)
@@ -59,11 +63,16 @@ def test_extreme_aspect_ratio_is_refused_before_the_processor(tiny_model, tmp_pa
         tiny_model.encode([{"image": str(tmp_path / "wide.png")}])
 
 
-@pytest.mark.parametrize("kwargs, message", [({"batch_size": -1}, "batch_size must be >= 1"),
-                                             ({"batch_size": 0}, "batch_size must be >= 1"),
-                                             ({"steps": 2.9}, "steps must be an integer"),
-                                             ({"steps": 99}, r"steps must be in \[0, 32\]"),
-                                             ({"steps": True}, "steps must be an integer")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": -1}, "batch_size must be >= 1"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
+        ({"steps": 2.9}, "steps must be an integer"),
+        ({"steps": 99}, r"steps must be in \[0, 32\]"),
+        ({"steps": True}, "steps must be an integer"),
+    ],
+)
 def test_encode_numbers_are_range_checked(tiny_model, kwargs, message):
     with pytest.raises(InputError, match=message):
         tiny_model.encode([{"text": "a"}], **kwargs)
@@ -71,15 +80,23 @@ def test_encode_numbers_are_range_checked(tiny_model, kwargs, message):
 
 def test_checked_int_accepts_numpy_integers():
     import numpy as np
+
     assert checked_int("k", np.int64(3), 0, 8) == 3
 
 
-@pytest.mark.parametrize("argv", [
-    ["bench", "--repeats", "0"], ["bench", "--batch-sizes", "0,16"], ["bench", "--batch-sizes", "a"],
-    ["bench", "--steps", "-1"], ["eval", "--checkpoint", "x", "--data", "y", "--out", "z", "--tasks", ","],
-    ["eval", "--checkpoint", "x", "--data", "y", "--out", "z", "--batch-size", "0"],
-    ["reproduce", "--out", "x", "--seeds", "0"], ["synth", "--out", "x", "--seed", "-5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "--repeats", "0"],
+        ["bench", "--batch-sizes", "0,16"],
+        ["bench", "--batch-sizes", "a"],
+        ["bench", "--steps", "-1"],
+        ["eval", "--checkpoint", "x", "--data", "y", "--out", "z", "--tasks", ","],
+        ["eval", "--checkpoint", "x", "--data", "y", "--out", "z", "--batch-size", "0"],
+        ["reproduce", "--out", "x", "--seeds", "0"],
+        ["synth", "--out", "x", "--seed", "-5"],
+    ],
+)
 def test_cli_numbers_are_checked_by_the_parser(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)

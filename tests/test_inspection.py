@@ -1,11 +1,18 @@
 """plume_lite.inspection on the tiny (untrained) model: shapes, alignment with the tokens,
 and agreement with the model's own explicit read."""
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from plume_lite.inspection import (explicit_suffix_text, explicit_token_states, lm_head_probs, logit_lens,
-                                   special_token_ids, top_tokens)
+from plume_lite.inspection import (
+    explicit_suffix_text,
+    explicit_token_states,
+    lm_head_probs,
+    logit_lens,
+    special_token_ids,
+    top_tokens,
+)
 from plume_lite.tokens import EOT, GEN_EMB
 
 ITEMS = [{"text": "a red circle"}, {"text": "two blue squares above a green triangle"}]
@@ -24,8 +31,9 @@ def test_explicit_suffix_closes_the_rationale_once():
 def test_explicit_token_states_have_one_row_per_written_token(tiny_model):
     states = explicit_token_states(tiny_model, ITEMS, RATIONALES)
     dim = tiny_model.backbone.config.text_config.hidden_size
-    assert [tuple(s.shape) for s in states] == \
-        [(_n_tokens(tiny_model, explicit_suffix_text(r)), dim) for r in RATIONALES]
+    assert [tuple(s.shape) for s in states] == [
+        (_n_tokens(tiny_model, explicit_suffix_text(r)), dim) for r in RATIONALES
+    ]
     assert all(s.dtype == torch.float32 and s.device.type == "cpu" for s in states)
 
 
@@ -41,8 +49,9 @@ def test_the_last_explicit_state_is_the_models_own_gen_emb_read(tiny_model):
     # the training forward reads <gen_emb> after the same teacher-forced rationale
     states = explicit_token_states(tiny_model, ITEMS, RATIONALES)
     with torch.no_grad():
-        out = tiny_model.forward_train(ITEMS, [explicit_suffix_text(r)[:-len(GEN_EMB)] for r in RATIONALES],
-                                       0, "explicit")
+        out = tiny_model.forward_train(
+            ITEMS, [explicit_suffix_text(r)[: -len(GEN_EMB)] for r in RATIONALES], 0, "explicit"
+        )
     for b, s in enumerate(states):
         assert float(F.cosine_similarity(s[-1], out.gen_emb[b].float().cpu(), dim=0)) > 0.9999
 
@@ -53,7 +62,7 @@ def test_lm_head_probs_are_distributions_over_the_vocabulary(tiny_model):
     vocab = tiny_model.backbone.lm_head.weight.shape[0]
     assert probs.shape == (tiny_model.config.latent_steps, vocab)
     torch.testing.assert_close(probs.sum(-1), torch.ones(len(probs)))
-    assert lm_head_probs(tiny_model, trace["latents"][0]).shape == (1, vocab)   # one [D] state
+    assert lm_head_probs(tiny_model, trace["latents"][0]).shape == (1, vocab)  # one [D] state
 
 
 def test_logit_lens_gives_k_top_words_per_latent_step(tiny_model):
@@ -72,8 +81,8 @@ def test_words_only_leaves_out_chat_vision_and_plume_tokens(tiny_model):
     assert tiny_model.token_ids[EOT] in special and tiny_model.token_ids[GEN_EMB] in special
     tok = tiny_model.processor.tokenizer
     probs = torch.zeros(1, tiny_model.backbone.lm_head.weight.shape[0])
-    probs[0, tiny_model.token_ids[EOT]] = 0.9           # a special token on top ...
-    probs[0, tok.convert_tokens_to_ids("a")] = 0.1      # ... and an ordinary one below it
+    probs[0, tiny_model.token_ids[EOT]] = 0.9  # a special token on top ...
+    probs[0, tok.convert_tokens_to_ids("a")] = 0.1  # ... and an ordinary one below it
     ((word, p),) = top_tokens(tiny_model, probs, k=1)[0]
     assert word == EOT and p == pytest.approx(0.9)
     assert top_tokens(tiny_model, probs, k=1, words_only=True)[0][0][0] == "a"

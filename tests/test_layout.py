@@ -6,6 +6,7 @@ Every import statement of every module is parsed (module level and inside functi
 including `importlib.import_module("...")` with a literal name, so a lazy import cannot
 hide a violation. `__main__.py` is the entry point and may import the CLI.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "plume_lite"
-LAYERS = ["", "data", "train", "evaluation", "experiments", "apps"]   # "" = the top level
+LAYERS = ["", "data", "train", "evaluation", "experiments", "apps"]  # "" = the top level
 ENTRY_POINTS = {"plume_lite.__main__"}
 
 
@@ -51,14 +52,21 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
             found.append((node.lineno, base))
             # `from plume_lite import train` names a subpackage, not an attribute
-            found += [(node.lineno, f"{base}.{a.name}") for a in node.names
-                      if (PACKAGE.parent / f"{base}.{a.name}".replace(".", "/")).is_dir()]
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", ""))
-              == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)):
+            found += [
+                (node.lineno, f"{base}.{a.name}")
+                for a in node.names
+                if (PACKAGE.parent / f"{base}.{a.name}".replace(".", "/")).is_dir()
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             found.append((node.lineno, node.args[0].value))
     return [(line, m) for line, m in found if m == "plume_lite" or m.startswith("plume_lite.")]
 
@@ -76,8 +84,10 @@ def test_every_module_imports_only_from_its_layer_or_below():
         own = layer_of(name)
         for line, target in imported_modules(path):
             if layer_of(target) > own:
-                violations.append(f"{path.relative_to(ROOT)}:{line} ({LAYERS[own] or 'top level'}) "
-                                  f"imports {target} ({LAYERS[layer_of(target)]})")
+                violations.append(
+                    f"{path.relative_to(ROOT)}:{line} ({LAYERS[own] or 'top level'}) "
+                    f"imports {target} ({LAYERS[layer_of(target)]})"
+                )
     assert not violations, "layer rule broken:\n" + "\n".join(violations)
 
 
@@ -86,8 +96,10 @@ def test_the_layer_test_sees_lazy_and_subpackage_imports():
     # import_module call all count
     fake = PACKAGE / "_layer_probe.py"
     try:
-        fake.write_text("def f():\n    from plume_lite.apps import viz\n    from plume_lite import train\n"
-                        "import importlib\nimportlib.import_module('plume_lite.experiments.bench')\n")
+        fake.write_text(
+            "def f():\n    from plume_lite.apps import viz\n    from plume_lite import train\n"
+            "import importlib\nimportlib.import_module('plume_lite.experiments.bench')\n"
+        )
         seen = {m for _, m in imported_modules(fake)}
     finally:
         fake.unlink()
@@ -102,26 +114,41 @@ def test_the_layers_are_the_package_folders():
 def test_importing_data_leaves_the_environment_unchanged():
     # a fresh interpreter, so nothing imported earlier in this session can mask it
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
-    code = ("import os, json; before = dict(os.environ); import plume_lite.data, plume_lite.data.storage, "
-            "plume_lite.data.synth, plume_lite.data.mmeb, plume_lite.media, plume_lite.items; "
-            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    code = (
+        "import os, json; before = dict(os.environ); import plume_lite.data, plume_lite.data.storage, "
+        "plume_lite.data.synth, plume_lite.data.mmeb, plume_lite.media, plume_lite.items; "
+        "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "{}", out.stdout
 
 
-@pytest.mark.parametrize("module", ["plume_lite", "plume_lite.model", "plume_lite.train.loop",
-                                    "plume_lite.evaluation.protocol", "plume_lite.apps.cli"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "plume_lite",
+        "plume_lite.model",
+        "plume_lite.train.loop",
+        "plume_lite.evaluation.protocol",
+        "plume_lite.apps.cli",
+    ],
+)
 def test_importing_the_library_leaves_the_environment_unchanged(module):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "GRADIO_"))}
-    code = (f"import os, json; before = dict(os.environ); import {module}; "
-            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    code = (
+        f"import os, json; before = dict(os.environ); import {module}; "
+        "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip().splitlines()[-1] == "{}", out.stdout
 
 
 def test_python_dash_m_runs_the_cli():
-    out = subprocess.run([sys.executable, "-m", "plume_lite", "--help"], capture_output=True,
-                         text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "plume_lite", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert "usage: plume-lite" in out.stdout and "reproduce" in out.stdout

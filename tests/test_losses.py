@@ -1,6 +1,7 @@
 """InfoNCE and the per-mode totals. This file is also the worker script of the
 2-process `accelerate launch` test (run as __main__), which compares the gathered
 loss and gradients against a single process on the same global batch."""
+
 import math
 import os
 import shutil
@@ -54,7 +55,7 @@ def test_aligned_pairs_give_low_loss_and_unrelated_about_log_b():
 
 def test_duplicate_contents_are_not_negatives():
     q, c = global_batch()
-    c[3] = c[1]                       # two queries share one positive (a class label)
+    c[3] = c[1]  # two queries share one positive (a class label)
     ids = torch.arange(GLOBAL_B)
     ids[3] = ids[1]
     masked = info_nce(q, c, q_ids=torch.arange(GLOBAL_B), c_ids=ids)
@@ -75,14 +76,16 @@ def test_duplicate_contents_are_not_negatives():
 def test_three_queries_sharing_a_label_have_no_false_negative_in_either_direction():
     torch.manual_seed(3)
     q, c = torch.randn(6, 32), torch.randn(6, 32)
-    c_ids = torch.tensor([7, 7, 7, 1, 2, 3])      # pairs 0-2: three queries, one class label
+    c_ids = torch.tensor([7, 7, 7, 1, 2, 3])  # pairs 0-2: three queries, one class label
     q_ids = torch.arange(6) + 100
     same = torch.zeros(6, 6, dtype=torch.bool)
     same[:3, :3] = True
     same.fill_diagonal_(False)
     qn, cn = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
-    by_hand = [F.cross_entropy((LOGIT_SCALE * lg).masked_fill(same, float("-inf")), torch.arange(6))
-               for lg in (qn @ cn.t(), cn @ qn.t())]
+    by_hand = [
+        F.cross_entropy((LOGIT_SCALE * lg).masked_fill(same, float("-inf")), torch.arange(6))
+        for lg in (qn @ cn.t(), cn @ qn.t())
+    ]
     loss = info_nce(q, c, q_ids=q_ids, c_ids=c_ids)
     assert loss.item() == pytest.approx(0.5 * (by_hand[0] + by_hand[1]).item(), rel=1e-5)
     # the candidate->query direction is masked too: unmasking it changes the loss
@@ -97,7 +100,9 @@ def test_item_ids_are_content_based_and_stable():
 
 def outputs(b=4, d=8, ce=1.0, bal=0.5, grad=True):
     t = lambda: torch.randn(b, d, requires_grad=grad)
-    return SimpleNamespace(gen_emb=t(), disc_emb=t(), ce_loss=torch.tensor(ce), balance_loss=torch.tensor(bal))
+    return SimpleNamespace(
+        gen_emb=t(), disc_emb=t(), ce_loss=torch.tensor(ce), balance_loss=torch.tensor(bal)
+    )
 
 
 def test_plume_loss_composition_per_mode():
@@ -109,7 +114,7 @@ def test_plume_loss_composition_per_mode():
     assert set(parts) == {"ce_q", "ce_c", "nce_gen", "nce_disc", "balance", "total"}
     total, parts = plume_loss("explicit", oq, oc)
     assert total.item() == pytest.approx((3.0 + gen + disc).item(), rel=1e-6) and "balance" not in parts
-    oq.gen_emb = oc.gen_emb = oq.ce_loss = oc.ce_loss = None        # direct returns no gen/CE
+    oq.gen_emb = oc.gen_emb = oq.ce_loss = oc.ce_loss = None  # direct returns no gen/CE
     total, parts = plume_loss("direct", oq, oc)
     assert total.item() == pytest.approx(disc.item(), rel=1e-6) and set(parts) == {"nce_disc", "total"}
     total.backward()
@@ -125,8 +130,20 @@ def test_two_process_gather_equals_single_process(tmp_path):
     launcher = [str(exe)] if exe.exists() else [shutil.which("accelerate") or "accelerate"]
     # --multi_gpu selects the torchrun launcher (accelerate's --cpu launcher needs
     # mpirun); the worker's Accelerator(cpu=True) then joins a gloo process group
-    cmd = launcher + ["launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                      "--mixed_precision", "no", "--dynamo_backend", "no", __file__, str(tmp_path)]
+    cmd = launcher + [
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        __file__,
+        str(tmp_path),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -136,12 +153,13 @@ def test_two_process_gather_equals_single_process(tmp_path):
 
 def _worker(out_dir: str):
     from accelerate import Accelerator
+
     acc = Accelerator(cpu=True)
     rank, world = acc.process_index, acc.num_processes
     assert world == 2 and torch.distributed.get_backend() == "gloo"
     q, c = global_batch()
     ids = torch.arange(GLOBAL_B)
-    ids[5] = ids[0]                                  # a duplicate across the two ranks
+    ids[5] = ids[0]  # a duplicate across the two ranks
     c[5] = c[0]
     # single process on the global batch
     qg, cg = q.clone().requires_grad_(), c.clone().requires_grad_()

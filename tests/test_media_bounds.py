@@ -2,6 +2,7 @@
 from an isolated, memory-limited worker (the caller and the next request are unharmed), a
 video that lies about its frame size is stopped on the first oversized decoded frame, and
 high-bit-depth and float images keep their grey levels."""
+
 import threading
 import time
 
@@ -17,16 +18,21 @@ from plume_lite.media import MediaError
 def nested_xobject_pdf(depth: int = 12, fanout: int = 10) -> bytes:
     """A ~5 KB PDF whose page draws form 0, which draws form 1 `fanout` times, and so on:
     fanout**depth drawing operations (pdfium has no operation budget)."""
-    objs = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] "
-            "/Resources << /XObject << /F0 5 0 R >> >> /Contents 4 0 R >>",
-            "<< /Length 6 >>\nstream\n/F0 Do\nendstream"]
+    objs = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] "
+        "/Resources << /XObject << /F0 5 0 R >> >> /Contents 4 0 R >>",
+        "<< /Length 6 >>\nstream\n/F0 Do\nendstream",
+    ]
     for d in range(depth):
         last = d + 1 == depth
         body = "0 0 m 100 100 l S" if last else " ".join(["q 0.9 0 0 0.9 1 1 cm /F Do Q"] * fanout)
         res = "" if last else f"/Resources << /XObject << /F {6 + d} 0 R >> >>"
-        objs.append(f"<< /Type /XObject /Subtype /Form /BBox [0 0 200 200] {res} "
-                    f"/Length {len(body)} >>\nstream\n{body}\nendstream")
+        objs.append(
+            f"<< /Type /XObject /Subtype /Form /BBox [0 0 200 200] {res} "
+            f"/Length {len(body)} >>\nstream\n{body}\nendstream"
+        )
     out, offsets = b"%PDF-1.4\n", []
     for i, obj in enumerate(objs, 1):
         offsets.append(len(out))
@@ -68,12 +74,13 @@ def test_a_pdf_worker_past_its_time_is_killed_and_replaced(media_files):
 
 def test_a_good_pdf_is_served_while_a_hostile_one_renders(bomb_pdf, media_files):
     errors = []
-    hostile = threading.Thread(target=lambda: errors.append(
-        pytest.raises(MediaError, media.load_pdf_page, bomb_pdf)))
+    hostile = threading.Thread(
+        target=lambda: errors.append(pytest.raises(MediaError, media.load_pdf_page, bomb_pdf))
+    )
     hostile.start()
     time.sleep(0.2)
     start = time.monotonic()
-    img = media.load_pdf_page(media_files["pdf"])     # a second worker answers it
+    img = media.load_pdf_page(media_files["pdf"])  # a second worker answers it
     assert time.monotonic() - start < 5 and img.mode == "RGB"
     hostile.join()
     assert errors

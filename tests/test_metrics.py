@@ -1,4 +1,5 @@
 """Metric cross-checks: sklearn on tie-free inputs, brute force over tie orders with ties."""
+
 import itertools
 import math
 
@@ -44,7 +45,7 @@ def test_ndcg_matches_sklearn_without_ties():
         rel = rng.integers(0, 4, size=(25, n_cand)).astype(float)
         rel[0] = 0  # a query with nothing relevant: 0 in both
         ours = metrics.ndcg_at_k(scores, rel, k)
-        ref = [ndcg_score(rel[i:i + 1], scores[i:i + 1], k=k) for i in range(len(rel))]
+        ref = [ndcg_score(rel[i : i + 1], scores[i : i + 1], k=k) for i in range(len(rel))]
         np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
         # sklearn's own mean over queries agrees too
         assert ours.mean() == pytest.approx(ndcg_score(rel, scores, k=k), abs=1e-12)
@@ -61,7 +62,7 @@ def test_ndcg_with_mask_equals_sklearn_on_the_subset():
         sub = mask[i]
         if sub.sum() == 1:  # sklearn refuses a single document
             continue
-        ref = ndcg_score(rel[i:i + 1, sub], scores[i:i + 1, sub], k=5)
+        ref = ndcg_score(rel[i : i + 1, sub], scores[i : i + 1, sub], k=5)
         assert ours[i] == pytest.approx(ref, abs=1e-12)
 
 

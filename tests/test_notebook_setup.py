@@ -1,13 +1,14 @@
 """plume_lite.apps.notebook: profile choice, the shared training setting, and the status the
 set-up cell displays (the library logs; it prints nothing)."""
+
 import json
 import logging
 
 import pytest
 
-from plume_lite.errors import ConfigError
-from plume_lite.apps.notebook import hub_reachable, setup
 from plume_lite.apps.defaults import DEFAULT_OVERRIDES
+from plume_lite.apps.notebook import hub_reachable, setup
+from plume_lite.errors import ConfigError
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def test_setup_prints_nothing_and_its_repr_is_the_status_line(cache, capsys, cap
     assert capsys.readouterr().out == ""
     status = repr(nb)
     assert "profile tiny on cpu" in status and str(cache) in status and "max_steps=150" in status
-    assert status in caplog.text            # and the same line goes to the log
+    assert status in caplog.text  # and the same line goes to the log
 
 
 def test_gpu_profile_falls_back_to_tiny_offline(cache, monkeypatch, caplog):
@@ -59,7 +60,7 @@ def test_cached_evaluation_reads_only_finished_runs(cache):
     assert nb.cached_evaluation("latent", 4) is None
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"complete": False, "overall": {"score": 10.0}}))
-    assert nb.cached_evaluation("latent", 4) is None          # an interrupted run is not a result
+    assert nb.cached_evaluation("latent", 4) is None  # an interrupted run is not a result
     path.write_text(json.dumps({"complete": True, "overall": {"score": 12.5}}))
     assert nb.cached_evaluation("latent", 4)["overall"]["score"] == 12.5
 

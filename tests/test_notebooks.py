@@ -3,6 +3,7 @@ and teach the library rather than contain it: one set-up line, no function or cl
 in a cell, no code cell copied from one notebook into another.
 
 Running them is nbmake's job: `pytest --nbmake notebooks` (see notebooks/README.md)."""
+
 import ast
 import json
 import re
@@ -11,8 +12,14 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-EXPECTED = ["00_quickstart", "01_data", "02_curriculum_training", "03_latent_rollout_inspection",
-            "04_failure_case_analysis", "05_efficiency"]
+EXPECTED = [
+    "00_quickstart",
+    "01_data",
+    "02_curriculum_training",
+    "03_latent_rollout_inspection",
+    "04_failure_case_analysis",
+    "05_efficiency",
+]
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
@@ -45,15 +52,21 @@ def shared_cells(notebooks: dict[str, list[str]], longer_than: int = 3) -> list[
             lines = normalised_lines(source)
             if len(lines) > longer_than:
                 where.setdefault(lines, []).append(f"{name} code cell {i}")
-    return [f"{' and '.join(places)} share a {len(lines)}-line cell starting {lines[0]!r}"
-            for lines, places in where.items() if len({p.split(' code cell')[0] for p in places}) > 1]
+    return [
+        f"{' and '.join(places)} share a {len(lines)}-line cell starting {lines[0]!r}"
+        for lines, places in where.items()
+        if len({p.split(" code cell")[0] for p in places}) > 1
+    ]
 
 
 def definitions(source: str) -> list[str]:
     """Names of the functions and classes a code cell defines (IPython magics ignored)."""
     python = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    return [f"{type(node).__name__} {node.name}" for node in ast.walk(ast.parse(python))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    return [
+        f"{type(node).__name__} {node.name}"
+        for node in ast.walk(ast.parse(python))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    ]
 
 
 def test_the_six_numbered_notebooks_exist():
@@ -64,8 +77,11 @@ def test_the_six_numbered_notebooks_exist():
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
 def test_notebook_is_stored_without_outputs(path):
     nb = _load(path)
-    dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
-             and (c.get("outputs") or c.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} have stored outputs or execution counts; clear them"
     assert "widgets" not in nb.get("metadata", {}), f"{path.name}: stored widget state"
 
@@ -84,8 +100,9 @@ def test_notebook_shape(path):
     assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
     code = "\n".join(_source(c) for c in cells if c["cell_type"] == "code")
     assert re.search(r"^\s*(from|import) plume_lite", code, re.M), f"{path.name} does not import plume_lite"
-    learned = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
-               and "## What you learned" in _source(c)]
+    learned = [
+        i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "## What you learned" in _source(c)
+    ]
     assert learned and learned[-1] >= len(cells) - 2, f"{path.name}: no closing 'What you learned' cell"
 
 
@@ -97,8 +114,10 @@ def test_notebook_sets_up_with_one_line_and_shows_the_status(path):
     first = normalised_lines(_code_cells(path)[0])
     assert first[0] == "from plume_lite.apps.notebook import setup", f"{path.name}: {first[0]!r}"
     assert re.search(r"^NB = setup\(\)$", first[1]), f"{path.name} does not call setup() as `NB = setup()`"
-    assert re.match(r"^NB\b\s*(#.*)?$", first[-1]) and len(first) == 3, \
-        f"{path.name}: the set-up cell is `from ... import setup`, `NB = setup()`, `NB` (the status), got {first}"
+    assert re.match(r"^NB\b\s*(#.*)?$", first[-1]) and len(first) == 3, (
+        f"{path.name}: the set-up cell is `from ... import setup`, `NB = setup()`, `NB` (the status), "
+        f"got {first}"
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
@@ -117,8 +136,9 @@ def test_the_checkers_see_copies_and_definitions():
     # the checkers themselves: indentation and blank lines do not hide a copy, three lines
     # may repeat, a copy inside one notebook is not a finding, nested and magic-led cells count
     four = "a = 1\nb = 2\n\nc = 3\nd = 4"
-    assert shared_cells({"x": [four], "y": ["  " + four.replace("\n", "\n  ")]}) == \
-        ["x code cell 0 and y code cell 0 share a 4-line cell starting 'a = 1'"]
+    assert shared_cells({"x": [four], "y": ["  " + four.replace("\n", "\n  ")]}) == [
+        "x code cell 0 and y code cell 0 share a 4-line cell starting 'a = 1'"
+    ]
     assert shared_cells({"x": ["a\nb\nc"], "y": ["a\nb\nc"]}) == []
     assert shared_cells({"x": [four, four], "y": []}) == []
     nested = "%matplotlib inline\nfor i in range(2):\n    def f():\n        pass\nclass C: pass"

@@ -1,5 +1,6 @@
 """`plume-lite reproduce --quick` end to end: data, 9 trainings, evaluation, efficiency,
 tables and plot; a second call reuses every finished run and gives the same numbers."""
+
 import json
 import time
 
@@ -16,8 +17,17 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path, capsys):
     assert "## Main table" in printed and "## Component ablation" in printed and "K = 4" in printed
     report = json.loads((out / "results.json").read_text())
     names = [r["run"]["name"] for r in report["runs"]]
-    assert names == ["direct-s0", "explicit-s0", "latent-s0", "latent-no-adapter-s0", "latent-mlp-s0",
-                     "latent-no-anchor-s0", "latent-no-curriculum-s0", "latent-k4-s0", "latent-k6-s0"]
+    assert names == [
+        "direct-s0",
+        "explicit-s0",
+        "latent-s0",
+        "latent-no-adapter-s0",
+        "latent-mlp-s0",
+        "latent-no-anchor-s0",
+        "latent-no-curriculum-s0",
+        "latent-k4-s0",
+        "latent-k6-s0",
+    ]
     for r in report["runs"]:
         assert set(r["eval"]["modalities"]) == {"image", "video", "visdoc"}
         assert 0 <= r["eval"]["overall"]["score"] <= 100

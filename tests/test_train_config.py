@@ -1,12 +1,12 @@
 """TrainConfig: profiles, typed key=value overrides, YAML files, closest-key errors."""
+
 import dataclasses
 
 import pytest
 
 from plume_lite.config import PlumeConfig
 from plume_lite.errors import ConfigError
-from plume_lite.train.config import (LORA_TARGETS, PROFILES, TrainConfig, parse_overrides,
-                                     resolve_config)
+from plume_lite.train.config import LORA_TARGETS, PROFILES, TrainConfig, parse_overrides, resolve_config
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -26,9 +26,20 @@ def test_profiles_follow_the_recipes():
 
 
 def test_overrides_are_parsed_by_field_type():
-    cfg = resolve_config("tiny", overrides=["lr=1e-4", "max_steps=50", "curriculum=off", "adapter=mlp",
-                                            "tasks=a,b", "train_limit=null", "weight_decay=0",
-                                            "instruction_prompt=Embed: 1e-4 yes", "latent_steps=4"])
+    cfg = resolve_config(
+        "tiny",
+        overrides=[
+            "lr=1e-4",
+            "max_steps=50",
+            "curriculum=off",
+            "adapter=mlp",
+            "tasks=a,b",
+            "train_limit=null",
+            "weight_decay=0",
+            "instruction_prompt=Embed: 1e-4 yes",
+            "latent_steps=4",
+        ],
+    )
     assert cfg.lr == 1e-4 and cfg.max_steps == 50 and cfg.curriculum is False
     assert cfg.adapter == "mlp" and cfg.tasks == ["a", "b"] and cfg.train_limit is None
     assert cfg.weight_decay == 0.0 and isinstance(cfg.weight_decay, float)
@@ -36,13 +47,21 @@ def test_overrides_are_parsed_by_field_type():
     assert parse_overrides(["tasks=[x, y]"]) == {"tasks": ["x", "y"]}
 
 
-@pytest.mark.parametrize("item, words", [
-    ("lr_schedul=cosine", "did you mean 'lr_schedule'"), ("batchsize=4", "did you mean 'batch_size'"),
-    ("lr=fast", "lr must be float"), ("batch_size=2.5", "batch_size must be int"),
-    ("curriculum=maybe", "curriculum must be bool"), ("adapter=moee", "adapter must be one of"),
-    ("precision=fp8", "precision must be one of"), ("latent_steps=99", "latent_steps must be in"),
-    ("batch_size=1", "in-batch negatives"), ("lr", "key=value"),
-])
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("lr_schedul=cosine", "did you mean 'lr_schedule'"),
+        ("batchsize=4", "did you mean 'batch_size'"),
+        ("lr=fast", "lr must be float"),
+        ("batch_size=2.5", "batch_size must be int"),
+        ("curriculum=maybe", "curriculum must be bool"),
+        ("adapter=moee", "adapter must be one of"),
+        ("precision=fp8", "precision must be one of"),
+        ("latent_steps=99", "latent_steps must be in"),
+        ("batch_size=1", "in-batch negatives"),
+        ("lr", "key=value"),
+    ],
+)
 def test_bad_overrides_name_the_problem(item, words):
     with pytest.raises(ConfigError, match=words):
         resolve_config("tiny", overrides=[item])

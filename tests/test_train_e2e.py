@@ -1,5 +1,6 @@
 """End-to-end training on SynthMMEB (two small tasks, tiny backbone, CPU): the CLI,
 the log and checkpoints, exact interrupt → resume, the NaN guard, one-line errors."""
+
 import json
 
 import pytest
@@ -11,8 +12,8 @@ synth = pytest.importorskip("plume_lite.data.synth")
 
 from plume_lite.apps import cli  # noqa: E402
 from plume_lite.errors import ConfigError  # noqa: E402
-from plume_lite.train.loop import TrainingDiverged, train  # noqa: E402
 from plume_lite.train.config import resolve_config  # noqa: E402
+from plume_lite.train.loop import TrainingDiverged, train  # noqa: E402
 from plume_lite.train.step import TrainStep  # noqa: E402
 
 FAST = ["batch_size=8", "progress_bar=false", "latent_steps=4", "warmup_steps=2"]
@@ -32,6 +33,7 @@ def kill_at(step):
     def hook(record):
         if record["step"] == step:
             raise Killed
+
     return hook
 
 
@@ -41,6 +43,7 @@ def weights(run, step):
 
 def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_path, capsys, monkeypatch):
     import plume_lite.train.loop as train_module
+
     resets, reset = [], train_module.reset_moments
 
     def spy(optimizer):
@@ -48,17 +51,30 @@ def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_pa
         resets.append(len(inner.state))
         reset(optimizer)
         assert len(inner.state) == 0
+
     monkeypatch.setattr(train_module, "reset_moments", spy)
     out = tmp_path / "run"
-    rc = cli.main(["train", "--data", str(data), "--mode", "latent", "--out", str(out),
-                   "max_steps=8", "save_every=4", *FAST])
+    rc = cli.main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--mode",
+            "latent",
+            "--out",
+            str(out),
+            "max_steps=8",
+            "save_every=4",
+            *FAST,
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "trained latent for 8 steps" in capsys.readouterr().out
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 9))
     assert [r["n_latent"] for r in log] == [0, 1, 2, 3, 4, 4, 4, 4]
     assert [r["drop_answer"] for r in log][-2:] == [True, True]
-    assert len(resets) == 4 and all(n > 0 for n in resets)    # Adam moments dropped at each switch
+    assert len(resets) == 4 and all(n > 0 for n in resets)  # Adam moments dropped at each switch
     for key in ("total", "ce_q", "ce_c", "nce_gen", "nce_disc", "balance", "lr", "grad_norm", "task"):
         assert key in log[-1]
     assert len(log[-1]["expert_load"]) == 4 and log[-1]["router_entropy"] > 0
@@ -68,17 +84,20 @@ def test_cli_latent_run_writes_log_checkpoints_and_a_loadable_model(data, tmp_pa
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000004", "step_00000008"]
     assert json.loads((out / "train_config.json").read_text())["latent_steps"] == 4
     from plume_lite.model import PlumeModel
+
     model = PlumeModel.from_pretrained(out / "model")
     emb = model.encode([{"text": "a red circle"}, {"text": "a blue square"}], mode="latent")
     assert emb.shape[0] == 2 and torch.isfinite(emb).all()
 
 
-@pytest.mark.parametrize("extra", [[], ["lora=true", "precision=bf16", "freeze_vision=true"]],
-                         ids=["full", "lora-bf16"])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "extra", [[], ["lora=true", "precision=bf16", "freeze_vision=true"]], ids=["full", "lora-bf16"]
+)
 def test_interrupted_then_resumed_run_ends_with_the_same_weights(data, tmp_path, extra):
     cfg = resolve_config("tiny", mode="latent", overrides=["max_steps=7", "save_every=3", *FAST, *extra])
     train(cfg, data, tmp_path / "full")
-    with pytest.raises(Killed):                   # dies after step 5: steps 4-5 are redone
+    with pytest.raises(Killed):  # dies after step 5: steps 4-5 are redone
         train(cfg, data, tmp_path / "cut", on_step=kill_at(5))
     summary = train(cfg, data, tmp_path / "cut", resume=True)
     assert summary["resumed_from"].endswith("step_00000003") and summary["steps_this_run"] == 4
@@ -122,7 +141,10 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(data, t
         train(cfg, data, tmp_path / "run")
     msg = str(err.value)
     assert "\n" not in msg and "step 5" in msg and "step_00000004" in msg
-    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "step_00000002",
+        "step_00000004",
+    ]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["finished"] is False
 
 

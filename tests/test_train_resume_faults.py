@@ -4,6 +4,7 @@ instead of restarting over it; a checkpoint corrupted in place is caught by its 
 and the previous verified one is used, said in one line; a torn last log line is
 repaired; leftovers of killed runs are removed; a second run on a locked folder fails at
 once. Small direct-mode runs on SynthMMEB tiny (a few steps each)."""
+
 import json
 import os
 import shutil
@@ -27,8 +28,11 @@ from plume_lite.train.loop import LOCK, train  # noqa: E402
 
 FAST = ["batch_size=8", "progress_bar=false", "latent_steps=4", "warmup_steps=2", "train_limit=16"]
 # 6 steps in all; the base run stops after 4 with checkpoints at steps 2 and 4
-CFG = resolve_config("tiny", mode="direct", overrides=["max_steps=6", "save_every=2", "keep_checkpoints=2",
-                                                       "max_steps_this_run=4", *FAST])
+CFG = resolve_config(
+    "tiny",
+    mode="direct",
+    overrides=["max_steps=6", "save_every=2", "keep_checkpoints=2", "max_steps_this_run=4", *FAST],
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,11 @@ def steps(out):
 def snapshot(folder):
     """{relative path: bytes} of every file but the lock's (it holds the last holder's pid):
     proves a refused run changed nothing."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*"))
-            if p.is_file() and p.name != LOCK}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file() and p.name != LOCK
+    }
 
 
 def one_line(err):
@@ -73,14 +80,14 @@ def one_line(err):
 # ------------------------------------------------------------------ foreign folders
 def test_resume_refuses_a_folder_that_is_not_a_training_run(data, tmp_path, tiny_model):
     other = tmp_path / "model_folder"
-    tiny_model.save_pretrained(other)                     # another format: a PlumeModel folder
+    tiny_model.save_pretrained(other)  # another format: a PlumeModel folder
     (other / "log.jsonl").write_text("their log\n")
     before = snapshot(other)
     with pytest.raises(ConfigError) as err:
         train(CFG, data, other, resume=True)
     assert "no train_config.json" in one_line(err) and str(other) in str(err.value)
     with pytest.raises(ConfigError, match="not written by a plume_lite training run"):
-        train(CFG, data, other)                           # a fresh run would delete their log
+        train(CFG, data, other)  # a fresh run would delete their log
     assert snapshot(other) == before and not (other / LOCK).exists()
     with pytest.raises(ConfigError, match="does not exist"):
         train(CFG, data, tmp_path / "nothing", resume=True)
@@ -88,7 +95,7 @@ def test_resume_refuses_a_folder_that_is_not_a_training_run(data, tmp_path, tiny
 
 
 def test_another_tools_checkpoints_are_never_overwritten(data, run):
-    foreign = run / "checkpoints" / "step_00000006"       # would be replaced at step 6
+    foreign = run / "checkpoints" / "step_00000006"  # would be replaced at step 6
     foreign.mkdir()
     (foreign / "pytorch_model.bin").write_bytes(b"their weights")
     (run / "checkpoints" / "checkpoint-500").mkdir()
@@ -113,13 +120,13 @@ def test_an_unreadable_train_config_is_refused_naming_it(data, run):
 def corrupt(path):
     data = bytearray(path.read_bytes())
     mid = len(data) // 2
-    data[mid:mid + 64] = bytes(255 - b for b in data[mid:mid + 64])
-    path.write_bytes(bytes(data))                         # same size: only a checksum sees it
+    data[mid : mid + 64] = bytes(255 - b for b in data[mid : mid + 64])
+    path.write_bytes(bytes(data))  # same size: only a checksum sees it
 
 
 def test_a_checkpoint_corrupted_in_place_falls_back_to_the_previous_verified_one(data, run):
     file = run / "checkpoints" / "step_00000004" / "weights.safetensors"
-    original = {k: v.clone() for k, v in load_file(str(file)).items()}    # not views of the file
+    original = {k: v.clone() for k, v in load_file(str(file)).items()}  # not views of the file
     original_bytes = file.read_bytes()
     corrupt(file)
     summary = train(CFG.replace(max_steps_this_run=2), data, run, resume=True)
@@ -129,7 +136,7 @@ def test_a_checkpoint_corrupted_in_place_falls_back_to_the_previous_verified_one
     assert summary["resumed_from"].endswith("step_00000002") and summary["step"] == 4
     again = load_file(str(file))
     assert original.keys() == again.keys()
-    for k in original:                                    # steps 3-4 redone bit for bit
+    for k in original:  # steps 3-4 redone bit for bit
         assert torch.equal(original[k], again[k]), k
     assert file.read_bytes() == original_bytes
     assert steps(run) == [1, 2, 3, 4]
@@ -143,13 +150,13 @@ def test_resume_refuses_when_no_checkpoint_verifies(data, run):
         train(CFG, data, run, resume=True)
     msg = one_line(err)
     assert "no checkpoint" in msg and "step_00000004" in msg and "step_00000002" in msg
-    assert snapshot(run) == before                        # nothing restarted, nothing deleted
+    assert snapshot(run) == before  # nothing restarted, nothing deleted
 
 
 # ------------------------------------------------------------------ the log
 def test_a_torn_last_log_line_is_dropped_and_the_rest_kept(data, run):
     with open(run / "log.jsonl", "a") as f:
-        f.write('{"step": 5, "stage": 0, "to')             # killed mid-append
+        f.write('{"step": 5, "stage": 0, "to')  # killed mid-append
     summary = train(CFG.replace(max_steps_this_run=1), data, run, resume=True)
     assert "torn last line" in summary["resume_note"]
     assert summary["resumed_from"].endswith("step_00000004")
@@ -170,17 +177,17 @@ def test_a_corrupted_middle_of_the_log_is_refused(data, run):
 # ------------------------------------------------------------------ leftovers of killed runs
 def test_leftovers_of_killed_runs_are_removed_and_a_half_swapped_checkpoint_restored(data, run):
     ck = run / "checkpoints"
-    (ck / ".step_00000006.k1ll3d00.tmp").mkdir()                        # killed while writing
+    (ck / ".step_00000006.k1ll3d00.tmp").mkdir()  # killed while writing
     (ck / ".step_00000006.k1ll3d00.tmp" / "weights.safetensors").write_bytes(b"partial")
-    (ck / ".step_00000000.h4lfpr0n.tmp").mkdir()                        # killed while pruning
-    (run / ".model.k1ll3d01.tmp").mkdir()                               # killed while saving the model
-    (run / ".log.jsonl.k1ll3d02.tmp").write_text("partial")             # killed in atomic_write_text
-    os.replace(ck / "step_00000004", ck / ".step_00000004.old")         # killed between the renames
-    (ck / ".step_00000004.k1ll3d03.tmp").mkdir()                        # ... of atomic_dir
-    (run / "notes.txt").write_text("mine")                              # not ours: left alone
+    (ck / ".step_00000000.h4lfpr0n.tmp").mkdir()  # killed while pruning
+    (run / ".model.k1ll3d01.tmp").mkdir()  # killed while saving the model
+    (run / ".log.jsonl.k1ll3d02.tmp").write_text("partial")  # killed in atomic_write_text
+    os.replace(ck / "step_00000004", ck / ".step_00000004.old")  # killed between the renames
+    (ck / ".step_00000004.k1ll3d03.tmp").mkdir()  # ... of atomic_dir
+    (run / "notes.txt").write_text("mine")  # not ours: left alone
     (run / ".notes.tmp").write_text("mine")
     summary = train(CFG.replace(max_steps_this_run=1), data, run, resume=True)
-    assert summary["resumed_from"].endswith("step_00000004")            # the previous version is back
+    assert summary["resumed_from"].endswith("step_00000004")  # the previous version is back
     assert sorted(p.name for p in ck.iterdir()) == ["step_00000004", "step_00000005"]
     hidden = sorted(p.name for p in run.iterdir() if p.name.startswith("."))
     assert hidden == [".notes.tmp", LOCK]
@@ -191,9 +198,16 @@ def test_leftovers_of_killed_runs_are_removed_and_a_half_swapped_checkpoint_rest
 def test_a_second_run_on_a_locked_folder_fails_at_once(data, tmp_path):
     out = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom plume_lite.io import folder_lock\n"
-         f"with folder_lock({str(out)!r}, {LOCK!r}):\n    print('locked', flush=True)\n    time.sleep(120)\n"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom plume_lite.io import folder_lock\n"
+            f"with folder_lock({str(out)!r}, {LOCK!r}):\n"
+            "    print('locked', flush=True)\n    time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         t0 = time.perf_counter()
@@ -203,9 +217,9 @@ def test_a_second_run_on_a_locked_folder_fails_at_once(data, tmp_path):
         msg = one_line(err)
         assert isinstance(err.value, PlumeError)
         assert str(out) in msg and f"pid {holder.pid}" in msg
-        assert sorted(p.name for p in out.iterdir()) == [LOCK]     # nothing was written
+        assert sorted(p.name for p in out.iterdir()) == [LOCK]  # nothing was written
     finally:
-        holder.send_signal(signal.SIGKILL)                          # the OS releases the lock
+        holder.send_signal(signal.SIGKILL)  # the OS releases the lock
         holder.wait()
-    with folder_lock(out, LOCK):                                    # free again after a kill -9
+    with folder_lock(out, LOCK):  # free again after a kill -9
         pass

@@ -1,4 +1,5 @@
 """plume_lite.apps.viz: the plotting helpers of the notebooks, on fake logs/traces and real media."""
+
 import json
 
 import matplotlib
@@ -25,9 +26,20 @@ def _records(n=20):
     out = []
     for s in range(1, n + 1):
         stage = min(4, (s - 1) * 8 // n) if s <= n // 2 else 4
-        out.append({"step": s, "stage": stage, "n_latent": 2 * stage, "drop_answer": s > 3 * n // 4,
-                    "total": 10.0 / s, "ce_q": 3.0, "ce_c": 2.0, "nce_gen": 1.0, "nce_disc": 1.5,
-                    "balance": 0.01})
+        out.append(
+            {
+                "step": s,
+                "stage": stage,
+                "n_latent": 2 * stage,
+                "drop_answer": s > 3 * n // 4,
+                "total": 10.0 / s,
+                "ce_q": 3.0,
+                "ce_c": 2.0,
+                "nce_gen": 1.0,
+                "nce_disc": 1.5,
+                "balance": 0.01,
+            }
+        )
     return out
 
 
@@ -50,26 +62,30 @@ def test_plot_losses_skips_missing_parts_and_overlays():
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 6
     # direct-mode log: no CE parts, no stage changes
-    direct = [{"step": r["step"], "stage": 0, "n_latent": 0, "total": r["total"], "nce_gen": 1.0,
-               "nce_disc": 1.0} for r in recs]
+    direct = [
+        {"step": r["step"], "stage": 0, "n_latent": 0, "total": r["total"], "nce_gen": 1.0, "nce_disc": 1.0}
+        for r in recs
+    ]
     fig2 = viz.plot_losses(direct, label="direct")
     assert sum(ax.get_visible() for ax in fig2.axes) == 3
     # overlay: each run's curve lands on the panel of its part, whatever its first run had
     viz.plot_losses(recs, axes=np.array(fig2.axes), label="latent")
     nce = next(ax for ax in fig2.axes if ax.get_gid() == "loss:nce_gen")
-    assert len(nce.get_lines()) == 4          # two runs, raw + smoothed each
+    assert len(nce.get_lines()) == 4  # two runs, raw + smoothed each
     total = next(ax for ax in fig.axes if ax.get_gid() == "loss:total")
     ce = next(ax for ax in fig.axes if ax.get_gid() == "loss:ce_q")
-    before = len(total.get_lines()), len(ce.get_lines())      # curves + stage-switch lines
+    before = len(total.get_lines()), len(ce.get_lines())  # curves + stage-switch lines
     viz.plot_losses(direct, axes=np.array(fig.axes), label="direct")
     assert len(total.get_lines()) == before[0] + 2
-    assert len(ce.get_lines()) == before[1]   # direct has no CE: nothing added there
+    assert len(ce.get_lines()) == before[1]  # direct has no CE: nothing added there
 
 
 def test_expert_usage_chosen_and_gates():
     g = torch.tensor([[0.7, 0.2, 0.1, 0.0], [0.1, 0.1, 0.4, 0.4]])
-    traces = [{"gates": g, "chosen": torch.tensor([[0, 1], [2, 3]])},
-              {"gates": g, "chosen": torch.tensor([[0, 2], [2, 3]])}]
+    traces = [
+        {"gates": g, "chosen": torch.tensor([[0, 1], [2, 3]])},
+        {"gates": g, "chosen": torch.tensor([[0, 2], [2, 3]])},
+    ]
     use = viz.expert_usage(traces)
     assert use.shape == (2, 4)
     np.testing.assert_allclose(use.sum(1), 1.0)
@@ -84,10 +100,14 @@ def test_expert_usage_chosen_and_gates():
 def test_cosine_to_target_and_curves():
     target = np.array([1.0, 0.0])
     states = [np.array([0.0, 2.0]), np.array([1.0, 1.0]), np.array([3.0, 0.0])]
-    np.testing.assert_allclose(viz.cosine_to_target(states, target), [0.0, 2 ** -0.5, 1.0], atol=1e-9)
-    ax = viz.plot_cosine_curves({"latent": [np.linspace(0, 1, 8)] * 3,
-                                 "explicit": [np.linspace(0, 0.5, 40), np.linspace(0, 0.4, 25)],
-                                 "empty": []})
+    np.testing.assert_allclose(viz.cosine_to_target(states, target), [0.0, 2**-0.5, 1.0], atol=1e-9)
+    ax = viz.plot_cosine_curves(
+        {
+            "latent": [np.linspace(0, 1, 8)] * 3,
+            "explicit": [np.linspace(0, 0.5, 40), np.linspace(0, 0.4, 25)],
+            "empty": [],
+        }
+    )
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["latent (n=3)", "explicit (n=2)"]
     y = ax.get_lines()[0].get_ydata()
@@ -95,19 +115,31 @@ def test_cosine_to_target_and_curves():
 
 
 def test_items_gallery_and_failure_gallery(media_files):
-    items = [{"text": "a red circle", "instruction": "Find it"}, {"image": media_files["image"]},
-             {"video": media_files["video"]}, {"pdf": media_files["pdf"], "page": 1},
-             {"image": Image.new("RGB", (20, 10), (255, 0, 0))}]
+    items = [
+        {"text": "a red circle", "instruction": "Find it"},
+        {"image": media_files["image"]},
+        {"video": media_files["video"]},
+        {"pdf": media_files["pdf"], "page": 1},
+        {"image": Image.new("RGB", (20, 10), (255, 0, 0))},
+    ]
     assert viz.item_picture(items[0]) is None
     strip = viz.item_picture(items[2])
-    assert strip.width > 3 * strip.height        # four frames side by side
+    assert strip.width > 3 * strip.height  # four frames side by side
     assert "red circle" in viz.item_caption(items[0])
     fig = viz.show_items(items, titles=list("abcde"), ncols=3)
     assert sum(ax.get_visible() for ax in fig.axes) == 5
 
-    task = EvalTask(name="t", modality="image", meta_task="qa", protocol="local", metric="hit@1",
-                    queries=[items[1]], candidates=[{"text": "pos"}, {"text": "neg1"}, {"text": "neg2"}],
-                    query_candidates=[[0, 1, 2]], qrels=[{0: 1}])
+    task = EvalTask(
+        name="t",
+        modality="image",
+        meta_task="qa",
+        protocol="local",
+        metric="hit@1",
+        queries=[items[1]],
+        candidates=[{"text": "pos"}, {"text": "neg1"}, {"text": "neg2"}],
+        query_candidates=[[0, 1, 2]],
+        qrels=[{0: 1}],
+    )
     row = {"rank": 3, "pos_score": 0.1, "top": [2, 1, 0], "top_scores": [0.9, 0.5, 0.1]}
     fig = viz.failure_gallery(task, row, 0)
     titles = [ax.get_title() for ax in fig.axes]
@@ -123,21 +155,22 @@ def test_routing_heatmap_marks_the_chosen_experts_and_is_an_image():
     chosen = gates.topk(2, -1).indices
     ax = viz.plot_routing(gates, chosen=chosen, title="one query", vmax=1.0)
     stars = [t.get_text() for t in ax.texts if "★" in t.get_text()]
-    assert len(stars) == 12 and len(ax.patches) == 12        # two picks per step, outlined
+    assert len(stars) == 12 and len(ax.patches) == 12  # two picks per step, outlined
     img = viz.routing_image(gates, chosen, title="trace")
     assert isinstance(img, Image.Image) and img.mode == "RGB" and img.width > 300
-    assert viz.routing_image(gates).size == img.size          # without picks: the same layout
+    assert viz.routing_image(gates).size == img.size  # without picks: the same layout
 
 
 def test_routing_image_is_safe_from_several_threads():
     # the demo draws one heatmap per request, in worker threads: no pyplot state shared
     from concurrent.futures import ThreadPoolExecutor
+
     gates = [torch.softmax(torch.randn(k, 4), -1) for k in (2, 4, 6, 8) * 3]
     with ThreadPoolExecutor(6) as pool:
         images = list(pool.map(lambda g: viz.routing_image(g, g.topk(2, -1).indices), gates))
     assert [im.height for im in images[:4]] == sorted(im.height for im in images[:4])
     assert len({im.size for im in images}) == 4
-    assert not plt.get_fignums()                              # no pyplot figure was made
+    assert not plt.get_fignums()  # no pyplot figure was made
 
 
 def test_item_picture_middle_frame_and_contact_sheet(media_files):
@@ -146,5 +179,5 @@ def test_item_picture_middle_frame_and_contact_sheet(media_files):
     frames = [Image.new("RGB", (10, 8), (i * 30, 0, 0)) for i in range(6)]
     sheet = viz.contact_sheet(frames, columns=4, gap=2)
     assert sheet.size == (4 * 10 + 3 * 2, 2 * 8 + 2)
-    assert sheet.getpixel((12 + 1, 1)) == (30, 0, 0)          # frame 1: second column, first row
+    assert sheet.getpixel((12 + 1, 1)) == (30, 0, 0)  # frame 1: second column, first row
     assert viz.contact_sheet(frames[:3]).size == (3 * 10 + 2 * 2, 8)

@@ -1,6 +1,7 @@
 """`plume-lite` command line. Each subcommand lives beside the code it drives:
 a module listed here exposes `add_cli(subparsers)` that registers its parser and
 sets `func`. Errors the user can fix (PlumeError) end in one line, not a traceback."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,12 +14,12 @@ from plume_lite.runtime import apply_env, configure_threads
 
 # module -> registers one or more subcommands
 COMMAND_MODULES = [
-    "plume_lite.data.cli",       # synth, data show
-    "plume_lite.train.loop",          # train
-    "plume_lite.evaluation.protocol",       # eval
-    "plume_lite.experiments.reproduce",      # reproduce
-    "plume_lite.experiments.bench",          # bench
-    "plume_lite.apps.demo.cli",           # demo
+    "plume_lite.data.cli",  # synth, data show
+    "plume_lite.train.loop",  # train
+    "plume_lite.evaluation.protocol",  # eval
+    "plume_lite.experiments.reproduce",  # reproduce
+    "plume_lite.experiments.bench",  # bench
+    "plume_lite.apps.demo.cli",  # demo
 ]
 
 
@@ -49,7 +50,7 @@ def configure_logging() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    apply_env()            # no telemetry; the hub stays reachable for hub ids
+    apply_env()  # no telemetry; the hub stays reachable for hub ids
     configure_logging()
     args = build_parser().parse_args(argv)
     try:

@@ -9,6 +9,7 @@ and their cached evaluations, so every notebook trains and scores each one only 
 The status goes to `logging` (this module's logger) and into the set-up object's repr,
 so a notebook shows it by displaying `NB`, and scripts and tests print nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,11 +53,11 @@ def hub_reachable(repo_id: str, repo_type: str = "model") -> bool:
     try:
         (HfApi().dataset_info if repo_type == "dataset" else HfApi().model_info)(repo_id, timeout=5)
         return True
-    except Exception:   # offline, DNS failure, gated repo: all mean "not reachable"
+    except Exception:  # offline, DNS failure, gated repo: all mean "not reachable"
         return False
 
 
-@dataclass(repr=False)   # the repr is the status line a notebook displays
+@dataclass(repr=False)  # the repr is the status line a notebook displays
 class NotebookSetup:
     """The notebooks' shared setting, made by `setup()`.
 
@@ -69,6 +70,7 @@ class NotebookSetup:
         fallback: why the profile asked for was not used ("" when it was).
         started: `time.perf_counter()` at set-up, for `elapsed_s`.
     """
+
     profile: str
     device: str
     dtype: torch.dtype | None
@@ -79,8 +81,10 @@ class NotebookSetup:
 
     def __repr__(self) -> str:
         overrides = ", ".join(self.overrides) or "none"
-        status = (f"profile {self.profile} on {self.device}, torch threads: {torch.get_num_threads()}; "
-                  f"cache folder {self.cache_root}; shared training overrides: {overrides}")
+        status = (
+            f"profile {self.profile} on {self.device}, torch threads: {torch.get_num_threads()}; "
+            f"cache folder {self.cache_root}; shared training overrides: {overrides}"
+        )
         return f"{self.fallback}\n{status}" if self.fallback else status
 
     @property
@@ -138,6 +142,7 @@ class NotebookSetup:
             >>> model = NB.load("latent")
         """
         from plume_lite.model import PlumeModel
+
         return PlumeModel.from_pretrained(self.checkpoint(mode), device=self.device, dtype=self.dtype).eval()
 
     def tasks(self) -> list:
@@ -151,6 +156,7 @@ class NotebookSetup:
         """
         if self._tasks is None:
             from plume_lite.data import load_eval_tasks
+
             self._tasks = load_eval_tasks(self.data())
         return self._tasks
 
@@ -186,6 +192,7 @@ class NotebookSetup:
             >>> saved and saved["overall"]["score"]
         """
         import json
+
         path = self.evaluation_path(mode, steps)
         if not path.exists():
             return None
@@ -212,10 +219,18 @@ class NotebookSetup:
         """
         from plume_lite.evaluation.index import checkpoint_fingerprint
         from plume_lite.evaluation.protocol import evaluate
+
         path = self.checkpoint(mode)
         model = model if model is not None else self.load(mode)
-        return evaluate(model, self.tasks(), mode=mode, steps=steps, out=self.evaluation_path(mode, steps),
-                        progress=False, checkpoint_id=checkpoint_fingerprint(path))
+        return evaluate(
+            model,
+            self.tasks(),
+            mode=mode,
+            steps=steps,
+            out=self.evaluation_path(mode, steps),
+            progress=False,
+            checkpoint_id=checkpoint_fingerprint(path),
+        )
 
 
 def setup(profile: str | None = None, plot_theme: bool = True) -> NotebookSetup:
@@ -252,17 +267,24 @@ def setup(profile: str | None = None, plot_theme: bool = True) -> NotebookSetup:
         hub_id = TRAIN_PROFILES["gpu-2b"]["backbone"]
         gpu, hub = torch.cuda.is_available(), hub_reachable(hub_id)
         if not (gpu and hub):
-            fallback = (f"PLUME_PROFILE=gpu-2b needs a CUDA GPU and {hub_id} from the Hugging Face hub "
-                        f"(GPU: {gpu}, hub or local copy: {hub}); falling back to the tiny profile.")
+            fallback = (
+                f"PLUME_PROFILE=gpu-2b needs a CUDA GPU and {hub_id} from the Hugging Face hub "
+                f"(GPU: {gpu}, hub or local copy: {hub}); falling back to the tiny profile."
+            )
             log.warning(fallback)
             profile = "tiny"
     if profile == "tiny":
-        runtime.configure_threads()        # the tiny model's kernels gain nothing from more threads
+        runtime.configure_threads()  # the tiny model's kernels gain nothing from more threads
     if plot_theme:
         import seaborn as sns
+
         sns.set_theme(style="whitegrid", context="notebook")
-    nb = NotebookSetup(profile=profile, device="cuda" if profile == "gpu-2b" else "cpu",
-                       dtype=torch.bfloat16 if profile == "gpu-2b" else None,
-                       overrides=DEFAULT_OVERRIDES if profile == "tiny" else (), fallback=fallback)
+    nb = NotebookSetup(
+        profile=profile,
+        device="cuda" if profile == "gpu-2b" else "cpu",
+        dtype=torch.bfloat16 if profile == "gpu-2b" else None,
+        overrides=DEFAULT_OVERRIDES if profile == "tiny" else (),
+        fallback=fallback,
+    )
     log.info("%r", nb)
     return nb

@@ -14,6 +14,7 @@ a notebook, a script (Agg backend) or a test. The picture makers (`routing_image
 `item_picture`, `contact_sheet`) use no pyplot state, so a server such as the demo may
 call them from several threads at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,19 @@ from plume_lite import media
 from plume_lite.files import item_kind
 
 LOSS_PARTS = ("total", "ce_q", "ce_c", "nce_gen", "nce_disc", "balance")
-LOSS_TITLES = {"total": "total loss", "ce_q": "CE, query suffix", "ce_c": "CE, candidate suffix",
-               "nce_gen": "InfoNCE on <gen_emb>", "nce_disc": "InfoNCE on <disc_emb>",
-               "balance": "router balance term"}
+LOSS_TITLES = {
+    "total": "total loss",
+    "ce_q": "CE, query suffix",
+    "ce_c": "CE, candidate suffix",
+    "nce_gen": "InfoNCE on <gen_emb>",
+    "nce_disc": "InfoNCE on <disc_emb>",
+    "balance": "router balance term",
+}
 
 
 def _plt():
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -54,8 +61,15 @@ def stage_spans(records: list[dict]) -> list[dict]:
         if spans and (spans[-1]["stage"], spans[-1]["n_latent"], spans[-1]["drop_answer"]) == key:
             spans[-1]["end"] = r["step"]
         else:
-            spans.append({"start": r["step"], "end": r["step"], "stage": key[0],
-                          "n_latent": key[1], "drop_answer": key[2]})
+            spans.append(
+                {
+                    "start": r["step"],
+                    "end": r["step"],
+                    "stage": key[0],
+                    "n_latent": key[1],
+                    "drop_answer": key[2],
+                }
+            )
     return spans
 
 
@@ -79,12 +93,27 @@ def mark_stages(ax, records: list[dict], label: bool = True) -> None:
             ax.axvline(s["start"] - 0.5, color="0.4", linestyle="--", linewidth=0.8)
         if label:
             text = f"S{s['stage']}\n{s['n_latent']} lat" + ("\nno ans" if s["drop_answer"] else "")
-            ax.text((s["start"] + s["end"]) / 2, 0.98, text, transform=ax.get_xaxis_transform(),
-                    ha="center", va="top", fontsize=7, color="0.25")
+            ax.text(
+                (s["start"] + s["end"]) / 2,
+                0.98,
+                text,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=7,
+                color="0.25",
+            )
 
 
-def plot_losses(records: list[dict], parts=LOSS_PARTS, smooth: int = 5, axes=None, label: str | None = None,
-                stages: bool = True, ncols: int = 3):
+def plot_losses(
+    records: list[dict],
+    parts=LOSS_PARTS,
+    smooth: int = 5,
+    axes=None,
+    label: str | None = None,
+    stages: bool = True,
+    ncols: int = 3,
+):
     """One panel per loss part against the step (raw in light, moving average on top),
     with the curriculum phases marked. Parts absent from the log (e.g. CE in direct
     mode) are skipped. Pass `axes` (from an earlier call's figure) to overlay another
@@ -94,7 +123,7 @@ def plot_losses(records: list[dict], parts=LOSS_PARTS, smooth: int = 5, axes=Non
     if axes is None:
         nrows = max(1, -(-len(present) // ncols))
         fig, grid = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
-        for ax in grid.flat[len(present):]:
+        for ax in grid.flat[len(present) :]:
             ax.set_visible(False)
         panels = dict(zip(present, grid.flat))
         for part, ax in panels.items():
@@ -115,7 +144,7 @@ def plot_losses(records: list[dict], parts=LOSS_PARTS, smooth: int = 5, axes=Non
         rows = [r for r in records if part in r]
         steps = np.array([r["step"] for r in rows])
         values = np.array([r[part] for r in rows], dtype=float)
-        line, = ax.plot(steps, _smooth(values, smooth), linewidth=1.6, label=label)
+        (line,) = ax.plot(steps, _smooth(values, smooth), linewidth=1.6, label=label)
         ax.plot(steps, values, color=line.get_color(), alpha=0.25, linewidth=0.8)
     if label is not None:
         for ax in panels.values():
@@ -132,16 +161,18 @@ def expert_usage(traces: list[dict], weight: str = "chosen") -> np.ndarray:
     expert gets at each step (`weight="chosen"`), or the mean router probability
     (`weight="gates"`). Traces without a router (direct, explicit, K = 0) are an error."""
     if not traces or any("gates" not in t for t in traces):
-        raise ValueError("expert_usage needs latent traces with a router (encode(..., mode='latent', "
-                         "return_trace=True) with an MoE adapter and K > 0)")
-    gates = np.stack([np.asarray(t["gates"], dtype=float) for t in traces])          # [N, K, E]
+        raise ValueError(
+            "expert_usage needs latent traces with a router (encode(..., mode='latent', "
+            "return_trace=True) with an MoE adapter and K > 0)"
+        )
+    gates = np.stack([np.asarray(t["gates"], dtype=float) for t in traces])  # [N, K, E]
     if weight == "gates":
         return gates.mean(0)
     if weight != "chosen":
         raise ValueError(f"weight must be 'chosen' or 'gates', got {weight!r}")
     picks = np.zeros_like(gates)
     for n, t in enumerate(traces):
-        chosen = np.asarray(t["chosen"], dtype=int)                                  # [K, k]
+        chosen = np.asarray(t["chosen"], dtype=int)  # [K, k]
         for j in range(chosen.shape[0]):
             picks[n, j, chosen[j]] = 1.0 / chosen.shape[1]
     return picks.mean(0)
@@ -154,15 +185,26 @@ def _numbers(values, dtype=float) -> np.ndarray:
     return np.asarray(values, dtype=dtype)
 
 
-def plot_routing(matrix, row_labels=None, col_labels=None, ax=None, title: str = "", fmt: str = ".2f",
-                 cmap: str = "viridis", vmin: float | None = 0.0, vmax: float | None = None,
-                 cbar_label: str = "share of top-k picks", chosen=None):
+def plot_routing(
+    matrix,
+    row_labels=None,
+    col_labels=None,
+    ax=None,
+    title: str = "",
+    fmt: str = ".2f",
+    cmap: str = "viridis",
+    vmin: float | None = 0.0,
+    vmax: float | None = None,
+    cbar_label: str = "share of top-k picks",
+    chosen=None,
+):
     """A heatmap of expert use: rows are tasks (or latent steps), columns experts.
 
     `chosen` ([rows, k] expert indices, a trace's top-k picks) outlines and stars those
     cells. Drawn with the axes' own methods; only without `ax` does pyplot make a figure
     (so it shows in a notebook)."""
     from matplotlib.patches import Rectangle
+
     matrix = _numbers(matrix)
     rows, cols = matrix.shape
     if ax is None:
@@ -171,16 +213,25 @@ def plot_routing(matrix, row_labels=None, col_labels=None, ax=None, title: str =
     for j, experts in enumerate(_numbers(chosen, int) if chosen is not None else []):
         picked[j, experts] = True
     image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
-    if rows * cols <= 200:      # numbers in bigger grids would overlap
+    if rows * cols <= 200:  # numbers in bigger grids would overlap
         for (j, e), value in np.ndenumerate(matrix):
             r, g, b, _ = image.cmap(image.norm(value))
-            ax.text(e, j, format(value, fmt) + (" ★" if picked[j, e] else ""), ha="center",
-                    va="center", fontsize=8, fontweight="bold" if picked[j, e] else "normal",
-                    color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+            ax.text(
+                e,
+                j,
+                format(value, fmt) + (" ★" if picked[j, e] else ""),
+                ha="center",
+                va="center",
+                fontsize=8,
+                fontweight="bold" if picked[j, e] else "normal",
+                color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white",
+            )
     for j, e in zip(*np.nonzero(picked)):
         ax.add_patch(Rectangle((e - 0.5, j - 0.5), 1, 1, fill=False, edgecolor="#ff4d4d", linewidth=2))
     ax.set_xticks(range(cols), col_labels if col_labels is not None else [f"E{e}" for e in range(cols)])
-    ax.set_yticks(range(rows), row_labels if row_labels is not None else [f"step {j + 1}" for j in range(rows)])
+    ax.set_yticks(
+        range(rows), row_labels if row_labels is not None else [f"step {j + 1}" for j in range(rows)]
+    )
     if chosen is not None:
         ax.set_xlabel("routed expert (★ = chosen by top-k)")
     ax.set_title(title, fontsize=10)
@@ -192,6 +243,7 @@ def figure_image(fig, dpi: float = 110):
     """An RGB PIL image of a matplotlib Figure, drawn by its own Agg canvas (no pyplot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
+
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
@@ -202,6 +254,7 @@ def routing_image(gates, chosen=None, title: str = "", dpi: float = 110, **kwarg
     """plot_routing of one trace ([K, E] router probabilities, [K, k] picks) as a PIL
     image, on a figure of its own: safe to call from several threads."""
     from matplotlib.figure import Figure
+
     rows, cols = _numbers(gates).shape
     w, h = 2.1 + 0.9 * cols, 1.2 + 0.42 * rows
     fig = Figure(figsize=(w, h))
@@ -236,16 +289,24 @@ def plot_cosine_curves(curves: dict, ax=None, normalise: bool = True, title: str
         if not rows:
             continue
         if normalise:
-            y = np.stack([np.interp(grid, np.linspace(0, 1, len(r)) if len(r) > 1 else [0.0], r)
-                          if len(r) > 1 else np.full_like(grid, r[0]) for r in rows])
+            y = np.stack(
+                [
+                    np.interp(grid, np.linspace(0, 1, len(r)) if len(r) > 1 else [0.0], r)
+                    if len(r) > 1
+                    else np.full_like(grid, r[0])
+                    for r in rows
+                ]
+            )
             x = grid
         else:
             width = min(len(r) for r in rows)
             y, x = np.stack([r[:width] for r in rows]), np.arange(1, width + 1)
-        line, = ax.plot(x, y.mean(0), marker="o" if len(x) <= 21 else None, markersize=3,
-                        label=f"{label} (n={len(rows)})")
-        ax.fill_between(x, np.percentile(y, 25, axis=0), np.percentile(y, 75, axis=0),
-                        color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(
+            x, y.mean(0), marker="o" if len(x) <= 21 else None, markersize=3, label=f"{label} (n={len(rows)})"
+        )
+        ax.fill_between(
+            x, np.percentile(y, 25, axis=0), np.percentile(y, 75, axis=0), color=line.get_color(), alpha=0.2
+        )
     ax.set_xlabel("relative reasoning progress" if normalise else "step")
     ax.set_ylabel("cosine to the positive target")
     ax.set_title(title, fontsize=10)
@@ -269,18 +330,21 @@ def contact_sheet(frames: list, columns: int | None = None, gap: int = 2):
     """Video frames in a grid on white, in time order (left to right, top to bottom);
     one row of all the frames by default."""
     from PIL import Image
+
     columns = columns or len(frames)
     w, h = frames[0].size
     rows = -(-len(frames) // columns)
-    sheet = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap),
-                      (255, 255, 255))
+    sheet = Image.new(
+        "RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap), (255, 255, 255)
+    )
     for i, frame in enumerate(frames):
         sheet.paste(frame.resize((w, h)), ((i % columns) * (w + gap), (i // columns) * (h + gap)))
     return sheet
 
 
-def item_picture(item: dict, frames: int = 4, dpi: float = 72,
-                 max_pixels: int = media.DEFAULT_PDF_MAX_PIXELS):
+def item_picture(
+    item: dict, frames: int = 4, dpi: float = 72, max_pixels: int = media.DEFAULT_PDF_MAX_PIXELS
+):
     """The visual part of an item as one PIL image: the image, a strip of `frames`
     video frames (frames=1: the middle one), a PDF page rendered at `dpi` within
     `max_pixels`; None for a text-only item. A bad file raises its MediaError."""
@@ -288,8 +352,7 @@ def item_picture(item: dict, frames: int = 4, dpi: float = 72,
     if kind == "image":
         return media.load_image(item["image"])
     if kind == "pdf":
-        return media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)), dpi=dpi,
-                                   max_pixels=max_pixels)
+        return media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)), dpi=dpi, max_pixels=max_pixels)
     if kind == "video":
         return contact_sheet(media.load_video(item["video"], num_frames=frames))
     return None
@@ -308,8 +371,16 @@ def show_item(item: dict, ax, title: str = "", color: str | None = None, width: 
     else:
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.text(0.5, 0.5, caption or "(empty)", ha="center", va="center", fontsize=8, wrap=True,
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            caption or "(empty)",
+            ha="center",
+            va="center",
+            fontsize=8,
+            wrap=True,
+            transform=ax.transAxes,
+        )
     if title:
         ax.set_title(title, fontsize=8, color=color or "black")
     if color:
@@ -334,8 +405,9 @@ def show_items(items: list, titles=None, ncols: int = 4, size: float = 2.4, colo
     return fig
 
 
-def failure_gallery(task, row: dict, query_index: int, max_shown: int = 4, title: str = "",
-                    size: float = 2.4):
+def failure_gallery(
+    task, row: dict, query_index: int, max_shown: int = 4, title: str = "", size: float = 2.4
+):
     """One query of an evaluated task: the query, its positive target, and the
     candidates ranked above the target (from `evaluate`'s per_query rows: `top`,
     `top_scores`, `rank`, `pos_score`). Green frame = target (the most relevant
@@ -353,9 +425,9 @@ def failure_gallery(task, row: dict, query_index: int, max_shown: int = 4, title
         colors.append("#2ca02c")
     for r, (j, s) in enumerate(zip(row.get("top", []), row.get("top_scores", []))):
         if j == target or len(shown) >= max_shown + 2:
-            break               # only what ranked above the target
+            break  # only what ranked above the target
         shown.append(task.candidates[j])
-        if j in rel:            # graded qrels: another, less relevant positive
+        if j in rel:  # graded qrels: another, less relevant positive
             titles.append(f"#{r + 1} also relevant (grade {rel[j]:g}), cos {s:.2f}")
             colors.append("#ff7f0e")
         else:

@@ -1,15 +1,18 @@
 """`plume-lite synth` (generate SynthMMEB) and `plume-lite data show` (inspect any source)."""
+
 from __future__ import annotations
 
 import time
-from plume_lite.arguments import int_at_least
 from collections import Counter
 from pathlib import Path
 
+from plume_lite.arguments import int_at_least
+
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("synth", help="generate SynthMMEB, an offline MMEB-v2-shaped "
-                                            "benchmark with rationales")
+    p = subparsers.add_parser(
+        "synth", help="generate SynthMMEB, an offline MMEB-v2-shaped benchmark with rationales"
+    )
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"])
     p.add_argument("--seed", type=int_at_least(0), default=0)
@@ -27,14 +30,17 @@ def add_cli(subparsers) -> None:
 
 def _synth(args) -> int:
     from plume_lite.data.synth import make_synth, read_manifest
+
     t0 = time.perf_counter()
     out = make_synth(args.out, size=args.size, seed=args.seed, tasks=args.tasks, verbose=True)
     m = read_manifest(out)
     n_train = sum(t["n_train"] for t in m["tasks"])
     n_test = sum(t["n_test_queries"] for t in m["tasks"])
-    print(f"SynthMMEB {args.size} (seed {args.seed}): {len(m['tasks'])} tasks, {n_train} "
-          f"training pairs, {n_test} test queries -> {out} "
-          f"({time.perf_counter() - t0:.1f}s)")
+    print(
+        f"SynthMMEB {args.size} (seed {args.seed}): {len(m['tasks'])} tasks, {n_train} "
+        f"training pairs, {n_test} test queries -> {out} "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
     return 0
 
 
@@ -42,7 +48,7 @@ def _short(v, root: Path):
     if isinstance(v, list):
         return f"[{len(v)} frames: {_short(v[0], root)} ...]" if v else "[]"
     if isinstance(v, str) and v.startswith(str(root) + "/"):
-        return v[len(str(root)) + 1:]
+        return v[len(str(root)) + 1 :]
     return v if isinstance(v, (str, int)) else f"<{type(v).__name__}>"
 
 
@@ -53,6 +59,7 @@ def _fmt(item: dict, root: Path) -> str:
 def _show(args) -> int:
     from plume_lite.data.mmeb import load_eval_tasks, load_train_pairs
     from plume_lite.data.storage import DataError
+
     root = Path(args.source).resolve()
     pairs, tasks, errors = [], [], []
     try:
@@ -68,17 +75,34 @@ def _show(args) -> int:
     n_train = Counter(p.task for p in pairs)
     by_name = {t.name: t for t in tasks}
     names = list(dict.fromkeys([t.name for t in tasks] + list(n_train)))
-    print(f"{args.source}: {len(names)} tasks, {len(pairs)} training pairs, "
-          f"{sum(len(t.queries) for t in tasks)} test queries, "
-          f"{sum(t.reasoning for t in tasks)} reasoning tasks")
-    print(f"{'task':<22}{'modality':<9}{'meta_task':<18}{'protocol':<9}{'metric':<8}"
-          f"{'reason':<7}{'train':>6}{'test':>6}{'cands':>7}")
+    print(
+        f"{args.source}: {len(names)} tasks, {len(pairs)} training pairs, "
+        f"{sum(len(t.queries) for t in tasks)} test queries, "
+        f"{sum(t.reasoning for t in tasks)} reasoning tasks"
+    )
+    print(
+        f"{'task':<22}{'modality':<9}{'meta_task':<18}{'protocol':<9}{'metric':<8}"
+        f"{'reason':<7}{'train':>6}{'test':>6}{'cands':>7}"
+    )
     for n in names:
         t = by_name.get(n)
-        cols = (t.modality, t.meta_task, t.protocol, t.metric, "yes" if t.reasoning else "-",
-                len(t.queries), len(t.candidates)) if t else ("?", "?", "?", "?", "?", 0, 0)
-        print(f"{n:<22}{cols[0]:<9}{cols[1]:<18}{cols[2]:<9}{cols[3]:<8}{cols[4]:<7}"
-              f"{n_train.get(n, 0):>6}{cols[5]:>6}{cols[6]:>7}")
+        cols = (
+            (
+                t.modality,
+                t.meta_task,
+                t.protocol,
+                t.metric,
+                "yes" if t.reasoning else "-",
+                len(t.queries),
+                len(t.candidates),
+            )
+            if t
+            else ("?", "?", "?", "?", "?", 0, 0)
+        )
+        print(
+            f"{n:<22}{cols[0]:<9}{cols[1]:<18}{cols[2]:<9}{cols[3]:<8}{cols[4]:<7}"
+            f"{n_train.get(n, 0):>6}{cols[5]:>6}{cols[6]:>7}"
+        )
     for n in names:
         print(f"\n== {n}")
         p = next((p for p in pairs if p.task == n), None)
@@ -95,6 +119,8 @@ def _show(args) -> int:
         if t:
             best = max(t.qrels[0], key=t.qrels[0].get)
             print(f"  test query      {_fmt(t.queries[0], root)}")
-            print(f"  its positive    {_fmt(t.candidates[best], root)}  "
-                  f"(relevance {t.qrels[0][best]}, {len(t.qrels[0])} relevant)")
+            print(
+                f"  its positive    {_fmt(t.candidates[best], root)}  "
+                f"(relevance {t.qrels[0][best]}, {len(t.qrels[0])} relevant)"
+            )
     return 0

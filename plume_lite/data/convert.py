@@ -3,6 +3,7 @@
 MMEB-train / SynthMMEB train rows and UME-sft JSON records become `TrainPair`s;
 MMEB_Test_Instruct rows and BEIR queries/corpus/qrels become `EvalTask`s. Media paths are
 resolved to absolute paths here; nothing is decoded (that is `media.py`'s job)."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,8 @@ import re
 from pathlib import Path
 
 from plume_lite.data.formats import EvalTask, TrainPair
-from plume_lite.media import IMAGE_EXTS
 from plume_lite.data.storage import VISDOC_QRY_INST, VISDOC_TGT_INST, DataError, resolve
+from plume_lite.media import IMAGE_EXTS
 
 # placeholder tokens of the various backbones, and UME's embedding-prompt markers
 _MEDIA_TOKENS = re.compile(r"<\|image_\d+\|>|<\|video_\d+\|>|<image>|<video>|<\|image_pad\|>")
@@ -24,6 +25,11 @@ def clean_text(text) -> str:
     if not text:
         return ""
     return _MEDIA_TOKENS.sub("", str(text)).strip()
+
+
+def _at(values: list, i: int):
+    """values[i], or None past the end (negatives and targets list their fields apart)."""
+    return values[i] if i < len(values) else None
 
 
 def _as_list(v) -> list:
@@ -39,6 +45,7 @@ def _image_value(v, roots):
     if isinstance(v, dict):
         if v.get("bytes"):
             from PIL import Image
+
             return Image.open(io.BytesIO(v["bytes"]))  # lazy: load_image decodes it safely
         v = v.get("path")
         if not v:
@@ -62,8 +69,7 @@ def _video_value(v, roots):
     return path
 
 
-def make_item(instruction="", text="", image=None, video=None, pdf=None, page=0,
-              roots=()) -> dict:
+def make_item(instruction="", text="", image=None, video=None, pdf=None, page=0, roots=()) -> dict:
     item = {}
     if clean_text(instruction):
         item["instruction"] = clean_text(instruction)
@@ -83,21 +89,32 @@ def make_item(instruction="", text="", image=None, video=None, pdf=None, page=0,
 
 def item_key(item: dict) -> tuple:
     """Identity of a candidate for de-duplication (PIL images by object identity)."""
+
     def h(v):
         if isinstance(v, list):
             return tuple(h(x) for x in v)
         return v if isinstance(v, (str, int, type(None))) else ("obj", id(v))
+
     return tuple(h(item.get(k)) for k in ("instruction", "text", "image", "video", "pdf", "page"))
 
 
 # ----------------------------------------------------------------------------- training pairs
 
+
 def pair_from_mmeb(row: dict, task: str, roots) -> TrainPair:
     """MMEB-train row (SynthMMEB adds *_inst, video/PDF paths and rationale fields)."""
-    q = make_item(row.get("qry_inst"), row.get("qry"), row.get("qry_image_path"),
-                  row.get("qry_video_path"), roots=roots)
-    p = make_item(row.get("pos_inst"), row.get("pos_text"), row.get("pos_image_path"),
-                  row.get("pos_video_path"), row.get("pos_pdf_path"), row.get("pos_page"), roots)
+    q = make_item(
+        row.get("qry_inst"), row.get("qry"), row.get("qry_image_path"), row.get("qry_video_path"), roots=roots
+    )
+    p = make_item(
+        row.get("pos_inst"),
+        row.get("pos_text"),
+        row.get("pos_image_path"),
+        row.get("pos_video_path"),
+        row.get("pos_pdf_path"),
+        row.get("pos_page"),
+        roots,
+    )
     if not q or not p:
         raise DataError(f"task {task}: a training row has an empty query or positive")
     texts, imgs = _as_list(row.get("neg_text")), _as_list(row.get("neg_image_path"))
@@ -105,16 +122,27 @@ def pair_from_mmeb(row: dict, task: str, roots) -> TrainPair:
     pages = _as_list(row.get("neg_page"))
     negs = []
     for i in range(max(len(texts), len(imgs), len(vids), len(pdfs))):
-        get = lambda xs: xs[i] if i < len(xs) else None  # noqa: E731
-        n = make_item(p.get("instruction", ""), get(texts), get(imgs), get(vids), get(pdfs),
-                      get(pages) or 0, roots)
+        n = make_item(
+            p.get("instruction", ""),
+            _at(texts, i),
+            _at(imgs, i),
+            _at(vids, i),
+            _at(pdfs, i),
+            _at(pages, i) or 0,
+            roots,
+        )
         if set(n) - {"instruction"}:
             negs.append(n)
-    return TrainPair(task=task, query=q, positive=p, negatives=negs,
-                     query_rationale=row.get("qry_rationale") or "",
-                     query_answer=row.get("qry_answer") or "",
-                     positive_rationale=row.get("pos_rationale") or "",
-                     positive_answer=row.get("pos_answer") or "")
+    return TrainPair(
+        task=task,
+        query=q,
+        positive=p,
+        negatives=negs,
+        query_rationale=row.get("qry_rationale") or "",
+        query_answer=row.get("qry_answer") or "",
+        positive_rationale=row.get("pos_rationale") or "",
+        positive_answer=row.get("pos_answer") or "",
+    )
 
 
 def parse_assistant(text: str) -> tuple[str, str]:
@@ -127,7 +155,7 @@ def parse_assistant(text: str) -> tuple[str, str]:
     if a:
         answer = a.group(1)
     else:
-        answer = text[m.end():] if m else text
+        answer = text[m.end() :] if m else text
     return rationale, _SPECIAL.sub("", answer).strip()
 
 
@@ -156,25 +184,39 @@ def pair_from_ume(row: dict, task: str, roots) -> TrainPair:
     p, pr, pa = _ume_side(row.get("pos"), roots)
     if not q or not p:
         raise DataError(f"task {task}: a UME-sft record has an empty query or positive")
-    return TrainPair(task=task, query=q, positive=p, query_rationale=qr, query_answer=qa,
-                     positive_rationale=pr, positive_answer=pa)
+    return TrainPair(
+        task=task,
+        query=q,
+        positive=p,
+        query_rationale=qr,
+        query_answer=qa,
+        positive_rationale=pr,
+        positive_answer=pa,
+    )
 
 
 # ----------------------------------------------------------------------------- evaluation tasks
+
 
 def task_from_instruct(rows: list[dict], name: str, meta: dict, roots) -> EvalTask:
     """MMEB_Test_Instruct rows: per row a query and its candidates, positive first."""
     pool: dict = {}
     candidates, queries, lists, qrels = [], [], [], []
     for r in rows:
-        queries.append(make_item(r.get("qry_inst"), r.get("qry_text"), r.get("qry_img_path"),
-                                 r.get("qry_video_path"), roots=roots))
+        queries.append(
+            make_item(
+                r.get("qry_inst"),
+                r.get("qry_text"),
+                r.get("qry_img_path"),
+                r.get("qry_video_path"),
+                roots=roots,
+            )
+        )
         texts, imgs = _as_list(r.get("tgt_text")), _as_list(r.get("tgt_img_path"))
         vids = _as_list(r.get("tgt_video_path"))
         idxs = []
         for i in range(max(len(texts), len(imgs), len(vids))):
-            get = lambda xs: xs[i] if i < len(xs) else None  # noqa: E731
-            it = make_item(r.get("tgt_inst"), get(texts), get(imgs), get(vids), roots=roots)
+            it = make_item(r.get("tgt_inst"), _at(texts, i), _at(imgs, i), _at(vids, i), roots=roots)
             k = item_key(it)
             if k not in pool:
                 pool[k] = len(candidates)
@@ -186,23 +228,40 @@ def task_from_instruct(rows: list[dict], name: str, meta: dict, roots) -> EvalTa
         lists.append(idxs)
         qrels.append({idxs[0]: 1})
     local = meta.get("protocol", "local") == "local"
-    return EvalTask(name=name, modality=meta["modality"], meta_task=meta["meta_task"],
-                    protocol="local" if local else "global", metric=meta.get("metric", "hit@1"),
-                    queries=queries, candidates=candidates,
-                    query_candidates=lists if local else None, qrels=qrels,
-                    reasoning=bool(meta.get("reasoning", False)))
+    return EvalTask(
+        name=name,
+        modality=meta["modality"],
+        meta_task=meta["meta_task"],
+        protocol="local" if local else "global",
+        metric=meta.get("metric", "hit@1"),
+        queries=queries,
+        candidates=candidates,
+        query_candidates=lists if local else None,
+        qrels=qrels,
+        reasoning=bool(meta.get("reasoning", False)),
+    )
 
 
-def task_from_beir(queries: list[dict], corpus: list[dict], qrels: list[dict], name: str,
-                   meta: dict, roots) -> EvalTask:
+def task_from_beir(
+    queries: list[dict], corpus: list[dict], qrels: list[dict], name: str, meta: dict, roots
+) -> EvalTask:
     """BEIR: every query ranks the whole corpus; graded scores > 0 are relevant."""
     index, candidates = {}, []
     for row in corpus:
         cid = str(row.get("corpus-id", row.get("_id", "")))
         image = row.get("image") or row.get("image_path")
         text = "" if (image or row.get("pdf_path")) else row.get("text", "")
-        candidates.append(make_item(meta.get("tgt_inst", VISDOC_TGT_INST), text, image,
-                                    None, row.get("pdf_path"), row.get("page", 0), roots))
+        candidates.append(
+            make_item(
+                meta.get("tgt_inst", VISDOC_TGT_INST),
+                text,
+                image,
+                None,
+                row.get("pdf_path"),
+                row.get("page", 0),
+                roots,
+            )
+        )
         index[cid] = len(candidates) - 1
     rel: dict = {}
     for row in qrels:
@@ -213,13 +272,23 @@ def task_from_beir(queries: list[dict], corpus: list[dict], qrels: list[dict], n
     for row in queries:
         qid = str(row.get("query-id", row.get("_id", "")))
         if qid in rel:  # BEIR convention: queries without a relevant document are skipped
-            items.append(make_item(meta.get("qry_inst", VISDOC_QRY_INST),
-                                   row.get("query", row.get("text", "")), roots=roots))
+            items.append(
+                make_item(
+                    meta.get("qry_inst", VISDOC_QRY_INST), row.get("query", row.get("text", "")), roots=roots
+                )
+            )
             graded.append(rel[qid])
     if not items:
         raise DataError(f"task {name}: no query has a relevant corpus entry in qrels")
-    return EvalTask(name=name, modality=meta.get("modality", "visdoc"),
-                    meta_task=meta.get("meta_task", "vidore"), protocol="global",
-                    metric=meta.get("metric", "ndcg@5"), queries=items, candidates=candidates,
-                    query_candidates=None, qrels=graded,
-                    reasoning=bool(meta.get("reasoning", False)))
+    return EvalTask(
+        name=name,
+        modality=meta.get("modality", "visdoc"),
+        meta_task=meta.get("meta_task", "vidore"),
+        protocol="global",
+        metric=meta.get("metric", "ndcg@5"),
+        queries=items,
+        candidates=candidates,
+        query_candidates=None,
+        qrels=graded,
+        reasoning=bool(meta.get("reasoning", False)),
+    )

@@ -11,6 +11,7 @@
 
 Local media paths are resolved against `media_root` (if given), then the task folder and
 the source root (and its `images/`, `eval_images/`, `frames/`, `videos/`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,6 +50,7 @@ def _source(source):
 
 # ----------------------------------------------------------------------------- training pairs
 
+
 def _ume_task(row: dict, default: str) -> str:
     return str(row.get("dataset_name") or row.get("task") or row.get("source") or default)
 
@@ -59,18 +61,24 @@ def _row_kind(rows: list[dict]) -> str:
 
 def _local_train_tables(root: Path):
     """Yield (task, kind, rows) from a local MMEB-train or UME-sft layout."""
-    direct = [root] if root.is_file() else [
-        f for f in table_files(root) if f.parent == root and f.suffix in (".json", ".jsonl")]
+    direct = (
+        [root]
+        if root.is_file()
+        else [f for f in table_files(root) if f.parent == root and f.suffix in (".json", ".jsonl")]
+    )
     if direct:  # UME-sft style: record files at the top level
         for f in direct:
             rows = read_rows(f)
             yield f.stem, _row_kind(rows), rows
         return
-    subsets = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in _MEDIA_DIRS
-               and table_files(d)]
+    subsets = [
+        d for d in sorted(root.iterdir()) if d.is_dir() and d.name not in _MEDIA_DIRS and table_files(d)
+    ]
     if not subsets:
-        raise DataError(f"{root}: no training tables found (expected one folder per subset, "
-                        f"a .json/.jsonl file, or a SynthMMEB folder)")
+        raise DataError(
+            f"{root}: no training tables found (expected one folder per subset, "
+            f"a .json/.jsonl file, or a SynthMMEB folder)"
+        )
     for d in subsets:
         rows = read_rows(d, split="original")
         yield d.name, _row_kind(rows), rows
@@ -88,8 +96,7 @@ def load_train_pairs(source, tasks=None, limit=None, media_root=None) -> list[Tr
         for e in entries:
             if tasks is None or e["name"] in tasks:
                 rows = read_rows(src / e["train"])[:limit]
-                pairs += [convert.pair_from_mmeb(r, e["name"], _roots(src, media_root))
-                          for r in rows]
+                pairs += [convert.pair_from_mmeb(r, e["name"], _roots(src, media_root)) for r in rows]
         return pairs
     if kind == "local":
         tables, root = _local_train_tables(src), (src.parent if src.is_file() else src)
@@ -112,6 +119,7 @@ def load_train_pairs(source, tasks=None, limit=None, media_root=None) -> list[Tr
 
 # ----------------------------------------------------------------------------- evaluation tasks
 
+
 def _is_beir(p: Path) -> bool:
     return all(_beir_part(p, part) is not None for part in _BEIR_PARTS)
 
@@ -133,8 +141,7 @@ def _local_eval_tables(root: Path):
     if _is_beir(root):
         yield root.name, "beir", _read_beir(root), root
         return
-    if root.is_file() or (root / "state.json").exists() or any(
-            f.parent == root for f in table_files(root)):
+    if root.is_file() or (root / "state.json").exists() or any(f.parent == root for f in table_files(root)):
         yield root.stem, "instruct", read_rows(root, split="test"), root
         return
     found = False
@@ -148,8 +155,10 @@ def _local_eval_tables(root: Path):
             found = True
             yield d.name, "instruct", read_rows(d, split="test"), d
     if not found:
-        raise DataError(f"{root}: no evaluation tables found (expected MMEB_Test_Instruct "
-                        f"rows, BEIR queries/corpus/qrels, or a SynthMMEB folder)")
+        raise DataError(
+            f"{root}: no evaluation tables found (expected MMEB_Test_Instruct "
+            f"rows, BEIR queries/corpus/qrels, or a SynthMMEB folder)"
+        )
 
 
 def _to_task(name, kind, tables, meta, roots) -> EvalTask:
@@ -173,8 +182,15 @@ def load_eval_tasks(source, tasks=None, media_root=None) -> list[EvalTask]:
             if tasks is None or e["name"] in tasks:
                 d = src / e["eval"]
                 tables = _read_beir(d) if e.get("format") == "beir" else read_rows(d)
-                out.append(_to_task(e["name"], "beir" if e.get("format") == "beir"
-                                    else "instruct", tables, e, _roots(src, media_root)))
+                out.append(
+                    _to_task(
+                        e["name"],
+                        "beir" if e.get("format") == "beir" else "instruct",
+                        tables,
+                        e,
+                        _roots(src, media_root),
+                    )
+                )
         return out
     if kind == "local":
         found = [(n, k, t, d) for n, k, t, d in _local_eval_tables(src)]
@@ -185,8 +201,7 @@ def load_eval_tasks(source, tasks=None, media_root=None) -> list[EvalTask]:
     for name, k, tables, d in found:
         if tasks is not None and name not in tasks:
             continue
-        meta = sources.real_meta(name, has_video=k == "instruct" and _has_video(tables),
-                                 beir=k == "beir")
+        meta = sources.real_meta(name, has_video=k == "instruct" and _has_video(tables), beir=k == "beir")
         root = src if kind == "local" and src.is_dir() else d
         out.append(_to_task(name, k, tables, meta, _roots(root, media_root, extra=[d])))
     return out

@@ -1,6 +1,7 @@
 """Drawing primitives for SynthMMEB: flat coloured shapes, bar charts, motion clips and
 document pages, sized for a tiny model (64x64 images, 8-frame clips, 64x80 pages), plus
 deterministic writers for PNG, mp4 (PyAV) and PDF (Pillow)."""
+
 from __future__ import annotations
 
 import time
@@ -8,23 +9,54 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-IMG = 64                      # image and video side
-PAGE = (64, 80)               # document page (w, h) in pixels = points at 72 dpi
+IMG = 64  # image and video side
+PAGE = (64, 80)  # document page (w, h) in pixels = points at 72 dpi
 FPS = 8
 COLORS = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (45, 95, 235),
-    "yellow": (240, 215, 30), "purple": (150, 60, 205), "orange": (245, 135, 20),
-    "cyan": (40, 205, 215), "pink": (245, 125, 190),
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (45, 95, 235),
+    "yellow": (240, 215, 30),
+    "purple": (150, 60, 205),
+    "orange": (245, 135, 20),
+    "cyan": (40, 205, 215),
+    "pink": (245, 125, 190),
 }
 COLOR_NAMES = list(COLORS)
 SHAPES = ["circle", "square", "triangle", "diamond"]
-OUTLINE = {"circle": "round", "square": "made of four equal sides",
-           "triangle": "made of three corners", "diamond": "a square turned on its tip"}
-NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-           "ten", "eleven", "twelve", "thirteen"]
+OUTLINE = {
+    "circle": "round",
+    "square": "made of four equal sides",
+    "triangle": "made of three corners",
+    "diamond": "a square turned on its tip",
+}
+NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+]
 ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh"]
-MOTIONS = ["moving left", "moving right", "moving up", "moving down",
-           "growing", "shrinking", "blinking", "standing still"]
+MOTIONS = [
+    "moving left",
+    "moving right",
+    "moving up",
+    "moving down",
+    "growing",
+    "shrinking",
+    "blinking",
+    "standing still",
+]
 _FIXED_DATE = time.gmtime(946684800)  # PDF dates pinned so the bytes are reproducible
 
 
@@ -33,8 +65,7 @@ def background(rng, size=(IMG, IMG)) -> Image.Image:
     return Image.new("RGB", size, (g, g, g))
 
 
-def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
-               color) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, color) -> None:
     fill = COLORS[color] if isinstance(color, str) else color
     if shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
@@ -58,8 +89,7 @@ def scene(rng, objects, size=(IMG, IMG)) -> Image.Image:
     return img
 
 
-def draw_bars(d: ImageDraw.ImageDraw, heights, line, color, box, dash=3,
-              line_color=(255, 255, 255)) -> None:
+def draw_bars(d: ImageDraw.ImageDraw, heights, line, color, box, dash=3, line_color=(255, 255, 255)) -> None:
     """Bars (heights in px) standing on the bottom edge of box=(x0, y0, x1, y1), and a
     dashed horizontal threshold line `line` px above that edge."""
     x0, y0, x1, y1 = box
@@ -75,6 +105,7 @@ def draw_bars(d: ImageDraw.ImageDraw, heights, line, color, box, dash=3,
 
 
 # ----------------------------------------------------------------------------- motion
+
 
 def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
@@ -117,15 +148,18 @@ def motion_frames(rng, shape, color, motion, n=FPS, bg=None) -> list[Image.Image
 
 def motion_place(motion: str) -> tuple[str, str]:
     """Where the object starts and ends, in words, for rationales."""
-    return {"moving left": ("on the right", "on the left"),
-            "moving right": ("on the left", "on the right"),
-            "moving up": ("near the bottom", "near the top"),
-            "moving down": ("near the top", "near the bottom"),
-            "growing": ("small", "large"), "shrinking": ("large", "small"),
-            }.get(motion, ("in the middle", "in the middle"))
+    return {
+        "moving left": ("on the right", "on the left"),
+        "moving right": ("on the left", "on the right"),
+        "moving up": ("near the bottom", "near the top"),
+        "moving down": ("near the top", "near the bottom"),
+        "growing": ("small", "large"),
+        "shrinking": ("large", "small"),
+    }.get(motion, ("in the middle", "in the middle"))
 
 
 # ----------------------------------------------------------------------------- writers
+
 
 def save_png(img: Image.Image, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +168,7 @@ def save_png(img: Image.Image, path: Path) -> None:
 
 def _video_codec():
     import av
+
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
@@ -142,6 +177,7 @@ def save_mp4(frames: list[Image.Image], path: Path, fps: int = FPS) -> None:
     bytes are reproducible."""
     import av
     import numpy as np
+
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = _video_codec()
     with av.open(str(path), "w", format="mp4") as out:
@@ -165,5 +201,13 @@ def save_pdf(pages: list[Image.Image], path: Path) -> None:
     """Pages -> one PDF, 1 px = 1 pt. Palette mode keeps the flat colours lossless."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pal = [p.convert("P", palette=Image.Palette.ADAPTIVE, colors=64) for p in pages]
-    pal[0].save(path, "PDF", save_all=True, append_images=pal[1:], resolution=72,
-                title="SynthMMEB document", creationDate=_FIXED_DATE, modDate=_FIXED_DATE)
+    pal[0].save(
+        path,
+        "PDF",
+        save_all=True,
+        append_images=pal[1:],
+        resolution=72,
+        title="SynthMMEB document",
+        creationDate=_FIXED_DATE,
+        modDate=_FIXED_DATE,
+    )

@@ -1,6 +1,7 @@
 """The real sources: their hub ids, task names and metadata (MMEB-v2, docs/method.md
 §Evaluation contract), and the
 hub code path (`datasets.load_dataset`; needs network, so it is not exercised offline)."""
+
 from __future__ import annotations
 
 import re
@@ -12,18 +13,67 @@ UME_SFT_REPO = "zhibinlan/UME-sft-train"
 MMEB_TEST_REPO = "ziyjiang/MMEB_Test_Instruct"
 
 MMEB_TRAIN_SUBSETS = [
-    "ImageNet_1K", "N24News", "HatefulMemes", "VOC2007", "SUN397", "OK-VQA", "A-OKVQA",
-    "DocVQA", "InfographicsVQA", "ChartQA", "Visual7W", "VisDial", "CIRR", "VisualNews_t2i",
-    "VisualNews_i2t", "MSCOCO_t2i", "MSCOCO_i2t", "NIGHTS", "WebQA", "MSCOCO",
+    "ImageNet_1K",
+    "N24News",
+    "HatefulMemes",
+    "VOC2007",
+    "SUN397",
+    "OK-VQA",
+    "A-OKVQA",
+    "DocVQA",
+    "InfographicsVQA",
+    "ChartQA",
+    "Visual7W",
+    "VisDial",
+    "CIRR",
+    "VisualNews_t2i",
+    "VisualNews_i2t",
+    "MSCOCO_t2i",
+    "MSCOCO_i2t",
+    "NIGHTS",
+    "WebQA",
+    "MSCOCO",
 ]
 # MMEB image tasks (36): all local, each row lists its own candidates.
 IMAGE_TASKS = {
-    "classification": ["ImageNet-1K", "N24News", "HatefulMemes", "VOC2007", "SUN397",
-                       "Place365", "ImageNet-A", "ImageNet-R", "ObjectNet", "Country211"],
-    "qa": ["OK-VQA", "A-OKVQA", "DocVQA", "InfographicsVQA", "ChartQA", "Visual7W",
-           "ScienceQA", "VizWiz", "GQA", "TextVQA"],
-    "retrieval": ["VisDial", "CIRR", "VisualNews_t2i", "VisualNews_i2t", "MSCOCO_t2i",
-                  "MSCOCO_i2t", "NIGHTS", "WebQA", "FashionIQ", "Wiki-SS-NQ", "OVEN", "EDIS"],
+    "classification": [
+        "ImageNet-1K",
+        "N24News",
+        "HatefulMemes",
+        "VOC2007",
+        "SUN397",
+        "Place365",
+        "ImageNet-A",
+        "ImageNet-R",
+        "ObjectNet",
+        "Country211",
+    ],
+    "qa": [
+        "OK-VQA",
+        "A-OKVQA",
+        "DocVQA",
+        "InfographicsVQA",
+        "ChartQA",
+        "Visual7W",
+        "ScienceQA",
+        "VizWiz",
+        "GQA",
+        "TextVQA",
+    ],
+    "retrieval": [
+        "VisDial",
+        "CIRR",
+        "VisualNews_t2i",
+        "VisualNews_i2t",
+        "MSCOCO_t2i",
+        "MSCOCO_i2t",
+        "NIGHTS",
+        "WebQA",
+        "FashionIQ",
+        "Wiki-SS-NQ",
+        "OVEN",
+        "EDIS",
+    ],
     "grounding": ["MSCOCO", "RefCOCO", "RefCOCO-Matching", "Visual7W-Pointing"],
 }
 # MMEB-v2 video tasks (18): classification and retrieval rank a shared pool (global).
@@ -43,29 +93,33 @@ def is_hub_id(s) -> bool:
 def real_meta(name: str, has_video: bool = False, beir: bool = False) -> dict:
     """Modality / meta task / protocol / metric of a real task, by its MMEB name."""
     if beir:
-        return {"modality": "visdoc", "meta_task": "vidore", "protocol": "global",
-                "metric": "ndcg@5"}
+        return {"modality": "visdoc", "meta_task": "vidore", "protocol": "global", "metric": "ndcg@5"}
     for meta, names in IMAGE_TASKS.items():
         if name in names:
-            return {"modality": "image", "meta_task": meta, "protocol": "local",
-                    "metric": "hit@1"}
+            return {"modality": "image", "meta_task": meta, "protocol": "local", "metric": "hit@1"}
     for (meta, protocol), names in VIDEO_TASKS.items():
         if name in names:
-            return {"modality": "video", "meta_task": meta, "protocol": protocol,
-                    "metric": "hit@1"}
-    return {"modality": "video" if has_video else "image", "meta_task": "unknown",
-            "protocol": "local", "metric": "hit@1"}
+            return {"modality": "video", "meta_task": meta, "protocol": protocol, "metric": "hit@1"}
+    return {
+        "modality": "video" if has_video else "image",
+        "meta_task": "unknown",
+        "protocol": "local",
+        "metric": "hit@1",
+    }
 
 
 def _hub(fn, repo, *args, **kw):
     try:
         from datasets import load_dataset
+
         with quiet_datasets():
             return list(load_dataset(repo, *args, **kw))
     except Exception as e:  # network, auth, missing config: all end as one DataError
-        raise DataError(f"cannot load {repo} {' '.join(map(str, args))} from the hub for "
-                        f"{fn} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                        f"pass a local folder instead") from None
+        raise DataError(
+            f"cannot load {repo} {' '.join(map(str, args))} from the hub for "
+            f"{fn} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"pass a local folder instead"
+        ) from None
 
 
 def hub_train_rows(repo: str, tasks=None, limit=None):
@@ -85,6 +139,5 @@ def hub_eval_tables(repo: str, tasks=None):
         for name in tasks or [t for names in IMAGE_TASKS.values() for t in names]:
             yield name, "instruct", _hub("evaluation", repo, name, split="test")
         return
-    parts = tuple(_hub("evaluation", repo, part, split="test")
-                  for part in ("queries", "corpus", "qrels"))
+    parts = tuple(_hub("evaluation", repo, part, split="test") for part in ("queries", "corpus", "qrels"))
     yield repo.split("/")[-1], "beir", parts

@@ -1,6 +1,7 @@
 """The one on-disk format: `datasets` tables (save_to_disk) with the field names of the real
 sources, plus readers for the layouts real data arrives in (save_to_disk, parquet, json,
 jsonl). Media paths are stored relative to the data folder and resolved when loaded."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,27 +13,47 @@ from plume_lite.errors import PlumeError
 # MMEB-train (`qry`, `qry_image_path`, `pos_text`, `pos_image_path`, `neg_*`) extended with
 # video/PDF paths, instructions and the UME-sft rationale/answer of query and positive.
 TRAIN_COLUMNS = {
-    "qry_inst": "string", "qry": "string", "qry_image_path": "string",
+    "qry_inst": "string",
+    "qry": "string",
+    "qry_image_path": "string",
     "qry_video_path": "string",
-    "pos_inst": "string", "pos_text": "string", "pos_image_path": "string",
-    "pos_video_path": "string", "pos_pdf_path": "string", "pos_page": "int32",
-    "neg_text": "string", "neg_image_path": "string", "neg_video_path": "string",
-    "neg_pdf_path": "string", "neg_page": "int32",
-    "qry_rationale": "string", "qry_answer": "string",
-    "pos_rationale": "string", "pos_answer": "string",
+    "pos_inst": "string",
+    "pos_text": "string",
+    "pos_image_path": "string",
+    "pos_video_path": "string",
+    "pos_pdf_path": "string",
+    "pos_page": "int32",
+    "neg_text": "string",
+    "neg_image_path": "string",
+    "neg_video_path": "string",
+    "neg_pdf_path": "string",
+    "neg_page": "int32",
+    "qry_rationale": "string",
+    "qry_answer": "string",
+    "pos_rationale": "string",
+    "pos_answer": "string",
 }
 # ziyjiang/MMEB_Test_Instruct, with video paths (file or frame folder) added.
 INSTRUCT_COLUMNS = {
-    "qry_inst": "string", "qry_text": "string", "qry_img_path": "string",
+    "qry_inst": "string",
+    "qry_text": "string",
+    "qry_img_path": "string",
     "qry_video_path": "string",
-    "tgt_inst": "string", "tgt_text": ["string"], "tgt_img_path": ["string"],
+    "tgt_inst": "string",
+    "tgt_text": ["string"],
+    "tgt_img_path": ["string"],
     "tgt_video_path": ["string"],
 }
 # BEIR-style document retrieval (ViDoRe / VisRAG); synthetic pages are PDF pages.
 BEIR_COLUMNS = {
     "queries": {"query-id": "string", "query": "string"},
-    "corpus": {"corpus-id": "string", "pdf_path": "string", "page": "int32",
-               "image_path": "string", "text": "string"},
+    "corpus": {
+        "corpus-id": "string",
+        "pdf_path": "string",
+        "page": "int32",
+        "image_path": "string",
+        "text": "string",
+    },
     "qrels": {"query-id": "string", "corpus-id": "string", "score": "int32"},
 }
 # VLM2Vec's instructions for ViDoRe-style page retrieval (BEIR tables carry none).
@@ -50,6 +71,7 @@ def quiet_datasets():
     """No progress bars from `datasets` while we read or write small tables."""
     import datasets
     from datasets.utils import logging as dlog
+
     was_disabled = datasets.are_progress_bars_disabled()
     level = dlog.get_verbosity()
     datasets.disable_progress_bars()
@@ -64,16 +86,19 @@ def quiet_datasets():
 
 def _features(columns: dict):
     from datasets import Features, List, Value
-    return Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v)
-                     for k, v in columns.items()})
+
+    return Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v) for k, v in columns.items()})
 
 
 def write_table(rows: list[dict], path, columns: dict) -> None:
     """Rows -> a `datasets` folder with exactly `columns` (missing fields default empty).
     Content-hash fingerprints make the output byte-identical for identical rows."""
     from datasets import Dataset
-    filled = {k: [r.get(k, [] if isinstance(t, list) else (0 if t == "int32" else ""))
-                  for r in rows] for k, t in columns.items()}
+
+    filled = {
+        k: [r.get(k, [] if isinstance(t, list) else (0 if t == "int32" else "")) for r in rows]
+        for k, t in columns.items()
+    }
     with quiet_datasets():
         Dataset.from_dict(filled, features=_features(columns)).save_to_disk(str(path))
 
@@ -84,12 +109,12 @@ def _is_saved_dataset(p: Path) -> bool:
 
 def _load_saved(p: Path, split=None) -> list[dict]:
     from datasets import DatasetDict, load_from_disk
+
     with quiet_datasets():
         ds = load_from_disk(str(p))
     if isinstance(ds, DatasetDict):
         names = list(ds)
-        pick = split if split in ds else next(
-            (s for s in ("test", "train", "original") if s in ds), names[0])
+        pick = split if split in ds else next((s for s in ("test", "train", "original") if s in ds), names[0])
         ds = ds[pick]
     return ds.to_list()
 
@@ -118,9 +143,14 @@ def _read_json(p: Path) -> list[dict]:
 
 def table_files(p: Path, split=None) -> list[Path]:
     """Data files of a table folder, preferring files of `split` when named so."""
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in TABLE_SUFFIXES
-                   and not f.name.startswith(".") and f.name not in ("dataset_info.json",
-                                                                     "state.json"))
+    files = sorted(
+        f
+        for f in p.rglob("*")
+        if f.is_file()
+        and f.suffix in TABLE_SUFFIXES
+        and not f.name.startswith(".")
+        and f.name not in ("dataset_info.json", "state.json")
+    )
     if split:
         named = [f for f in files if f.name.startswith(split) or f.parent.name == split]
         files = named or files
@@ -136,18 +166,19 @@ def read_rows(path, split=None) -> list[dict]:
         return _load_saved(p, split)
     files = [p] if p.is_file() else table_files(p, split)
     if not files:
-        raise DataError(f"{p}: no data files (.parquet, .jsonl, .json, .tsv or a "
-                        f"save_to_disk folder)")
+        raise DataError(f"{p}: no data files (.parquet, .jsonl, .json, .tsv or a save_to_disk folder)")
     rows = []
     for f in files:
         if f.suffix in (".json", ".jsonl"):
             rows.extend(_read_json(f))
         elif f.suffix == ".tsv":  # classic BEIR qrels/test.tsv
             import csv
+
             with open(f, newline="", encoding="utf-8") as fh:
                 rows.extend(csv.DictReader(fh, delimiter="\t"))
         elif f.suffix == ".parquet":
             import pyarrow.parquet as pq
+
             rows.extend(pq.read_table(f).to_pylist())
         else:
             raise DataError(f"{f}: unsupported table file type")

@@ -9,15 +9,15 @@ for every training pair, written in the real sources' formats.
     DIR/media/<task>/<split>/      PNG images, mp4 clips, PDF documents
 
 Generation is deterministic: one seed gives byte-identical files."""
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import time
 from pathlib import Path
 
-from plume_lite.data.storage import (BEIR_COLUMNS, INSTRUCT_COLUMNS, TRAIN_COLUMNS, DataError,
-                                     write_table)
+from plume_lite.data.storage import BEIR_COLUMNS, INSTRUCT_COLUMNS, TRAIN_COLUMNS, DataError, write_table
 from plume_lite.data.synth_base import Builder, TaskSpec
 from plume_lite.io import atomic_dir, atomic_write_text
 from plume_lite.runtime import cache_root
@@ -34,6 +34,7 @@ SIZES = {
 
 def all_tasks() -> list[TaskSpec]:
     from plume_lite.data import synth_docs, synth_image, synth_video
+
     return synth_image.TASKS + synth_video.TASKS + synth_docs.TASKS
 
 
@@ -50,24 +51,37 @@ def _pool_stats(rows: list[dict]) -> tuple[int, int]:
 def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
     write_table(b.train_rows, tmp / "train" / spec.name, TRAIN_COLUMNS)
     entry = {
-        "name": spec.name, "modality": spec.modality, "meta_task": spec.meta_task,
-        "protocol": spec.protocol, "metric": spec.metric, "reasoning": spec.reasoning,
-        "description": spec.description, "holdout": spec.holdout,
-        "train": f"train/{spec.name}", "eval": f"eval/{spec.name}",
+        "name": spec.name,
+        "modality": spec.modality,
+        "meta_task": spec.meta_task,
+        "protocol": spec.protocol,
+        "metric": spec.metric,
+        "reasoning": spec.reasoning,
+        "description": spec.description,
+        "holdout": spec.holdout,
+        "train": f"train/{spec.name}",
+        "eval": f"eval/{spec.name}",
         "n_train": len(b.train_rows),
     }
     if b.beir is not None:
         for part, rows in b.beir.items():
             write_table(rows, tmp / "eval" / spec.name / part, BEIR_COLUMNS[part])
-        entry.update(format="beir", n_test_queries=len(b.beir["queries"]),
-                     n_candidates=len(b.beir["corpus"]),
-                     candidates_per_query=len(b.beir["corpus"]), n_qrels=len(b.beir["qrels"]))
+        entry.update(
+            format="beir",
+            n_test_queries=len(b.beir["queries"]),
+            n_candidates=len(b.beir["corpus"]),
+            candidates_per_query=len(b.beir["corpus"]),
+            n_qrels=len(b.beir["qrels"]),
+        )
     else:
         write_table(b.eval_rows, tmp / "eval" / spec.name, INSTRUCT_COLUMNS)
         pool, longest = _pool_stats(b.eval_rows)
-        entry.update(format="mmeb_instruct", n_test_queries=len(b.eval_rows),
-                     n_candidates=pool,
-                     candidates_per_query=longest if spec.protocol == "local" else pool)
+        entry.update(
+            format="mmeb_instruct",
+            n_test_queries=len(b.eval_rows),
+            n_candidates=pool,
+            candidates_per_query=longest if spec.protocol == "local" else pool,
+        )
     return entry
 
 
@@ -88,8 +102,7 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
             raise DataError(f"unknown SynthMMEB task(s) {unknown}; known: {sorted(names)}")
         specs = [s for s in specs if s.name in set(tasks)]
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / "tasks.json").exists())):
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "tasks.json").exists())):
         raise DataError(f"{out} exists and is not a SynthMMEB folder; refusing to overwrite it")
     entries = []
     with atomic_dir(out) as tmp:
@@ -101,10 +114,16 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
             if verbose:
                 log.info("  %-20s %5.1fs", spec.name, time.perf_counter() - t0)
         manifest = {
-            "name": "SynthMMEB", "format": FORMAT, "size": size, "seed": seed,
-            "image_size": [64, 64], "page_size": [64, 80], "video_frames": 8, "fps": 8,
+            "name": "SynthMMEB",
+            "format": FORMAT,
+            "size": size,
+            "seed": seed,
+            "image_size": [64, 64],
+            "page_size": [64, 80],
+            "video_frames": 8,
+            "fps": 8,
             "holdout_rule": "test queries use attribute combinations with "
-                            "(sum of attribute indices + seed) % 4 == 0, never seen in training",
+            "(sum of attribute indices + seed) % 4 == 0, never seen in training",
             "tasks": entries,
         }
         atomic_write_text(tmp / "tasks.json", json.dumps(manifest, indent=2) + "\n")

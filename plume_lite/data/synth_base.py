@@ -1,6 +1,7 @@
 """What every SynthMMEB task builder shares: a per-task seeded RNG, the train/test hold-out
 rule, numbered media files, and the two common task shapes (a labelled question answered
 from a local candidate list, and hard negatives borrowed from other training pairs)."""
+
 from __future__ import annotations
 
 import random
@@ -15,13 +16,13 @@ from plume_lite.data import scenes
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    modality: str          # image | video | visdoc
-    meta_task: str         # classification | qa | retrieval | grounding | moment_retrieval | vidore
-    protocol: str          # local | global
-    metric: str            # hit@1 | ndcg@5
-    reasoning: bool        # needs several reasoning steps
-    build: Callable        # build(builder) fills builder.train_rows and eval rows / beir
-    holdout: str           # which attribute combination the test split holds out
+    modality: str  # image | video | visdoc
+    meta_task: str  # classification | qa | retrieval | grounding | moment_retrieval | vidore
+    protocol: str  # local | global
+    metric: str  # hit@1 | ndcg@5
+    reasoning: bool  # needs several reasoning steps
+    build: Callable  # build(builder) fills builder.train_rows and eval rows / beir
+    holdout: str  # which attribute combination the test split holds out
     description: str
 
 
@@ -38,8 +39,7 @@ def sentences(*parts: str) -> str:
 class Builder:
     """Collects one task's rows and writes its media under media/<task>/<split>/."""
 
-    def __init__(self, root: Path, spec: TaskSpec, seed: int, n_train: int, n_test: int,
-                 n_cands: int):
+    def __init__(self, root: Path, spec: TaskSpec, seed: int, n_train: int, n_test: int, n_cands: int):
         self.root, self.spec, self.seed = Path(root), spec, seed
         self.n_train, self.n_test, self.n_cands = n_train, n_test, n_cands
         # str seeds are hashed with sha512 by `random`: stable across runs and machines
@@ -107,8 +107,7 @@ def add_negatives(b: Builder) -> None:
             r[f"neg_{f}"] = o.get(f"pos_{f}", "" if f != "page" else 0)
 
 
-def label_task(b: Builder, sample: Callable, qry_inst: str, labels: list[str],
-               tgt_inst: str = "") -> None:
+def label_task(b: Builder, sample: Callable, qry_inst: str, labels: list[str], tgt_inst: str = "") -> None:
     """Query = image/video (+ question) -> one short text label from `labels`.
 
     `sample(rng)` returns {key, kind: image|video, data, text, answer, rationale,
@@ -116,26 +115,38 @@ def label_task(b: Builder, sample: Callable, qry_inst: str, labels: list[str],
     for _ in range(b.n_train):
         s = b.draw(sample, "train")
         m = b.media(s["kind"], s["data"], "train")
-        b.train_rows.append({
-            "qry_inst": qry_inst, "qry": s["text"],
-            "qry_image_path": m.get("img", ""), "qry_video_path": m.get("video", ""),
-            "pos_inst": tgt_inst, "pos_text": s["answer"],
-            "qry_rationale": s["rationale"], "qry_answer": s["answer"],
-            "pos_rationale": s.get("pos_rationale") or label_rationale(s["answer"]),
-            "pos_answer": s["answer"],
-        })
+        b.train_rows.append(
+            {
+                "qry_inst": qry_inst,
+                "qry": s["text"],
+                "qry_image_path": m.get("img", ""),
+                "qry_video_path": m.get("video", ""),
+                "pos_inst": tgt_inst,
+                "pos_text": s["answer"],
+                "qry_rationale": s["rationale"],
+                "qry_answer": s["answer"],
+                "pos_rationale": s.get("pos_rationale") or label_rationale(s["answer"]),
+                "pos_answer": s["answer"],
+            }
+        )
     add_negatives(b)
     k = min(b.n_cands, len(labels))
     for _ in range(b.n_test):
         s = b.draw(sample, "test")
         m = b.media(s["kind"], s["data"], "test")
         others = b.rng.sample([lab for lab in labels if lab != s["answer"]], k - 1)
-        b.eval_rows.append({
-            "qry_inst": qry_inst, "qry_text": s["text"],
-            "qry_img_path": m.get("img", ""), "qry_video_path": m.get("video", ""),
-            "tgt_inst": tgt_inst, "tgt_text": [s["answer"]] + others,
-            "tgt_img_path": [""] * k, "tgt_video_path": [""] * k,
-        })
+        b.eval_rows.append(
+            {
+                "qry_inst": qry_inst,
+                "qry_text": s["text"],
+                "qry_img_path": m.get("img", ""),
+                "qry_video_path": m.get("video", ""),
+                "tgt_inst": tgt_inst,
+                "tgt_text": [s["answer"]] + others,
+                "tgt_img_path": [""] * k,
+                "tgt_video_path": [""] * k,
+            }
+        )
 
 
 def label_rationale(answer: str) -> str:
@@ -148,6 +159,9 @@ def label_rationale(answer: str) -> str:
     if answer in scenes.MOTIONS:
         return sentences("The candidate names a motion", f"The motion is {answer}")
     if len(words) == 2 and words[0] in scenes.COLORS and words[1] in scenes.SHAPES:
-        return sentences("The candidate names a colour and a shape",
-                         f"The colour is {words[0]}", f"The shape is a {words[1]}")
+        return sentences(
+            "The candidate names a colour and a shape",
+            f"The colour is {words[0]}",
+            f"The shape is a {words[1]}",
+        )
     return sentences("The candidate is a short answer", f"It reads {answer}")

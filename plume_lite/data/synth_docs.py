@@ -1,5 +1,6 @@
 """SynthMMEB visual-document tasks: text query -> page of a real PDF, BEIR layout, graded
 relevance (2 exact, 1 partial) for NDCG@5. Pages are 64x80 with big coloured blocks."""
+
 from __future__ import annotations
 
 from PIL import Image, ImageDraw
@@ -24,6 +25,7 @@ def _text_lines(d, rng, x, y, n):
 
 # ----------------------------------------------------------------------------- layout pages
 
+
 def _layout_page(rng, attrs):
     h, bc, n = attrs
     img = _paper(rng)
@@ -45,15 +47,20 @@ def _layout_text(attrs):
     blocks = f"{N} {B} block{'s' if n != 1 else ''}"
     return dict(
         query=f"a page with a {H} header and {blocks}",
-        rationale=sentences(f"The query asks for a page with a {H} header",
-                            f"It asks for {N} block{'s' if n != 1 else ''}",
-                            f"The blocks should be {B}"),
+        rationale=sentences(
+            f"The query asks for a page with a {H} header",
+            f"It asks for {N} block{'s' if n != 1 else ''}",
+            f"The blocks should be {B}",
+        ),
         answer=f"{H} header, {blocks}",
-        pos_rationale=sentences(f"The page has a {H} header bar at the top",
-                                f"Below it there {'is' if n == 1 else 'are'} {blocks}",
-                                "The rest of the page holds grey text lines",
-                                f"So it is a page with a {H} header and {blocks}"),
-        pos_answer=f"{H} header, {blocks}")
+        pos_rationale=sentences(
+            f"The page has a {H} header bar at the top",
+            f"Below it there {'is' if n == 1 else 'are'} {blocks}",
+            "The rest of the page holds grey text lines",
+            f"So it is a page with a {H} header and {blocks}",
+        ),
+        pos_answer=f"{H} header, {blocks}",
+    )
 
 
 def _layout_rel(q, p) -> int:
@@ -64,6 +71,7 @@ def _layout_rel(q, p) -> int:
 
 # ----------------------------------------------------------------------------- chart pages
 
+
 def _chart_page(rng, attrs):
     t, c, k = attrs
     img = _paper(rng)
@@ -72,8 +80,7 @@ def _chart_page(rng, attrs):
     _text_lines(d, rng, 6, 15, 2)
     line = rng.randint(14, 28)
     above = set(rng.sample(range(5), k))
-    heights = [rng.randint(line + 5, 44) if i in above else rng.randint(4, line - 5)
-               for i in range(5)]
+    heights = [rng.randint(line + 5, 44) if i in above else rng.randint(4, line - 5) for i in range(5)]
     scenes.draw_bars(d, heights, line, COLOR_NAMES[c], (6, 26, 58, 74), line_color=(20, 20, 20))
     return img, sorted(above)
 
@@ -82,18 +89,27 @@ def _chart_text(attrs, above=None):
     t, c, k = attrs
     T, C, K = COLOR_NAMES[t], COLOR_NAMES[c], NUMBERS[k]
     bars = f"{K} bar{'s' if k != 1 else ''} above the line"
-    out = dict(query=f"the page with a {T} title whose {C} chart has {bars}",
-               rationale=sentences(f"The query asks for a page with a {T} title",
-                                   f"The page should hold a {C} bar chart",
-                                   f"Exactly {K} of its bars should rise above the dashed line"),
-               answer=f"{T} title, {C} chart, {bars}", pos_answer=f"{T} title, {C} chart, {bars}")
+    out = dict(
+        query=f"the page with a {T} title whose {C} chart has {bars}",
+        rationale=sentences(
+            f"The query asks for a page with a {T} title",
+            f"The page should hold a {C} bar chart",
+            f"Exactly {K} of its bars should rise above the dashed line",
+        ),
+        answer=f"{T} title, {C} chart, {bars}",
+        pos_answer=f"{T} title, {C} chart, {bars}",
+    )
     if above is not None:
         names = [str(i + 1) for i in above]
         out["pos_rationale"] = sentences(
-            f"The page has a {T} title bar", f"Its chart has five {C} bars and a dashed line",
+            f"The page has a {T} title bar",
+            f"Its chart has five {C} bars and a dashed line",
             (f"Bar {names[0]} rises" if len(names) == 1 else f"Bars {listing(names)} rise")
-            + " above the line" if names else "No bar rises above the line",
-            f"So {K} bar{' is' if k == 1 else 's are'} above the line")
+            + " above the line"
+            if names
+            else "No bar rises above the line",
+            f"So {K} bar{' is' if k == 1 else 's are'} above the line",
+        )
     return out
 
 
@@ -105,12 +121,13 @@ def _chart_rel(q, p) -> int:
 
 # ----------------------------------------------------------------------------- BEIR assembly
 
+
 def _pdfs(b: Builder, pages: list, split: str) -> list[tuple[str, int]]:
     """Pack pages PAGES_PER_PDF to a file; return (pdf path, page index) per page."""
     where = []
     for i in range(0, len(pages), PAGES_PER_PDF):
-        rel = b.pdf(pages[i:i + PAGES_PER_PDF], split)
-        where += [(rel, j) for j in range(len(pages[i:i + PAGES_PER_PDF]))]
+        rel = b.pdf(pages[i : i + PAGES_PER_PDF], split)
+        where += [(rel, j) for j in range(len(pages[i : i + PAGES_PER_PDF]))]
     return where
 
 
@@ -123,11 +140,19 @@ def beir_task(b: Builder, combos, key, render, describe, relevance, near_miss):
     where = _pdfs(b, [img for img, _ in rendered], "train")
     for a, (_, extra), (pdf, page) in zip(drawn, rendered, where):
         t = describe(a, extra)
-        b.train_rows.append({
-            "qry_inst": VISDOC_QRY_INST, "qry": t["query"], "pos_inst": VISDOC_TGT_INST,
-            "pos_pdf_path": pdf, "pos_page": page, "qry_rationale": t["rationale"],
-            "qry_answer": t["answer"], "pos_rationale": t["pos_rationale"],
-            "pos_answer": t["pos_answer"]})
+        b.train_rows.append(
+            {
+                "qry_inst": VISDOC_QRY_INST,
+                "qry": t["query"],
+                "pos_inst": VISDOC_TGT_INST,
+                "pos_pdf_path": pdf,
+                "pos_page": page,
+                "qry_rationale": t["rationale"],
+                "qry_answer": t["answer"],
+                "pos_rationale": t["pos_rationale"],
+                "pos_answer": t["pos_answer"],
+            }
+        )
     add_negatives(b)
     test = [a for a in combos if b.in_split(key(a), "test")]
     queries = b.rng.sample(test, min(b.n_test, len(test)))
@@ -137,8 +162,10 @@ def beir_task(b: Builder, combos, key, render, describe, relevance, near_miss):
     b.rng.shuffle(page_attrs)
     where = _pdfs(b, [render(b.rng, a)[0] for a in page_attrs], "test")
     name = b.spec.name
-    corpus = [{"corpus-id": f"{name}-p{i:04d}", "pdf_path": pdf, "page": page}
-              for i, (pdf, page) in enumerate(where)]
+    corpus = [
+        {"corpus-id": f"{name}-p{i:04d}", "pdf_path": pdf, "page": page}
+        for i, (pdf, page) in enumerate(where)
+    ]
     qrows, qrels = [], []
     for qi, q in enumerate(queries):
         qid = f"{name}-q{qi:04d}"
@@ -156,8 +183,15 @@ def build_layout(b: Builder):
     def near(rng, a):
         return (a[0], a[1], rng.choice([n for n in range(1, 5) if n != a[2]]))
 
-    beir_task(b, combos, lambda a: (a[0], a[1]), lambda rng, a: (_layout_page(rng, a), None),
-              lambda a, _: _layout_text(a), _layout_rel, near)
+    beir_task(
+        b,
+        combos,
+        lambda a: (a[0], a[1]),
+        lambda rng, a: (_layout_page(rng, a), None),
+        lambda a, _: _layout_text(a),
+        _layout_rel,
+        near,
+    )
 
 
 def build_chart(b: Builder):
@@ -170,10 +204,26 @@ def build_chart(b: Builder):
 
 
 TASKS = [
-    TaskSpec("doc_ret_layout", "visdoc", "vidore", "global", "ndcg@5", False, build_layout,
-             "(header colour, block colour)",
-             "Find the page by header colour and number/colour of blocks (2 exact, 1 wrong count)."),
-    TaskSpec("doc_ret_chart", "visdoc", "vidore", "global", "ndcg@5", True, build_chart,
-             "(title colour, bars above line)",
-             "Find the page whose chart has N bars above its line (2 exact, 1 chart colour off)."),
+    TaskSpec(
+        "doc_ret_layout",
+        "visdoc",
+        "vidore",
+        "global",
+        "ndcg@5",
+        False,
+        build_layout,
+        "(header colour, block colour)",
+        "Find the page by header colour and number/colour of blocks (2 exact, 1 wrong count).",
+    ),
+    TaskSpec(
+        "doc_ret_chart",
+        "visdoc",
+        "vidore",
+        "global",
+        "ndcg@5",
+        True,
+        build_chart,
+        "(title colour, bars above line)",
+        "Find the page whose chart has N bars above its line (2 exact, 1 chart colour off).",
+    ),
 ]

@@ -1,6 +1,7 @@
 """SynthMMEB image tasks: classification, three reasoning QA tasks, text-to-image retrieval
 (global) and grounding. Every scene is drawn from sampled attributes, so rationales and
 answers are correct by construction."""
+
 from __future__ import annotations
 
 from PIL import Image, ImageDraw
@@ -22,15 +23,25 @@ def _a(c: int, s: int) -> str:
 
 # ----------------------------------------------------------------------------- classification
 
+
 def _cls_sample(rng):
     c, s = rng.randrange(8), rng.randrange(4)
-    img = scenes.scene(rng, [(SHAPES[s], COLOR_NAMES[c], rng.randint(22, 42),
-                              rng.randint(22, 42), rng.randint(12, 18))])
-    return dict(key=(c, s), kind="image", data=img, text="", answer=_obj(c, s),
-                rationale=sentences("The image shows a single object on a plain dark background",
-                                    f"Its colour is {COLOR_NAMES[c]}",
-                                    f"Its outline is {OUTLINE[SHAPES[s]]}, so it is a {SHAPES[s]}",
-                                    f"The object is {_a(c, s)}"))
+    img = scenes.scene(
+        rng, [(SHAPES[s], COLOR_NAMES[c], rng.randint(22, 42), rng.randint(22, 42), rng.randint(12, 18))]
+    )
+    return dict(
+        key=(c, s),
+        kind="image",
+        data=img,
+        text="",
+        answer=_obj(c, s),
+        rationale=sentences(
+            "The image shows a single object on a plain dark background",
+            f"Its colour is {COLOR_NAMES[c]}",
+            f"Its outline is {OUTLINE[SHAPES[s]]}, so it is a {SHAPES[s]}",
+            f"The object is {_a(c, s)}",
+        ),
+    )
 
 
 def build_cls(b: Builder):
@@ -40,6 +51,7 @@ def build_cls(b: Builder):
 
 # ----------------------------------------------------------------------------- majority (reasoning)
 
+
 def _majority_sample(rng):
     ca, cb, cd = rng.sample(range(8), 3)
     na = rng.randint(1, 5)
@@ -48,18 +60,32 @@ def _majority_sample(rng):
     objs = []
     for cell, col in zip(rng.sample(range(16), na + nb + nd), [ca] * na + [cb] * nb + [cd] * nd):
         gx, gy = cell % 4, cell // 4
-        objs.append((rng.choice(SHAPES), COLOR_NAMES[col], 8 + 16 * gx + rng.randint(-2, 2),
-                     8 + 16 * gy + rng.randint(-2, 2), 5))
+        objs.append(
+            (
+                rng.choice(SHAPES),
+                COLOR_NAMES[col],
+                8 + 16 * gx + rng.randint(-2, 2),
+                8 + 16 * gy + rng.randint(-2, 2),
+                5,
+            )
+        )
     A, B, D = COLOR_NAMES[ca], COLOR_NAMES[cb], COLOR_NAMES[cd]
     win = A if na > nb else B
     hi, lo = NUMBERS[max(na, nb)], NUMBERS[min(na, nb)]
-    return dict(key=(min(ca, cb), max(ca, cb)), kind="image", data=scenes.scene(rng, objs),
-                text=f"Are there more {A} shapes or {B} shapes?", answer=win,
-                rationale=sentences(f"I count the {A} shapes and find {NUMBERS[na]}",
-                                    f"I count the {B} shapes and find {NUMBERS[nb]}",
-                                    f"The {D} shapes do not matter here" if nd else "",
-                                    f"{hi.capitalize()} is more than {lo}",
-                                    f"So there are more {win} shapes"))
+    return dict(
+        key=(min(ca, cb), max(ca, cb)),
+        kind="image",
+        data=scenes.scene(rng, objs),
+        text=f"Are there more {A} shapes or {B} shapes?",
+        answer=win,
+        rationale=sentences(
+            f"I count the {A} shapes and find {NUMBERS[na]}",
+            f"I count the {B} shapes and find {NUMBERS[nb]}",
+            f"The {D} shapes do not matter here" if nd else "",
+            f"{hi.capitalize()} is more than {lo}",
+            f"So there are more {win} shapes",
+        ),
+    )
 
 
 def build_majority(b: Builder):
@@ -68,22 +94,30 @@ def build_majority(b: Builder):
 
 # ----------------------------------------------------------------------------- left-of (reasoning)
 
+
 def _leftof_sample(rng):
     k = rng.choice([3, 4])
     slots = sorted(rng.sample(range(4), k))
     shp, col = rng.sample(range(4), k), rng.sample(range(8), k)
-    objs = [(SHAPES[shp[i]], COLOR_NAMES[col[i]], 8 + 16 * slots[i], rng.randint(18, 46), 6)
-            for i in range(k)]
+    objs = [
+        (SHAPES[shp[i]], COLOR_NAMES[col[i]], 8 + 16 * slots[i], rng.randint(18, 46), 6) for i in range(k)
+    ]
     j = rng.randrange(1, k)  # the anchor is never the leftmost shape
     anchor, ans = SHAPES[shp[j]], COLOR_NAMES[col[j - 1]]
-    return dict(key=(shp[j], col[j - 1]), kind="image", data=scenes.scene(rng, objs),
-                text=f"What colour is the shape just left of the {anchor}?", answer=ans,
-                rationale=sentences(
-                    f"The image shows {NUMBERS[k]} shapes in a row",
-                    f"From left to right they are {listing([_a(col[i], shp[i]) for i in range(k)])}",
-                    f"The {anchor} is the {ORDINALS[j]} shape from the left",
-                    f"The shape just left of it is the {_obj(col[j - 1], shp[j - 1])}",
-                    f"So the answer is {ans}"))
+    return dict(
+        key=(shp[j], col[j - 1]),
+        kind="image",
+        data=scenes.scene(rng, objs),
+        text=f"What colour is the shape just left of the {anchor}?",
+        answer=ans,
+        rationale=sentences(
+            f"The image shows {NUMBERS[k]} shapes in a row",
+            f"From left to right they are {listing([_a(col[i], shp[i]) for i in range(k)])}",
+            f"The {anchor} is the {ORDINALS[j]} shape from the left",
+            f"The shape just left of it is the {_obj(col[j - 1], shp[j - 1])}",
+            f"So the answer is {ans}",
+        ),
+    )
 
 
 def build_leftof(b: Builder):
@@ -92,30 +126,33 @@ def build_leftof(b: Builder):
 
 # ----------------------------------------------------------------------------- chart (reasoning)
 
+
 def _bars(idx: list[int], verb_one: str, verb_many: str) -> str:
     names = [str(i + 1) for i in idx]
-    return (f"Bar {names[0]} {verb_one}" if len(names) == 1
-            else f"Bars {listing(names)} {verb_many}")
+    return f"Bar {names[0]} {verb_one}" if len(names) == 1 else f"Bars {listing(names)} {verb_many}"
 
 
 def _chart_sample(rng):
     c, k = rng.randrange(8), rng.randint(0, 7)
     line = rng.randint(18, 36)
     above = set(rng.sample(range(7), k))
-    heights = [rng.randint(line + 5, 50) if i in above else rng.randint(4, line - 5)
-               for i in range(7)]
+    heights = [rng.randint(line + 5, 50) if i in above else rng.randint(4, line - 5) for i in range(7)]
     img = scenes.background(rng)
     scenes.draw_bars(ImageDraw.Draw(img), heights, line, COLOR_NAMES[c], (4, 6, 60, 58))
     up, down = sorted(above), sorted(set(range(7)) - above)
-    return dict(key=(c, k), kind="image", data=img,
-                text="How many bars rise above the dashed line?", answer=NUMBERS[k],
-                rationale=sentences(
-                    f"The chart shows seven {COLOR_NAMES[c]} bars and a dashed line",
-                    _bars(up, "rises above the line", "rise above the line") if up
-                    else "No bar rises above the line",
-                    _bars(down, "stays below it", "stay below it") if down
-                    else "No bar stays below it",
-                    f"That makes {NUMBERS[k]} bar{'s' if k != 1 else ''} above the line"))
+    return dict(
+        key=(c, k),
+        kind="image",
+        data=img,
+        text="How many bars rise above the dashed line?",
+        answer=NUMBERS[k],
+        rationale=sentences(
+            f"The chart shows seven {COLOR_NAMES[c]} bars and a dashed line",
+            _bars(up, "rises above the line", "rise above the line") if up else "No bar rises above the line",
+            _bars(down, "stays below it", "stay below it") if down else "No bar stays below it",
+            f"That makes {NUMBERS[k]} bar{'s' if k != 1 else ''} above the line",
+        ),
+    )
 
 
 def build_chart(b: Builder):
@@ -124,10 +161,16 @@ def build_chart(b: Builder):
 
 # ----------------------------------------------------------------------------- text-to-image (global)
 
+
 def _stack_image(rng, combo):
     c1, s1, c2, s2 = combo
-    return scenes.scene(rng, [(SHAPES[s1], COLOR_NAMES[c1], rng.randint(20, 44), 17 + rng.randint(-2, 2), 11),
-                              (SHAPES[s2], COLOR_NAMES[c2], rng.randint(20, 44), 47 + rng.randint(-2, 2), 11)])
+    return scenes.scene(
+        rng,
+        [
+            (SHAPES[s1], COLOR_NAMES[c1], rng.randint(20, 44), 17 + rng.randint(-2, 2), 11),
+            (SHAPES[s2], COLOR_NAMES[c2], rng.randint(20, 44), 47 + rng.randint(-2, 2), 11),
+        ],
+    )
 
 
 def _caption(combo) -> str:
@@ -137,24 +180,39 @@ def _caption(combo) -> str:
 
 def build_t2i(b: Builder):
     qi, ti = "Find an image that matches the given caption.", "Represent the given image."
-    combos = [(c1, s1, c2, s2) for c1 in range(8) for s1 in range(4) for c2 in range(8)
-              for s2 in range(4) if (c1, s1) != (c2, s2)]
+    combos = [
+        (c1, s1, c2, s2)
+        for c1 in range(8)
+        for s1 in range(4)
+        for c2 in range(8)
+        for s2 in range(4)
+        if (c1, s1) != (c2, s2)
+    ]
     key = lambda t: (t[0], t[2])  # noqa: E731 - hold out pairs of (top, bottom) colours
     train = [t for t in combos if b.in_split(key(t), "train")]
     for _ in range(b.n_train):
         t = b.rng.choice(train)
         c1, s1, c2, s2 = t
-        b.train_rows.append({
-            "qry_inst": qi, "qry": _caption(t), "pos_inst": ti,
-            "pos_image_path": b.image(_stack_image(b.rng, t), "train"),
-            "qry_rationale": sentences("The caption describes two objects",
-                                       f"The upper object is {_a(c1, s1)}",
-                                       f"The lower object is {_a(c2, s2)}"),
-            "qry_answer": f"{_obj(c1, s1)} over {_obj(c2, s2)}",
-            "pos_rationale": sentences("The image shows two objects, one above the other",
-                                       f"The top object is {_a(c1, s1)}",
-                                       f"The bottom object is {_a(c2, s2)}"),
-            "pos_answer": _caption(t)})
+        b.train_rows.append(
+            {
+                "qry_inst": qi,
+                "qry": _caption(t),
+                "pos_inst": ti,
+                "pos_image_path": b.image(_stack_image(b.rng, t), "train"),
+                "qry_rationale": sentences(
+                    "The caption describes two objects",
+                    f"The upper object is {_a(c1, s1)}",
+                    f"The lower object is {_a(c2, s2)}",
+                ),
+                "qry_answer": f"{_obj(c1, s1)} over {_obj(c2, s2)}",
+                "pos_rationale": sentences(
+                    "The image shows two objects, one above the other",
+                    f"The top object is {_a(c1, s1)}",
+                    f"The bottom object is {_a(c2, s2)}",
+                ),
+                "pos_answer": _caption(t),
+            }
+        )
     add_negatives(b)
     test = [t for t in combos if b.in_split(key(t), "test")]
     queries = b.rng.sample(test, min(b.n_test, len(test)))
@@ -165,25 +223,40 @@ def build_t2i(b: Builder):
         extra = [swapped] if swapped not in qset else []
         extra.append(b.rng.choice([u for u in combos if u not in qset]))
         tgts += [b.image(_stack_image(b.rng, u), "test") for u in extra]
-        b.eval_rows.append({"qry_inst": qi, "qry_text": _caption(t), "tgt_inst": ti,
-                            "tgt_text": [""] * len(tgts), "tgt_img_path": tgts,
-                            "tgt_video_path": [""] * len(tgts)})
+        b.eval_rows.append(
+            {
+                "qry_inst": qi,
+                "qry_text": _caption(t),
+                "tgt_inst": ti,
+                "tgt_text": [""] * len(tgts),
+                "tgt_img_path": tgts,
+                "tgt_video_path": [""] * len(tgts),
+            }
+        )
 
 
 # ----------------------------------------------------------------------------- grounding
 
-CORNERS = [((0, 0), "top left"), ((32, 0), "top right"), ((0, 32), "bottom left"),
-           ((32, 32), "bottom right")]
+CORNERS = [((0, 0), "top left"), ((32, 0), "top right"), ((0, 32), "bottom left"), ((32, 32), "bottom right")]
 
 
 def _ground_sample(rng):
     objs = rng.sample([(c, s) for c in range(8) for s in range(4)], 4)
     t = rng.randrange(4)
-    img = scenes.scene(rng, [(SHAPES[s], COLOR_NAMES[c], x + 16 + rng.randint(-3, 3),
-                              y + 16 + rng.randint(-3, 3), rng.randint(8, 11))
-                             for (c, s), ((x, y), _) in zip(objs, CORNERS)])
-    crops = [img.crop((x, y, x + 32, y + 32)).resize((64, 64), Image.NEAREST)
-             for (x, y), _ in CORNERS]
+    img = scenes.scene(
+        rng,
+        [
+            (
+                SHAPES[s],
+                COLOR_NAMES[c],
+                x + 16 + rng.randint(-3, 3),
+                y + 16 + rng.randint(-3, 3),
+                rng.randint(8, 11),
+            )
+            for (c, s), ((x, y), _) in zip(objs, CORNERS)
+        ],
+    )
+    crops = [img.crop((x, y, x + 32, y + 32)).resize((64, 64), Image.NEAREST) for (x, y), _ in CORNERS]
     return dict(key=objs[t], objs=objs, t=t, img=img, crops=crops)
 
 
@@ -192,12 +265,15 @@ def _ground_text(s):
     corner = CORNERS[s["t"]][1]
     others = [_a(*o) for i, o in enumerate(s["objs"]) if i != s["t"]]
     return dict(
-        rationale=sentences("The image holds four objects, one in each corner",
-                            f"The {_obj(c, sh)} sits in the {corner} corner",
-                            f"The other corners hold {listing(others)}",
-                            f"So the crop to pick is the {corner} corner"),
+        rationale=sentences(
+            "The image holds four objects, one in each corner",
+            f"The {_obj(c, sh)} sits in the {corner} corner",
+            f"The other corners hold {listing(others)}",
+            f"So the crop to pick is the {corner} corner",
+        ),
         answer=f"the {_obj(c, sh)} in the {corner} corner",
-        pos_rationale=sentences("The crop shows one object", f"It is {_a(c, sh)}"))
+        pos_rationale=sentences("The crop shows one object", f"It is {_a(c, sh)}"),
+    )
 
 
 def build_grounding(b: Builder):
@@ -207,37 +283,110 @@ def build_grounding(b: Builder):
         s = b.draw(_ground_sample, "train")
         other = b.rng.choice([i for i in range(4) if i != s["t"]])
         txt = _ground_text(s)
-        b.train_rows.append({
-            "qry_inst": qi, "qry": _obj(*s["key"]), "qry_image_path": b.image(s["img"], "train"),
-            "pos_inst": ti, "pos_image_path": b.image(s["crops"][s["t"]], "train"),
-            "neg_image_path": b.image(s["crops"][other], "train"),
-            "qry_rationale": txt["rationale"], "qry_answer": txt["answer"],
-            "pos_rationale": txt["pos_rationale"], "pos_answer": _obj(*s["key"])})
+        b.train_rows.append(
+            {
+                "qry_inst": qi,
+                "qry": _obj(*s["key"]),
+                "qry_image_path": b.image(s["img"], "train"),
+                "pos_inst": ti,
+                "pos_image_path": b.image(s["crops"][s["t"]], "train"),
+                "neg_image_path": b.image(s["crops"][other], "train"),
+                "qry_rationale": txt["rationale"],
+                "qry_answer": txt["answer"],
+                "pos_rationale": txt["pos_rationale"],
+                "pos_answer": _obj(*s["key"]),
+            }
+        )
     scenes_ = [b.draw(_ground_sample, "test") for _ in range(b.n_test)]
-    saved = [(b.image(s["img"], "test"), [b.image(c, "test") for c in s["crops"]])
-             for s in scenes_]
+    saved = [(b.image(s["img"], "test"), [b.image(c, "test") for c in s["crops"]]) for s in scenes_]
     for i, s in enumerate(scenes_):
         own = [saved[i][1][s["t"]]] + [p for j, p in enumerate(saved[i][1]) if j != s["t"]]
-        pool = [saved[k][1][j] for k, o in enumerate(scenes_) if k != i
-                for j in range(4) if o["objs"][j] != s["key"]]
+        pool = [
+            saved[k][1][j]
+            for k, o in enumerate(scenes_)
+            if k != i
+            for j in range(4)
+            if o["objs"][j] != s["key"]
+        ]
         tgts = own + b.rng.sample(pool, max(0, min(len(pool), b.n_cands - 4)))
-        b.eval_rows.append({"qry_inst": qi, "qry_text": _obj(*s["key"]),
-                            "qry_img_path": saved[i][0], "tgt_inst": ti,
-                            "tgt_text": [""] * len(tgts), "tgt_img_path": tgts,
-                            "tgt_video_path": [""] * len(tgts)})
+        b.eval_rows.append(
+            {
+                "qry_inst": qi,
+                "qry_text": _obj(*s["key"]),
+                "qry_img_path": saved[i][0],
+                "tgt_inst": ti,
+                "tgt_text": [""] * len(tgts),
+                "tgt_img_path": tgts,
+                "tgt_video_path": [""] * len(tgts),
+            }
+        )
 
 
 TASKS = [
-    TaskSpec("img_cls_colorshape", "image", "classification", "local", "hit@1", False, build_cls,
-             "(colour, shape) label pairs", "Name the colour and shape of the single object."),
-    TaskSpec("img_qa_majority", "image", "qa", "local", "hit@1", True, build_majority,
-             "pairs of compared colours", "Compare the counts of two colours among scattered shapes."),
-    TaskSpec("img_qa_leftof", "image", "qa", "local", "hit@1", True, build_leftof,
-             "(anchor shape, answer colour)", "Colour of the shape just left of a named shape."),
-    TaskSpec("img_qa_chart", "image", "qa", "local", "hit@1", True, build_chart,
-             "(bar colour, count)", "Count the bars of a chart that rise above a dashed line."),
-    TaskSpec("img_ret_t2i", "image", "retrieval", "global", "hit@1", False, build_t2i,
-             "(top colour, bottom colour)", "Caption to image: two stacked shapes."),
-    TaskSpec("img_ground_ref", "image", "grounding", "local", "hit@1", False, build_grounding,
-             "(target colour, target shape)", "Pick the crop that isolates the named object."),
+    TaskSpec(
+        "img_cls_colorshape",
+        "image",
+        "classification",
+        "local",
+        "hit@1",
+        False,
+        build_cls,
+        "(colour, shape) label pairs",
+        "Name the colour and shape of the single object.",
+    ),
+    TaskSpec(
+        "img_qa_majority",
+        "image",
+        "qa",
+        "local",
+        "hit@1",
+        True,
+        build_majority,
+        "pairs of compared colours",
+        "Compare the counts of two colours among scattered shapes.",
+    ),
+    TaskSpec(
+        "img_qa_leftof",
+        "image",
+        "qa",
+        "local",
+        "hit@1",
+        True,
+        build_leftof,
+        "(anchor shape, answer colour)",
+        "Colour of the shape just left of a named shape.",
+    ),
+    TaskSpec(
+        "img_qa_chart",
+        "image",
+        "qa",
+        "local",
+        "hit@1",
+        True,
+        build_chart,
+        "(bar colour, count)",
+        "Count the bars of a chart that rise above a dashed line.",
+    ),
+    TaskSpec(
+        "img_ret_t2i",
+        "image",
+        "retrieval",
+        "global",
+        "hit@1",
+        False,
+        build_t2i,
+        "(top colour, bottom colour)",
+        "Caption to image: two stacked shapes.",
+    ),
+    TaskSpec(
+        "img_ground_ref",
+        "image",
+        "grounding",
+        "local",
+        "hit@1",
+        False,
+        build_grounding,
+        "(target colour, target shape)",
+        "Pick the crop that isolates the named object.",
+    ),
 ]

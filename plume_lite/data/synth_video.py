@@ -1,5 +1,6 @@
 """SynthMMEB video tasks (8-frame 64x64 mp4 clips): motion classification, "which shape
 moved last" QA (reasoning), text-to-video retrieval (global) and moment retrieval."""
+
 from __future__ import annotations
 
 from PIL import Image, ImageDraw
@@ -32,11 +33,17 @@ def _motion_story(c: int, s: int, m: int, subject: str = "video") -> list[str]:
 
 # ----------------------------------------------------------------------------- classification
 
+
 def _motion_sample(rng):
     c, s, m = rng.randrange(8), rng.randrange(4), rng.randrange(8)
-    return dict(key=(c, m), kind="video", text="", answer=MOTIONS[m],
-                data=scenes.motion_frames(rng, SHAPES[s], COLOR_NAMES[c], MOTIONS[m]),
-                rationale=sentences(*_motion_story(c, s, m)))
+    return dict(
+        key=(c, m),
+        kind="video",
+        text="",
+        answer=MOTIONS[m],
+        data=scenes.motion_frames(rng, SHAPES[s], COLOR_NAMES[c], MOTIONS[m]),
+        rationale=sentences(*_motion_story(c, s, m)),
+    )
 
 
 def build_motion(b: Builder):
@@ -44,6 +51,7 @@ def build_motion(b: Builder):
 
 
 # ----------------------------------------------------------------------------- moved last (reasoning)
+
 
 def _last_frames(rng, cols, shps, order, dirs):
     g = rng.randint(25, 60)
@@ -67,22 +75,28 @@ def _last_sample(rng):
     the = [f"The {COLOR_NAMES[cols[i]]} {SHAPES[shps[i]]}" for i in order]
     last = order[2]
     ans = COLOR_NAMES[cols[last]]
-    return dict(key=(cols[last], shps[last]), kind="video",
-                data=_last_frames(rng, cols, shps, order, dirs),
-                text="What colour is the shape that moved last?", answer=ans,
-                rationale=sentences(f"The clip shows three shapes: {listing(name)}",
-                                    f"{the[0]} moves first, at the start of the clip",
-                                    f"{the[1]} moves next, in the middle of the clip",
-                                    f"{the[2]} moves last, near the end of the clip",
-                                    f"So the shape that moved last is {ans}"))
+    return dict(
+        key=(cols[last], shps[last]),
+        kind="video",
+        data=_last_frames(rng, cols, shps, order, dirs),
+        text="What colour is the shape that moved last?",
+        answer=ans,
+        rationale=sentences(
+            f"The clip shows three shapes: {listing(name)}",
+            f"{the[0]} moves first, at the start of the clip",
+            f"{the[1]} moves next, in the middle of the clip",
+            f"{the[2]} moves last, near the end of the clip",
+            f"So the shape that moved last is {ans}",
+        ),
+    )
 
 
 def build_last(b: Builder):
-    label_task(b, _last_sample, "Given a video and a question, select the most suitable answer.",
-               COLOR_NAMES)
+    label_task(b, _last_sample, "Given a video and a question, select the most suitable answer.", COLOR_NAMES)
 
 
 # ----------------------------------------------------------------------------- text-to-video (global)
+
 
 def _caption(t) -> str:
     c, s, m = t
@@ -101,14 +115,22 @@ def build_t2v(b: Builder):
     train = [t for t in combos if b.in_split(key(t), "train")]
     for _ in range(b.n_train):
         t = b.rng.choice(train)
-        b.train_rows.append({
-            "qry_inst": qi, "qry": _caption(t), "pos_inst": VIDEO_TGT,
-            "pos_video_path": b.video(_clip(b.rng, t), "train"),
-            "qry_rationale": sentences("The caption names one object and one motion",
-                                       f"The object is {_a(t[0], t[1])}",
-                                       f"The motion is {MOTIONS[t[2]]}"),
-            "qry_answer": _caption(t),
-            "pos_rationale": sentences(*_motion_story(*t)), "pos_answer": _caption(t)})
+        b.train_rows.append(
+            {
+                "qry_inst": qi,
+                "qry": _caption(t),
+                "pos_inst": VIDEO_TGT,
+                "pos_video_path": b.video(_clip(b.rng, t), "train"),
+                "qry_rationale": sentences(
+                    "The caption names one object and one motion",
+                    f"The object is {_a(t[0], t[1])}",
+                    f"The motion is {MOTIONS[t[2]]}",
+                ),
+                "qry_answer": _caption(t),
+                "pos_rationale": sentences(*_motion_story(*t)),
+                "pos_answer": _caption(t),
+            }
+        )
     add_negatives(b)
     test = [t for t in combos if b.in_split(key(t), "test")]
     queries = b.rng.sample(test, min(b.n_test, len(test)))
@@ -118,12 +140,20 @@ def build_t2v(b: Builder):
         extra = b.rng.sample(same_obj, min(1, len(same_obj)))
         extra.append(b.rng.choice([u for u in combos if u not in qset]))
         tgts = [b.video(_clip(b.rng, u), "test") for u in [t] + extra]
-        b.eval_rows.append({"qry_inst": qi, "qry_text": _caption(t), "tgt_inst": VIDEO_TGT,
-                            "tgt_text": [""] * len(tgts), "tgt_img_path": [""] * len(tgts),
-                            "tgt_video_path": tgts})
+        b.eval_rows.append(
+            {
+                "qry_inst": qi,
+                "qry_text": _caption(t),
+                "tgt_inst": VIDEO_TGT,
+                "tgt_text": [""] * len(tgts),
+                "tgt_img_path": [""] * len(tgts),
+                "tgt_video_path": tgts,
+            }
+        )
 
 
 # ----------------------------------------------------------------------------- moment retrieval
+
 
 def _moment_sample(rng):
     c, s = rng.randrange(8), rng.randrange(4)
@@ -139,14 +169,17 @@ def _moment_text(x):
     obj = f"{COLOR_NAMES[c]} {SHAPES[s]}"
     return dict(
         text=f"Find the clip where the {obj} is {MOTIONS[ms[j]]}.",
-        rationale=sentences("The video has three parts",
-                            f"In the first part the {obj} is {MOTIONS[ms[0]]}",
-                            f"In the second part it is {MOTIONS[ms[1]]}",
-                            f"In the third part it is {MOTIONS[ms[2]]}",
-                            f"The asked motion, {MOTIONS[ms[j]]}, happens in the {ORDINALS[j]} part"),
+        rationale=sentences(
+            "The video has three parts",
+            f"In the first part the {obj} is {MOTIONS[ms[0]]}",
+            f"In the second part it is {MOTIONS[ms[1]]}",
+            f"In the third part it is {MOTIONS[ms[2]]}",
+            f"The asked motion, {MOTIONS[ms[j]]}, happens in the {ORDINALS[j]} part",
+        ),
         answer=f"the {ORDINALS[j]} part, where the {obj} is {MOTIONS[ms[j]]}",
         pos_rationale=sentences(*_motion_story(c, s, ms[j], "clip")),
-        pos_answer=_caption((c, s, ms[j])))
+        pos_answer=_caption((c, s, ms[j])),
+    )
 
 
 def build_moment(b: Builder):
@@ -156,35 +189,89 @@ def build_moment(b: Builder):
         x = b.draw(_moment_sample, "train")
         t = _moment_text(x)
         other = b.rng.choice([i for i in range(3) if i != x["j"]])
-        b.train_rows.append({
-            "qry_inst": qi, "qry": t["text"],
-            "qry_video_path": b.video(sum(x["clips"], []), "train"),
-            "pos_inst": ti, "pos_video_path": b.video(x["clips"][x["j"]], "train"),
-            "neg_video_path": b.video(x["clips"][other], "train"),
-            "qry_rationale": t["rationale"], "qry_answer": t["answer"],
-            "pos_rationale": t["pos_rationale"], "pos_answer": t["pos_answer"]})
+        b.train_rows.append(
+            {
+                "qry_inst": qi,
+                "qry": t["text"],
+                "qry_video_path": b.video(sum(x["clips"], []), "train"),
+                "pos_inst": ti,
+                "pos_video_path": b.video(x["clips"][x["j"]], "train"),
+                "neg_video_path": b.video(x["clips"][other], "train"),
+                "qry_rationale": t["rationale"],
+                "qry_answer": t["answer"],
+                "pos_rationale": t["pos_rationale"],
+                "pos_answer": t["pos_answer"],
+            }
+        )
     xs = [b.draw(_moment_sample, "test") for _ in range(b.n_test)]
-    saved = [(b.video(sum(x["clips"], []), "test"), [b.video(c, "test") for c in x["clips"]])
-             for x in xs]
+    saved = [(b.video(sum(x["clips"], []), "test"), [b.video(c, "test") for c in x["clips"]]) for x in xs]
     for i, x in enumerate(xs):
         want = (x["c"], x["s"], x["ms"][x["j"]])
         own = [saved[i][1][x["j"]]] + [p for k, p in enumerate(saved[i][1]) if k != x["j"]]
-        pool = [saved[k][1][n] for k, y in enumerate(xs) if k != i for n in range(3)
-                if (y["c"], y["s"], y["ms"][n]) != want]
+        pool = [
+            saved[k][1][n]
+            for k, y in enumerate(xs)
+            if k != i
+            for n in range(3)
+            if (y["c"], y["s"], y["ms"][n]) != want
+        ]
         tgts = own + b.rng.sample(pool, max(0, min(len(pool), b.n_cands - 3)))
-        b.eval_rows.append({"qry_inst": qi, "qry_text": _moment_text(x)["text"],
-                            "qry_video_path": saved[i][0], "tgt_inst": ti,
-                            "tgt_text": [""] * len(tgts), "tgt_img_path": [""] * len(tgts),
-                            "tgt_video_path": tgts})
+        b.eval_rows.append(
+            {
+                "qry_inst": qi,
+                "qry_text": _moment_text(x)["text"],
+                "qry_video_path": saved[i][0],
+                "tgt_inst": ti,
+                "tgt_text": [""] * len(tgts),
+                "tgt_img_path": [""] * len(tgts),
+                "tgt_video_path": tgts,
+            }
+        )
 
 
 TASKS = [
-    TaskSpec("vid_cls_motion", "video", "classification", "local", "hit@1", False, build_motion,
-             "(colour, motion)", "Name the motion of a single shape."),
-    TaskSpec("vid_qa_lastmoved", "video", "qa", "local", "hit@1", True, build_last,
-             "(colour, shape) of the last mover", "Three shapes move in turn; colour of the last."),
-    TaskSpec("vid_ret_t2v", "video", "retrieval", "global", "hit@1", False, build_t2v,
-             "(shape, motion)", "Caption to video: a coloured shape and its motion."),
-    TaskSpec("vid_mr_motion", "video", "moment_retrieval", "local", "hit@1", False, build_moment,
-             "(colour, asked motion)", "Find the clip of a 3-part video with the asked motion."),
+    TaskSpec(
+        "vid_cls_motion",
+        "video",
+        "classification",
+        "local",
+        "hit@1",
+        False,
+        build_motion,
+        "(colour, motion)",
+        "Name the motion of a single shape.",
+    ),
+    TaskSpec(
+        "vid_qa_lastmoved",
+        "video",
+        "qa",
+        "local",
+        "hit@1",
+        True,
+        build_last,
+        "(colour, shape) of the last mover",
+        "Three shapes move in turn; colour of the last.",
+    ),
+    TaskSpec(
+        "vid_ret_t2v",
+        "video",
+        "retrieval",
+        "global",
+        "hit@1",
+        False,
+        build_t2v,
+        "(shape, motion)",
+        "Caption to video: a coloured shape and its motion.",
+    ),
+    TaskSpec(
+        "vid_mr_motion",
+        "video",
+        "moment_retrieval",
+        "local",
+        "hit@1",
+        False,
+        build_moment,
+        "(colour, asked motion)",
+        "Find the clip of a 3-part video with the asked motion.",
+    ),
 ]

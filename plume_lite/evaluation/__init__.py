@@ -4,12 +4,18 @@ Layer: imports plume_lite, plume_lite.data and plume_lite.train only.
 
     from plume_lite.evaluation import evaluate, EmbeddingIndex
 """
+
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"evaluate": "protocol", "EmbeddingIndex": "index", "EmbeddingCache": "index",
-            "hit_at_k": "metrics", "ndcg_at_k": "metrics"}
+_EXPORTS = {
+    "evaluate": "protocol",
+    "EmbeddingIndex": "index",
+    "EmbeddingCache": "index",
+    "hit_at_k": "metrics",
+    "ndcg_at_k": "metrics",
+}
 __all__ = list(_EXPORTS)
 
 

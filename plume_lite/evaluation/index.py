@@ -7,11 +7,12 @@ soon as its chunk is encoded, so an interrupted encode of a big candidate pool
 resumes at the last finished shard. Files are hashed by path + size + mtime, not
 by their bytes: cheap for videos and PDFs, and an edited file still misses.
 """
+
 from __future__ import annotations
 
-import logging
 import hashlib
 import io
+import logging
 from pathlib import Path
 
 import torch
@@ -28,8 +29,9 @@ def checkpoint_fingerprint(path) -> str:
     """Cheap id of a checkpoint folder: names, sizes and mtimes of its files."""
     root = Path(path).resolve()
     files = sorted(p for p in root.rglob("*") if p.is_file())
-    return content_hash([str(root)] + [[str(p.relative_to(root)), p.stat().st_size,
-                                 p.stat().st_mtime_ns] for p in files])[:16]
+    return content_hash(
+        [str(root)] + [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    )[:16]
 
 
 def model_id(model, checkpoint_id: str | None = None) -> str | None:
@@ -59,10 +61,15 @@ def _read_shard(path: Path) -> dict | None:
     try:
         data = torch.load(path, mmap=True, weights_only=True)
         keys, emb = data["keys"], data["emb"]
-        if (isinstance(keys, list) and all(isinstance(k, str) for k in keys)
-                and torch.is_tensor(emb) and emb.ndim == 2 and emb.shape[0] == len(keys)):
+        if (
+            isinstance(keys, list)
+            and all(isinstance(k, str) for k in keys)
+            and torch.is_tensor(emb)
+            and emb.ndim == 2
+            and emb.shape[0] == len(keys)
+        ):
             return data
-    except Exception:        # zip, pickle-whitelist or storage errors of a damaged file
+    except Exception:  # zip, pickle-whitelist or storage errors of a damaged file
         pass
     log.warning("%s: damaged embedding-cache shard, removed; its rows will be encoded again", path)
     path.unlink(missing_ok=True)
@@ -74,8 +81,16 @@ class EmbeddingCache:
 
     Without `cache_dir` (or without a model id) rows live only in this object."""
 
-    def __init__(self, model, mode="latent", steps=None, batch_size=16, cache_dir=None,
-                 checkpoint_id=None, shard_size=512):
+    def __init__(
+        self,
+        model,
+        mode="latent",
+        steps=None,
+        batch_size=16,
+        cache_dir=None,
+        checkpoint_id=None,
+        shard_size=512,
+    ):
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         self.model, self.mode, self.steps = model, mode, steps
@@ -129,9 +144,14 @@ class EmbeddingCache:
                 seen.add(key)
                 todo.append((key, item))
         for start in range(0, len(todo), self.shard_size):
-            chunk = todo[start:start + self.shard_size]
-            emb = self.model.encode([it for _, it in chunk], mode=self.mode, steps=self.steps,
-                                    batch_size=self.batch_size, progress=progress)
+            chunk = todo[start : start + self.shard_size]
+            emb = self.model.encode(
+                [it for _, it in chunk],
+                mode=self.mode,
+                steps=self.steps,
+                batch_size=self.batch_size,
+                progress=progress,
+            )
             emb = torch.as_tensor(emb).detach().to("cpu", torch.float32)
             if emb.ndim != 2 or emb.shape[0] != len(chunk):
                 raise RuntimeError(f"encode returned shape {tuple(emb.shape)} for {len(chunk)} items")
@@ -196,8 +216,17 @@ class EmbeddingIndex:
         (torch.Size([1, 2]), 0)
     """
 
-    def __init__(self, model, items=(), mode="latent", steps=None, batch_size=16,
-                 cache_dir=None, checkpoint_id=None, progress=False):
+    def __init__(
+        self,
+        model,
+        items=(),
+        mode="latent",
+        steps=None,
+        batch_size=16,
+        cache_dir=None,
+        checkpoint_id=None,
+        progress=False,
+    ):
         self.cache = EmbeddingCache(model, mode, steps, batch_size, cache_dir, checkpoint_id)
         self.items: list = []
         self.embeddings = torch.zeros(0, 0)
@@ -211,7 +240,7 @@ class EmbeddingIndex:
         if not items:
             return
         emb = self.cache.encode(items, progress=progress)
-        self.items.extend(items)     # before the rows: a reader never sees a row without its item
+        self.items.extend(items)  # before the rows: a reader never sees a row without its item
         self.embeddings = torch.cat([self.embeddings, emb]) if len(self.embeddings) else emb
 
     def __len__(self):
@@ -224,6 +253,6 @@ class EmbeddingIndex:
         if q.ndim == 1:
             q = q[None]
         q = q.to("cpu", torch.float32)
-        if not len(self.embeddings):     # nothing to rank yet
+        if not len(self.embeddings):  # nothing to rank yet
             return q[:, :0], torch.zeros(q.shape[0], 0, dtype=torch.long)
         return top_k(q @ self.embeddings.T, k)

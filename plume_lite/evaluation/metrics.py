@@ -10,6 +10,7 @@ a negative only if its score is strictly greater; among tied candidates the less
 relevant ones come first. So a constant scorer gets Hit@1 = 0, never a lucky 1,
 and a model cannot gain from collapsing embeddings. NaN scores count as -inf.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,42 +8,44 @@ reasoning / non-reasoning split. With `out`, every finished task is saved at onc
 (atomically) under a key of (checkpoint, mode, steps), so a rerun after a crash
 skips it, and a changed setting or changed task data never reuses stale numbers.
 """
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import re
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from plume_lite.evaluation import metrics
 from plume_lite.arguments import int_at_least, name_list
 from plume_lite.config import MODES
 from plume_lite.errors import CheckpointError, ConfigError, InputError
+from plume_lite.evaluation import metrics
 from plume_lite.evaluation.index import EmbeddingCache, model_id, setting_key, top_k
-from plume_lite.items import content_hash, item_digest
 from plume_lite.io import atomic_write_text
+from plume_lite.items import content_hash, item_digest
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "plume_lite.eval/1"
 MODALITY_NAMES = {"image": "Image", "video": "Video", "visdoc": "VisDoc"}
-TOP = 5          # candidates kept per query for failure galleries
-CHUNK = 256      # queries scored at once: bounds the [chunk, pool] score matrix
+TOP = 5  # candidates kept per query for failure galleries
+CHUNK = 256  # queries scored at once: bounds the [chunk, pool] score matrix
 
 
 def task_fingerprint(task) -> str:
     """Changes when anything that decides a task's numbers changes."""
-    return content_hash({
-        "head": [task.name, task.modality, task.meta_task, task.protocol, task.metric],
-        "q": [item_digest(it) for it in task.queries],
-        "c": [item_digest(it) for it in task.candidates],
-        "qc": task.query_candidates,
-        "qrels": [{str(k): float(v) for k, v in r.items()} for r in task.qrels],
-    })[:16]
+    return content_hash(
+        {
+            "head": [task.name, task.modality, task.meta_task, task.protocol, task.metric],
+            "q": [item_digest(it) for it in task.queries],
+            "c": [item_digest(it) for it in task.candidates],
+            "qc": task.query_candidates,
+            "qrels": [{str(k): float(v) for k, v in r.items()} for r in task.qrels],
+        }
+    )[:16]
 
 
 def _relevance(task) -> list[dict[int, float]]:
@@ -90,16 +92,16 @@ def score_task(cache: EmbeddingCache, task, progress=False) -> dict:
     c = cache.encode(task.candidates, progress=progress)
     values, per_query = [], []
     for s in range(0, len(task.queries), CHUNK):
-        sims = q[s:s + CHUNK] @ c.T                               # [b, pool]
-        rows = rel[s:s + CHUNK]
+        sims = q[s : s + CHUNK] @ c.T  # [b, pool]
+        rows = rel[s : s + CHUNK]
         if lists is None:
             scores, mask, pool_idx = sims, None, None
         else:  # gather each query's own candidates into a padded [b, L] block
-            chunk = lists[s:s + CHUNK]
+            chunk = lists[s : s + CHUNK]
             width = max(len(lst) for lst in chunk)
             pool_idx = torch.full((len(chunk), width), -1, dtype=torch.long)
             for i, lst in enumerate(chunk):
-                pool_idx[i, :len(lst)] = torch.tensor(lst)
+                pool_idx[i, : len(lst)] = torch.tensor(lst)
             mask = pool_idx >= 0
             scores = sims.gather(1, pool_idx.clamp(min=0))
             rows = [{p: r[j] for p, j in enumerate(lst) if j in r} for lst, r in zip(chunk, rows)]
@@ -111,19 +113,26 @@ def score_task(cache: EmbeddingCache, task, progress=False) -> dict:
         for i in range(len(v)):
             keep = top_v[i] > float("-inf")  # a local list shorter than TOP
             pos = [chunk[i][p] for p in rows[i]] if lists is not None else list(rows[i])
-            per_query.append({
-                "score": round(float(v[i]), 6),
-                "rank": None if ranks[i] == float("inf") else int(ranks[i]),
-                "pos_score": round(max(float(sims[i, j]) for j in pos), 6) if pos else None,
-                "top": top_i[i][keep].tolist(),
-                "top_scores": [round(x, 6) for x in top_v[i][keep].tolist()],
-            })
+            per_query.append(
+                {
+                    "score": round(float(v[i]), 6),
+                    "rank": None if ranks[i] == float("inf") else int(ranks[i]),
+                    "pos_score": round(max(float(sims[i, j]) for j in pos), 6) if pos else None,
+                    "top": top_i[i][keep].tolist(),
+                    "top_scores": [round(x, 6) for x in top_v[i][keep].tolist()],
+                }
+            )
         values.extend(v.tolist())
     return {
-        "name": task.name, "modality": task.modality, "meta_task": task.meta_task,
-        "protocol": task.protocol, "metric": task.metric, "reasoning": bool(task.reasoning),
+        "name": task.name,
+        "modality": task.modality,
+        "meta_task": task.meta_task,
+        "protocol": task.protocol,
+        "metric": task.metric,
+        "reasoning": bool(task.reasoning),
         "score": 100.0 * sum(values) / len(values),
-        "n_queries": len(task.queries), "n_candidates": len(task.candidates),
+        "n_queries": len(task.queries),
+        "n_candidates": len(task.candidates),
         "n_encoded": cache.n_encoded - encoded0,
         "seconds": round(time.perf_counter() - t0, 3),
         "per_query": per_query,
@@ -142,8 +151,10 @@ def aggregate(task_results: dict) -> dict:
     for mod in sorted({r["modality"] for r in res}, key=lambda m: (m not in MODALITY_NAMES, m)):
         mine = [r for r in res if r["modality"] == mod]
         out["modalities"][mod] = _group(mine)
-        out["meta_tasks"][mod] = {m: _group([r for r in mine if r["meta_task"] == m])
-                                  for m in dict.fromkeys(r["meta_task"] for r in mine)}
+        out["meta_tasks"][mod] = {
+            m: _group([r for r in mine if r["meta_task"] == m])
+            for m in dict.fromkeys(r["meta_task"] for r in mine)
+        }
     for name, flag in (("reasoning", True), ("non_reasoning", False)):
         part = [r for r in res if r["reasoning"] == flag]
         if part:
@@ -159,22 +170,36 @@ def markdown(result: dict) -> str:
     """Summary (paper layout), meta-task and per-task tables."""
     st, mods = result["setting"], result["modalities"]
     head = [MODALITY_NAMES.get(m, m) for m in mods] + ["All", "Reasoning", "Non-reasoning"]
-    cells = [_fmt(g) for g in mods.values()] + [_fmt(result["overall"])] + \
-        [_fmt(result["reasoning"].get(k)) for k in ("reasoning", "non_reasoning")]
-    lines = [f"## MMEB eval: mode={st['mode']}, steps={st['steps']}, checkpoint={st['checkpoint']}"
-             + ("" if result["complete"] else f" (incomplete: {len(result['pending'])} tasks pending)"),
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-             "| " + " | ".join(cells) + " |", "",
-             "| modality | meta-task | tasks | score |", "|---|---|---|---|"]
+    cells = (
+        [_fmt(g) for g in mods.values()]
+        + [_fmt(result["overall"])]
+        + [_fmt(result["reasoning"].get(k)) for k in ("reasoning", "non_reasoning")]
+    )
+    lines = [
+        f"## MMEB eval: mode={st['mode']}, steps={st['steps']}, checkpoint={st['checkpoint']}"
+        + ("" if result["complete"] else f" (incomplete: {len(result['pending'])} tasks pending)"),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        "| " + " | ".join(cells) + " |",
+        "",
+        "| modality | meta-task | tasks | score |",
+        "|---|---|---|---|",
+    ]
     for mod, metas in result["meta_tasks"].items():
         for meta, g in metas.items():
             lines.append(f"| {MODALITY_NAMES.get(mod, mod)} | {meta} | {g['n_tasks']} | {_fmt(g)} |")
-    lines += ["", "| task | modality | meta-task | protocol | metric | reasoning | queries | candidates | score |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| task | modality | meta-task | protocol | metric | reasoning | queries | candidates | score |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["tasks"].values():
-        lines.append(f"| {r['name']} | {r['modality']} | {r['meta_task']} | {r['protocol']} | {r['metric']} "
-                     f"| {'yes' if r['reasoning'] else 'no'} | {r['n_queries']} | {r['n_candidates']} "
-                     f"| {r['score']:.1f} |")
+        lines.append(
+            f"| {r['name']} | {r['modality']} | {r['meta_task']} | {r['protocol']} | {r['metric']} "
+            f"| {'yes' if r['reasoning'] else 'no'} | {r['n_queries']} | {r['n_candidates']} "
+            f"| {r['score']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -194,8 +219,11 @@ def _read_part(path: Path) -> dict | None:
         return None
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(saved, dict) and isinstance(saved.get("result"), dict) \
-                and isinstance(saved["result"].get("score"), (int, float)):
+        if (
+            isinstance(saved, dict)
+            and isinstance(saved.get("result"), dict)
+            and isinstance(saved["result"].get("score"), (int, float))
+        ):
             return saved
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         pass
@@ -203,8 +231,18 @@ def _read_part(path: Path) -> dict | None:
     return None
 
 
-def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, progress=True,
-             checkpoint_id=None, cache_dir="auto", keep_per_query=True) -> dict:
+def evaluate(
+    model,
+    tasks,
+    mode="latent",
+    steps=None,
+    batch_size=16,
+    out=None,
+    progress=True,
+    checkpoint_id=None,
+    cache_dir="auto",
+    keep_per_query=True,
+) -> dict:
     """Score `model` on MMEB-style tasks with the MMEB-v2 protocol; resumable with `out`.
 
     Each task embeds its queries and candidates (each distinct item once), ranks every
@@ -287,12 +325,18 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
     results: dict[str, dict] = {}
 
     def write(complete):
-        result = {"schema": SCHEMA, "complete": complete, "setting": setting,
-                  **aggregate(results), "tasks": dict(results),
-                  "pending": [n for n in names if n not in results]}
+        result = {
+            "schema": SCHEMA,
+            "complete": complete,
+            "setting": setting,
+            **aggregate(results),
+            "tasks": dict(results),
+            "pending": [n for n in names if n not in results],
+        }
         if not keep_per_query:
-            result["tasks"] = {n: {k: v for k, v in r.items() if k != "per_query"}
-                               for n, r in results.items()}
+            result["tasks"] = {
+                n: {k: v for k, v in r.items() if k != "per_query"} for n, r in results.items()
+            }
         if out is not None:
             atomic_write_text(out, json.dumps(result, indent=1, allow_nan=False))
             atomic_write_text(_markdown_path(out), markdown(result))
@@ -306,8 +350,9 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
             if saved.get("fingerprint") == fp and saved.get("setting_key") == key:
                 results[task.name] = saved["result"]
                 if progress:
-                    log.info("[%d/%d] %s: %.1f (saved)", i + 1, len(tasks), task.name,
-                             saved["result"]["score"])
+                    log.info(
+                        "[%d/%d] %s: %.1f (saved)", i + 1, len(tasks), task.name, saved["result"]["score"]
+                    )
                 continue
         # a fresh cache per task: its rows are freed once the task is scored
         cache = EmbeddingCache(model, mode, steps, batch_size, cache_dir, mid)
@@ -316,8 +361,9 @@ def evaluate(model, tasks, mode="latent", steps=None, batch_size=16, out=None, p
         r["fingerprint"] = fp
         results[task.name] = r
         if part is not None:
-            atomic_write_text(part, json.dumps({"fingerprint": fp, "setting_key": key, "result": r},
-                                               allow_nan=False))
+            atomic_write_text(
+                part, json.dumps({"fingerprint": fp, "setting_key": key, "result": r}, allow_nan=False)
+            )
         if progress:
             log.info("[%d/%d] %s: %.1f (%.1f s)", i + 1, len(tasks), task.name, r["score"], r["seconds"])
         write(complete=False)
@@ -330,7 +376,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--data", required=True, help="data folder or hub id")
     p.add_argument("--tasks", type=name_list, default=None, help="comma-separated task names (default: all)")
     p.add_argument("--mode", default="latent", choices=MODES)
-    p.add_argument("--steps", type=int_at_least(0), default=None, help="latent steps K (default: the checkpoint's)")
+    p.add_argument(
+        "--steps", type=int_at_least(0), default=None, help="latent steps K (default: the checkpoint's)"
+    )
     p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
@@ -342,6 +390,7 @@ def _cli(args) -> int:
     from plume_lite.data.mmeb import load_eval_tasks
     from plume_lite.evaluation.index import checkpoint_fingerprint
     from plume_lite.model import PlumeModel
+
     if not Path(args.checkpoint).is_dir():
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
     wanted = args.tasks
@@ -350,8 +399,15 @@ def _cli(args) -> int:
     if missing:
         raise InputError(f"tasks not found in {args.data}: {', '.join(missing)}")
     model = PlumeModel.from_pretrained(args.checkpoint, device=args.device)
-    result = evaluate(model, tasks, mode=args.mode, steps=args.steps, batch_size=args.batch_size,
-                      out=args.out, checkpoint_id=checkpoint_fingerprint(args.checkpoint),
-                      cache_dir=None if args.no_cache else "auto")
+    result = evaluate(
+        model,
+        tasks,
+        mode=args.mode,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        out=args.out,
+        checkpoint_id=checkpoint_fingerprint(args.checkpoint),
+        cache_dir=None if args.no_cache else "auto",
+    )
     print(markdown(result), end="")
     return 0

@@ -6,6 +6,7 @@
 Each (mode, batch size) is timed over `--repeats` calls after a warm-up call, on
 image+text queries (the paper's setting). ms/query = call time / batch size.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,16 +47,28 @@ def time_mode(model, mode: str, batch_size: int, steps: int, repeats: int, image
         _sync(model.device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    row = {"mode": mode, "batch_size": batch_size, "steps": steps if mode == "latent" else 0,
-           "ms_per_query": 1000 * seconds / batch_size, "queries_per_s": batch_size / seconds,
-           "ms_per_call": 1000 * seconds, "repeats": repeats}
+    row = {
+        "mode": mode,
+        "batch_size": batch_size,
+        "steps": steps if mode == "latent" else 0,
+        "ms_per_query": 1000 * seconds / batch_size,
+        "queries_per_s": batch_size / seconds,
+        "ms_per_call": 1000 * seconds,
+        "repeats": repeats,
+    }
     if mode == "explicit":
         row["generated_tokens"] = statistics.mean(t["generated_tokens"] for t in traces)
     return row
 
 
-def run_bench(model, modes=("direct", "latent", "explicit"), batch_sizes=(1, 16), steps: int = 8,
-              repeats: int = 3, image_size: int = 64) -> dict:
+def run_bench(
+    model,
+    modes=("direct", "latent", "explicit"),
+    batch_sizes=(1, 16),
+    steps: int = 8,
+    repeats: int = 3,
+    image_size: int = 64,
+) -> dict:
     rows = [time_mode(model, mode, b, steps, repeats, image_size) for b in batch_sizes for mode in modes]
     by = {(r["mode"], r["batch_size"]): r["ms_per_query"] for r in rows}
     ratios = {}
@@ -64,16 +77,24 @@ def run_bench(model, modes=("direct", "latent", "explicit"), batch_sizes=(1, 16)
             ratios[f"latent/direct@{b}"] = by[("latent", b)] / by[("direct", b)]
         if ("explicit", b) in by and ("latent", b) in by:
             ratios[f"explicit/latent@{b}"] = by[("explicit", b)] / by[("latent", b)]
-    return {"device": str(model.device), "dtype": str(next(model.parameters()).dtype),
-            "torch_threads": torch.get_num_threads(), "image_size": image_size,
-            "max_new_tokens": model.config.max_new_tokens, "rows": rows, "ratios": ratios}
+    return {
+        "device": str(model.device),
+        "dtype": str(next(model.parameters()).dtype),
+        "torch_threads": torch.get_num_threads(),
+        "image_size": image_size,
+        "max_new_tokens": model.config.max_new_tokens,
+        "rows": rows,
+        "ratios": ratios,
+    }
 
 
 def format_table(result: dict) -> str:
     lines = ["| mode | batch | K | ms/query | queries/s | tokens written |", "|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['mode']} | {r['batch_size']} | {r['steps']} | {r['ms_per_query']:.2f} | "
-                     f"{r['queries_per_s']:.1f} | {r.get('generated_tokens', '')} |")
+        lines.append(
+            f"| {r['mode']} | {r['batch_size']} | {r['steps']} | {r['ms_per_query']:.2f} | "
+            f"{r['queries_per_s']:.1f} | {r.get('generated_tokens', '')} |"
+        )
     lines += [f"{k}: {v:.2f}x" for k, v in result["ratios"].items()]
     return "\n".join(lines)
 
@@ -103,8 +124,7 @@ def main(args) -> int:
         raise InputError(f"unknown mode(s) {bad}; choose from direct, latent, explicit")
     torch.manual_seed(0)
     model = load_for_bench(args)
-    result = run_bench(model, modes, args.batch_sizes, args.steps,
-                       args.repeats, args.image_size)
+    result = run_bench(model, modes, args.batch_sizes, args.steps, args.repeats, args.image_size)
     print(format_table(result))
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2))
@@ -121,7 +141,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--modes", default="direct,latent,explicit")
     p.add_argument("--batch-sizes", type=int_list(1), default=[1, 16], help="comma-separated, e.g. 1,16")
     p.add_argument("--steps", type=int_at_least(0), default=8, help="latent steps K")
-    p.add_argument("--max-new-tokens", type=int_at_least(1), default=64, help="explicit mode rationale budget")
+    p.add_argument(
+        "--max-new-tokens", type=int_at_least(1), default=64, help="explicit mode rationale budget"
+    )
     p.add_argument("--repeats", type=int_at_least(1), default=3)
     p.add_argument("--image-size", type=int_at_least(28), default=64)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -11,18 +11,19 @@ accuracy-vs-latency plot. Every run lives in its own folder and is reused when
 finished (training resumes from its checkpoint, evaluation skips finished tasks), so
 an interrupted reproduce continues where it stopped.
 """
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from plume_lite.arguments import int_at_least
 from plume_lite.errors import ConfigError
-from plume_lite.io import atomic_write_text
 from plume_lite.experiments.report import write_report
+from plume_lite.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ QUICK_QUERIES_PER_TASK = 6
 
 @dataclass(frozen=True)
 class Run:
-    name: str            # folder name, unique
-    group: str           # main | components | steps
-    label: str           # row label in the tables
+    name: str  # folder name, unique
+    group: str  # main | components | steps
+    label: str  # row label in the tables
     mode: str
     seed: int
     overrides: tuple = ()
@@ -46,15 +47,21 @@ class Run:
 def plan_runs(seeds: int) -> list[Run]:
     runs = []
     for seed in range(seeds):
-        runs += [Run(f"direct-s{seed}", "main", "direct (VLM2Vec-style)", "direct", seed),
-                 Run(f"explicit-s{seed}", "main", "explicit CoT (UME-R1-style)", "explicit", seed),
-                 Run(f"latent-s{seed}", "main", "PLUME latent (K=8)", "latent", seed)]
-    runs += [Run("latent-no-adapter-s0", "components", "no transition adapter", "latent", 0, ("adapter=none",)),
-             Run("latent-mlp-s0", "components", "single MLP instead of MoE", "latent", 0, ("adapter=mlp",)),
-             Run("latent-no-anchor-s0", "components", "no semantic anchor", "latent", 0, ("adapter=moe_no_anchor",)),
-             Run("latent-no-curriculum-s0", "components", "no curriculum", "latent", 0, ("curriculum=false",)),
-             Run("latent-k4-s0", "steps", "K = 4", "latent", 0, ("latent_steps=4",)),
-             Run("latent-k6-s0", "steps", "K = 6", "latent", 0, ("latent_steps=6",))]
+        runs += [
+            Run(f"direct-s{seed}", "main", "direct (VLM2Vec-style)", "direct", seed),
+            Run(f"explicit-s{seed}", "main", "explicit CoT (UME-R1-style)", "explicit", seed),
+            Run(f"latent-s{seed}", "main", "PLUME latent (K=8)", "latent", seed),
+        ]
+    runs += [
+        Run("latent-no-adapter-s0", "components", "no transition adapter", "latent", 0, ("adapter=none",)),
+        Run("latent-mlp-s0", "components", "single MLP instead of MoE", "latent", 0, ("adapter=mlp",)),
+        Run(
+            "latent-no-anchor-s0", "components", "no semantic anchor", "latent", 0, ("adapter=moe_no_anchor",)
+        ),
+        Run("latent-no-curriculum-s0", "components", "no curriculum", "latent", 0, ("curriculum=false",)),
+        Run("latent-k4-s0", "steps", "K = 4", "latent", 0, ("latent_steps=4",)),
+        Run("latent-k6-s0", "steps", "K = 6", "latent", 0, ("latent_steps=6",)),
+    ]
     return runs
 
 
@@ -62,26 +69,37 @@ def subsample(tasks, n: int, pool_extra: int = 16):
     """The first n queries of every task; a global pool shrinks to what those queries
     rank as relevant plus `pool_extra` distractors (quick runs only: scores change)."""
     import dataclasses
+
     out = []
     for t in tasks:
         keep = range(min(n, len(t.queries)))
-        used = sorted({c for i in keep for c in (t.query_candidates[i] if t.query_candidates else t.qrels[i])})
+        used = sorted(
+            {c for i in keep for c in (t.query_candidates[i] if t.query_candidates else t.qrels[i])}
+        )
         if t.query_candidates is None:
             used = sorted(set(used) | set(range(min(pool_extra, len(t.candidates)))))
         new_index = {old: new for new, old in enumerate(used)}
-        out.append(dataclasses.replace(
-            t, queries=[t.queries[i] for i in keep], candidates=[t.candidates[c] for c in used],
-            qrels=[{new_index[c]: r for c, r in t.qrels[i].items()} for i in keep],
-            query_candidates=None if t.query_candidates is None else
-            [[new_index[c] for c in t.query_candidates[i]] for i in keep]))
+        out.append(
+            dataclasses.replace(
+                t,
+                queries=[t.queries[i] for i in keep],
+                candidates=[t.candidates[c] for c in used],
+                qrels=[{new_index[c]: r for c, r in t.qrels[i].items()} for i in keep],
+                query_candidates=None
+                if t.query_candidates is None
+                else [[new_index[c] for c in t.query_candidates[i]] for i in keep],
+            )
+        )
     return out
 
 
-def train_and_eval(run: Run, root: Path, data: Path, tasks, profile: str, extra: tuple, progress: bool) -> dict:
+def train_and_eval(
+    run: Run, root: Path, data: Path, tasks, profile: str, extra: tuple, progress: bool
+) -> dict:
     from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
-    from plume_lite.train.loop import train
     from plume_lite.train.config import resolve_config
+    from plume_lite.train.loop import train
 
     run_dir = root / "runs" / run.name
     model_dir = run_dir / "model"
@@ -91,13 +109,19 @@ def train_and_eval(run: Run, root: Path, data: Path, tasks, profile: str, extra:
         config = resolve_config(profile, mode=run.mode, overrides=overrides)
         train(config, data, run_dir, resume=(run_dir / "train_config.json").exists())
     model = PlumeModel.from_pretrained(model_dir).eval()
-    result = evaluate(model, tasks, mode=run.mode, out=run_dir / "eval.json", progress=progress,
-                      checkpoint_id=run.name)
-    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    return {"run": run.__dict__, "eval": {k: result[k] for k in ("overall", "modalities", "meta_tasks",
-                                                               "reasoning")},
-            "tasks": {n: r["score"] for n, r in result["tasks"].items()},
-            "train_seconds": summary.get("wall_s"), "seconds": time.time() - started}
+    result = evaluate(
+        model, tasks, mode=run.mode, out=run_dir / "eval.json", progress=progress, checkpoint_id=run.name
+    )
+    summary = (
+        json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    )
+    return {
+        "run": run.__dict__,
+        "eval": {k: result[k] for k in ("overall", "modalities", "meta_tasks", "reasoning")},
+        "tasks": {n: r["score"] for n, r in result["tasks"].items()},
+        "train_seconds": summary.get("wall_s"),
+        "seconds": time.time() - started,
+    }
 
 
 def measure_efficiency(root: Path, runs: list[Run], batch_sizes=(1, 16), repeats: int = 3) -> dict:
@@ -119,8 +143,15 @@ def measure_efficiency(root: Path, runs: list[Run], batch_sizes=(1, 16), repeats
     return result
 
 
-def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str = "tiny",
-              data: str | None = None, eval_data: str | None = None, progress: bool = True) -> dict:
+def reproduce(
+    out,
+    quick: bool = False,
+    seeds: int | None = None,
+    profile: str = "tiny",
+    data: str | None = None,
+    eval_data: str | None = None,
+    progress: bool = True,
+) -> dict:
     from plume_lite.data.mmeb import load_eval_tasks
 
     root = Path(out)
@@ -132,6 +163,7 @@ def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str =
         if profile != "tiny":
             raise ConfigError(f"profile {profile} trains on real data: pass --data (and --eval-data)")
         from plume_lite.data.synth import ensure_synth
+
         data = ensure_synth(root / "data", size="tiny", seed=0)
     tasks = load_eval_tasks(eval_data or data)
     if quick:
@@ -144,10 +176,19 @@ def reproduce(out, quick: bool = False, seeds: int | None = None, profile: str =
             log.info("== reproduce [%d/%d] %s: %s", i + 1, len(runs), run.name, run.label)
         results.append(train_and_eval(run, root, Path(data), tasks, profile, extra, progress))
     efficiency = measure_efficiency(root, runs, repeats=1 if quick else 3)
-    report = {"settings": {"quick": quick, "seeds": seeds, "profile": profile, "data": str(data),
-                           "eval_data": str(eval_data or data), "overrides": list(extra)},
-              "runs": results, "efficiency": efficiency,
-              "wall_seconds": time.time() - start}
+    report = {
+        "settings": {
+            "quick": quick,
+            "seeds": seeds,
+            "profile": profile,
+            "data": str(data),
+            "eval_data": str(eval_data or data),
+            "overrides": list(extra),
+        },
+        "runs": results,
+        "efficiency": efficiency,
+        "wall_seconds": time.time() - start,
+    }
     return write_report(root, report)
 
 
@@ -155,7 +196,9 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="the paper's tables at lite scale (data, training, eval)")
     p.add_argument("--out", required=True, help="output folder (reused: finished runs are skipped)")
     p.add_argument("--quick", action="store_true", help="a few steps per run: the pipeline in ~3 minutes")
-    p.add_argument("--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 2; quick 1)")
+    p.add_argument(
+        "--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 2; quick 1)"
+    )
     p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
     p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
     p.add_argument("--eval-data", default=None, help="evaluation data (default: the same as --data)")
@@ -163,8 +206,14 @@ def add_cli(subparsers) -> None:
 
 
 def _cli(args) -> int:
-    report = reproduce(args.out, quick=args.quick, seeds=args.seeds, profile=args.profile,
-                       data=args.data, eval_data=args.eval_data)
+    report = reproduce(
+        args.out,
+        quick=args.quick,
+        seeds=args.seeds,
+        profile=args.profile,
+        data=args.data,
+        eval_data=args.eval_data,
+    )
     print((Path(args.out) / "tables.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'} ({report['wall_seconds'] / 60:.1f} min)")
     return 0

@@ -8,6 +8,7 @@ both reported (CPU time is the fairer one under contention, with --threads 1).
 
     python -m plume_lite.experiments.train_bench --data DATA [--batch 16] [--steps 6] [--k 8] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,17 @@ from types import SimpleNamespace
 import torch
 
 from plume_lite.curriculum import Curriculum
-from plume_lite.train.losses import item_ids, plume_loss
-from plume_lite.train.batches import TaskBatchSampler, make_batch
-from plume_lite.train.step import TrainStep
 from plume_lite.runtime import configure_threads
+from plume_lite.train.batches import TaskBatchSampler, make_batch
+from plume_lite.train.losses import item_ids, plume_loss
+from plume_lite.train.step import TrainStep
+
+
+def _mean(outs, key):
+    """Mean of one scalar training output over per-sample outputs (None stays None)."""
+    if getattr(outs[0], key) is None:
+        return None
+    return torch.stack([torch.as_tensor(getattr(o, key)) for o in outs]).mean()
 
 
 def per_sample_loss(model, batch, mode):
@@ -29,14 +37,18 @@ def per_sample_loss(model, batch, mode):
     alone; embeddings are stacked and per-sample CE and balance terms averaged."""
     sides = []
     for items, suffix in ((batch.queries, batch.query_suffix), (batch.positives, batch.positive_suffix)):
-        outs = [model.forward_train([item], None if suffix is None else [suffix[i]], batch.n_latent, mode)
-                for i, item in enumerate(items)]
-        mean = lambda key: None if getattr(outs[0], key) is None else torch.stack(  # noqa: E731
-            [torch.as_tensor(getattr(o, key)) for o in outs]).mean()
-        sides.append(SimpleNamespace(
-            disc_emb=torch.cat([o.disc_emb for o in outs]),
-            gen_emb=None if outs[0].gen_emb is None else torch.cat([o.gen_emb for o in outs]),
-            ce_loss=mean("ce_loss"), balance_loss=mean("balance_loss")))
+        outs = [
+            model.forward_train([item], None if suffix is None else [suffix[i]], batch.n_latent, mode)
+            for i, item in enumerate(items)
+        ]
+        sides.append(
+            SimpleNamespace(
+                disc_emb=torch.cat([o.disc_emb for o in outs]),
+                gen_emb=None if outs[0].gen_emb is None else torch.cat([o.gen_emb for o in outs]),
+                ce_loss=_mean(outs, "ce_loss"),
+                balance_loss=_mean(outs, "balance_loss"),
+            )
+        )
     ids = dict(q_ids=item_ids(batch.queries), c_ids=item_ids(batch.positives))
     return plume_loss(mode, *sides, **ids)[0]
 
@@ -56,7 +68,9 @@ class StepTimer:
     def step(self, pairs, record: bool = True) -> None:
         batch = make_batch(pairs, self.mode, self.stage)
         w0, c0 = time.perf_counter(), time.process_time()
-        loss = per_sample_loss(self.model, batch, self.mode) if self.per_sample else self.step_module(batch)[0]
+        loss = (
+            per_sample_loss(self.model, batch, self.mode) if self.per_sample else self.step_module(batch)[0]
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
@@ -67,13 +81,22 @@ class StepTimer:
 
     def result(self, batch_size: int) -> dict:
         wall, cpu = sum(self.wall) / len(self.wall), sum(self.cpu) / len(self.cpu)
-        return {"mode": self.mode, "n_latent": self.n_latent, "per_sample": self.per_sample,
-                "batch": batch_size, "steps": len(self.wall), "s_per_step": round(wall, 4),
-                "cpu_s_per_step": round(cpu, 4), "pairs_per_s": round(batch_size / wall, 2),
-                "pairs_per_cpu_s": round(batch_size / cpu, 2)}
+        return {
+            "mode": self.mode,
+            "n_latent": self.n_latent,
+            "per_sample": self.per_sample,
+            "batch": batch_size,
+            "steps": len(self.wall),
+            "s_per_step": round(wall, 4),
+            "cpu_s_per_step": round(cpu, 4),
+            "pairs_per_s": round(batch_size / wall, 2),
+            "pairs_per_cpu_s": round(batch_size / cpu, 2),
+        }
 
 
-def compare(timers: dict, pairs, batch_size: int = 16, steps: int = 6, warmup: int = 1, seed: int = 0) -> dict:
+def compare(
+    timers: dict, pairs, batch_size: int = 16, steps: int = 6, warmup: int = 1, seed: int = 0
+) -> dict:
     """Interleaved timing of every StepTimer on the same sequence of batches."""
     sampler = TaskBatchSampler([p.task for p in pairs], batch_size, seed=seed)
     for i in range(warmup + steps):
@@ -84,8 +107,8 @@ def compare(timers: dict, pairs, batch_size: int = 16, steps: int = 6, warmup: i
 
 
 def main(argv=None) -> None:
-    from plume_lite.train.loop import build_model, load_pairs
     from plume_lite.train.config import resolve_config
+    from plume_lite.train.loop import build_model, load_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -94,8 +117,11 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    ap.add_argument("--variants", default="latent,latent_loop,direct",
-                    help="comma list of latent, latent_loop, direct, explicit")
+    ap.add_argument(
+        "--variants",
+        default="latent,latent_loop,direct",
+        help="comma list of latent, latent_loop, direct, explicit",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         configure_threads(args.threads)
@@ -111,7 +137,9 @@ def main(argv=None) -> None:
     ratios = {}
     for key in ("s_per_step", "cpu_s_per_step"):
         if "latent" in rows and "latent_loop" in rows:
-            ratios[f"batched_vs_loop_speedup[{key}]"] = round(rows["latent_loop"][key] / rows["latent"][key], 2)
+            ratios[f"batched_vs_loop_speedup[{key}]"] = round(
+                rows["latent_loop"][key] / rows["latent"][key], 2
+            )
         if "latent" in rows and "direct" in rows:
             ratios[f"latent_vs_direct_cost[{key}]"] = round(rows["latent"][key] / rows["direct"][key], 2)
     print(json.dumps(ratios))

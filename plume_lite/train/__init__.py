@@ -6,12 +6,19 @@ plume_lite.data only.
     from plume_lite.train import train, resolve_config
     train(resolve_config("tiny", mode="latent"), "data/synth", "runs/latent")
 """
+
 from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"train": "loop", "TrainConfig": "config", "resolve_config": "config",
-            "PROFILES": "config", "info_nce": "losses", "plume_loss": "losses"}
+_EXPORTS = {
+    "train": "loop",
+    "TrainConfig": "config",
+    "resolve_config": "config",
+    "PROFILES": "config",
+    "info_nce": "losses",
+    "plume_loss": "losses",
+}
 __all__ = list(_EXPORTS)
 
 

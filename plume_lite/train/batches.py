@@ -6,6 +6,7 @@ negatives are always of the same kind (docs/method.md §Training objective); eac
 takes its own slice.
 The order is a pure function of (seed, epoch), so the position (epoch, cursor) is
 all a checkpoint needs to continue the exact same sequence."""
+
 from __future__ import annotations
 
 import random
@@ -17,8 +18,9 @@ from plume_lite.errors import ConfigError
 
 
 class TaskBatchSampler:
-    def __init__(self, tasks: list[str], batch_size: int, num_processes: int = 1,
-                 rank: int = 0, seed: int = 0):
+    def __init__(
+        self, tasks: list[str], batch_size: int, num_processes: int = 1, rank: int = 0, seed: int = 0
+    ):
         self.batch_size, self.num_processes, self.rank, self.seed = batch_size, num_processes, rank, seed
         self.by_task: dict[str, list[int]] = defaultdict(list)
         for i, task in enumerate(tasks):
@@ -26,8 +28,10 @@ class TaskBatchSampler:
         global_batch = batch_size * num_processes
         self.skipped = sorted(t for t, idx in self.by_task.items() if len(idx) < global_batch)
         if len(self.skipped) == len(self.by_task):
-            raise ConfigError(f"no task has {global_batch} training pairs (batch_size {batch_size} × "
-                              f"{num_processes} processes); lower batch_size")
+            raise ConfigError(
+                f"no task has {global_batch} training pairs (batch_size {batch_size} × "
+                f"{num_processes} processes); lower batch_size"
+            )
         self.epoch, self.cursor = 0, 0
         self._plan = self._epoch_plan(0)
 
@@ -35,12 +39,14 @@ class TaskBatchSampler:
         rng = random.Random(self.seed * 1_000_003 + epoch)
         global_batch = self.batch_size * self.num_processes
         batches = []
-        for task in sorted(self.by_task):              # sorted: independent of input order
+        for task in sorted(self.by_task):  # sorted: independent of input order
             idx = list(self.by_task[task])
             rng.shuffle(idx)
             # the remainder is dropped: every batch has the full set of negatives and
             # every process the same batch size (the all-gather needs equal shapes)
-            batches += [idx[i:i + global_batch] for i in range(0, len(idx) - global_batch + 1, global_batch)]
+            batches += [
+                idx[i : i + global_batch] for i in range(0, len(idx) - global_batch + 1, global_batch)
+            ]
         rng.shuffle(batches)
         return batches
 
@@ -55,17 +61,26 @@ class TaskBatchSampler:
             self._plan = self._epoch_plan(self.epoch)
         batch = self._plan[self.cursor]
         self.cursor += 1
-        return batch[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        return batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed,
-                "batch_size": self.batch_size, "num_processes": self.num_processes}
+        return {
+            "epoch": self.epoch,
+            "cursor": self.cursor,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "num_processes": self.num_processes,
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        if (state["seed"], state["batch_size"] * state["num_processes"]) != \
-                (self.seed, self.batch_size * self.num_processes):
-            raise ConfigError("the checkpoint's data order used another seed or global batch size; "
-                              "resume with the same settings")
+        if (state["seed"], state["batch_size"] * state["num_processes"]) != (
+            self.seed,
+            self.batch_size * self.num_processes,
+        ):
+            raise ConfigError(
+                "the checkpoint's data order used another seed or global batch size; "
+                "resume with the same settings"
+            )
         self.epoch, self.cursor = state["epoch"], state["cursor"]
         self._plan = self._epoch_plan(self.epoch)
 
@@ -75,7 +90,7 @@ class Batch:
     task: str
     queries: list
     positives: list
-    query_suffix: list | None      # suffix texts (None in direct mode)
+    query_suffix: list | None  # suffix texts (None in direct mode)
     positive_suffix: list | None
     n_latent: int
 

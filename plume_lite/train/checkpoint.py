@@ -17,6 +17,7 @@ removes both kinds). `latest_checkpoint` trusts a folder whose manifest sizes ma
 the files on disk (cheap); `verify_checkpoint` and `load_checkpoint` also check every
 sha256, so a file corrupted in place at the same size is never loaded, and
 `resume_point` picks the newest checkpoint that verifies (saying which did not)."""
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from plume_lite.errors import CheckpointError
-from plume_lite.io import (atomic_dir, atomic_write_text, clean_leftovers, discard, one_line, read_json,
-                           sha256_file)
+from plume_lite.io import (
+    atomic_dir,
+    atomic_write_text,
+    clean_leftovers,
+    discard,
+    one_line,
+    read_json,
+    sha256_file,
+)
 
-FORMAT = "plume_lite-train-checkpoint-2"           # -2: the manifest holds a sha256 of every file
+FORMAT = "plume_lite-train-checkpoint-2"  # -2: the manifest holds a sha256 of every file
 LEGACY_FORMATS = ("plume_lite-train-checkpoint-1",)  # sizes only: resumed with a logged note
 FILES = ("weights.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json", "manifest.json")
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -51,8 +59,12 @@ def flatten(obj, tensors: dict, prefix: str = ""):
         return [flatten(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
     if isinstance(obj, dict):
         # optimizer state is keyed by int parameter index: keep key types exactly
-        return {"__items__": [[flatten(k, tensors, f"{prefix}.k{i}"), flatten(v, tensors, f"{prefix}.{k}")]
-                              for i, (k, v) in enumerate(obj.items())]}
+        return {
+            "__items__": [
+                [flatten(k, tensors, f"{prefix}.k{i}"), flatten(v, tensors, f"{prefix}.{k}")]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
     if isinstance(obj, np.ndarray):
         return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
     if isinstance(obj, (np.integer, np.floating)):
@@ -128,14 +140,27 @@ def save_checkpoint(root, step: int, model, optimizer, scheduler, state: dict, r
             rng_meta.append(meta)
             rng_tensors.update({f"rank{rank}.{k}": v.cpu().contiguous() for k, v in tensors.items()})
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
-        body = dict(state, format=FORMAT, step=step, optimizer=opt_struct,
-                    scheduler=flatten(scheduler.state_dict(), {}), rng=rng_meta,
-                    frozen_checksum=frozen_checksum(model))
+        body = dict(
+            state,
+            format=FORMAT,
+            step=step,
+            optimizer=opt_struct,
+            scheduler=flatten(scheduler.state_dict(), {}),
+            rng=rng_meta,
+            frozen_checksum=frozen_checksum(model),
+        )
         (tmp / "state.json").write_text(json.dumps(body, indent=1))
         files = sorted(f for f in tmp.iterdir())
-        (tmp / "manifest.json").write_text(json.dumps({
-            "format": FORMAT, "step": step, "files": {f.name: f.stat().st_size for f in files},
-            "sha256": {f.name: sha256_file(f) for f in files}}))
+        (tmp / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "step": step,
+                    "files": {f.name: f.stat().st_size for f in files},
+                    "sha256": {f.name: sha256_file(f) for f in files},
+                }
+            )
+        )
     return path
 
 
@@ -147,9 +172,12 @@ def _manifest(path: Path) -> dict:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise CheckpointError(f"{file}: not a plume_lite training checkpoint manifest (format {got!r})")
     files, sums = manifest.get("files"), manifest.get("sha256", {})
-    if (not isinstance(files, dict) or not isinstance(sums, dict)
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in files.values())
-            or any(Path(name).name != name or name in ("", ".", "..") for name in files)):
+    if (
+        not isinstance(files, dict)
+        or not isinstance(sums, dict)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in files.values())
+        or any(Path(name).name != name or name in ("", ".", "..") for name in files)
+    ):
         raise CheckpointError(f"{file}: malformed file list")
     if manifest["format"] == FORMAT and set(sums) != set(files):
         raise CheckpointError(f"{file}: the sha256 list does not cover every file")
@@ -161,8 +189,10 @@ def is_complete(path) -> bool:
     path = Path(path)
     try:
         manifest = _manifest(path)
-        return all((path / name).is_file() and (path / name).stat().st_size == size
-                   for name, size in manifest["files"].items())
+        return all(
+            (path / name).is_file() and (path / name).stat().st_size == size
+            for name, size in manifest["files"].items()
+        )
     except (CheckpointError, OSError):
         return False
 
@@ -179,7 +209,10 @@ def verify_checkpoint(path) -> str | None:
         if file.stat().st_size != size:
             raise CheckpointError(f"{file} has {file.stat().st_size} bytes, its manifest says {size}")
     if manifest["format"] != FORMAT:
-        return f"{path.name} was written without checksums (format {manifest['format']}); only its sizes were checked"
+        return (
+            f"{path.name} was written without checksums (format {manifest['format']}); "
+            "only its sizes were checked"
+        )
     for name, digest in manifest["sha256"].items():
         if sha256_file(path / name) != digest:
             raise CheckpointError(f"{path / name} fails its sha256 check: it changed after it was written")
@@ -196,7 +229,7 @@ def is_ours(path) -> bool:
         try:
             return json.loads(manifest.read_bytes()).get("format") in (FORMAT, *LEGACY_FORMATS)
         except (OSError, ValueError, AttributeError):
-            pass                                    # a damaged manifest: judge by the file names
+            pass  # a damaged manifest: judge by the file names
     return all(entry.name in FILES for entry in path.iterdir())
 
 
@@ -212,8 +245,11 @@ def foreign_entries(root) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if not p.name.startswith(".") and not (_STEP_DIR.match(p.name) and is_ours(p)))
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if not p.name.startswith(".") and not (_STEP_DIR.match(p.name) and is_ours(p))
+    )
 
 
 def resume_point(root) -> tuple[Path | None, str | None]:
@@ -231,12 +267,17 @@ def resume_point(root) -> tuple[Path | None, str | None]:
         except CheckpointError as e:
             failed.append(f"{path.name}: {one_line(e).replace(str(path) + '/', '')}")
             continue
-        notes = ([f"checkpoint {'; '.join(failed)}; resuming from the previous verified checkpoint "
-                  f"{path.name}"] if failed else []) + ([legacy] if legacy else [])
+        notes = (
+            [f"checkpoint {'; '.join(failed)}; resuming from the previous verified checkpoint {path.name}"]
+            if failed
+            else []
+        ) + ([legacy] if legacy else [])
         return path, "; ".join(notes) or None
     if failed:
-        raise CheckpointError(f"no checkpoint in {root} can be resumed ({'; '.join(failed)}); "
-                              "move the damaged folders away to start again")
+        raise CheckpointError(
+            f"no checkpoint in {root} can be resumed ({'; '.join(failed)}); "
+            "move the damaged folders away to start again"
+        )
     return None, None
 
 
@@ -267,7 +308,7 @@ def latest_checkpoint(root) -> Path | None:
 
 def prune_checkpoints(root, keep: int) -> None:
     for old in list_checkpoints(root)[:-keep]:
-        discard(old)          # renamed away first: a kill never leaves a half-deleted step folder
+        discard(old)  # renamed away first: a kill never leaves a half-deleted step folder
 
 
 def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0, verify: bool = True) -> dict:
@@ -287,34 +328,43 @@ def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0, verify: bo
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(weights) != expected:
         missing, extra = sorted(expected - set(weights))[:3], sorted(set(weights) - expected)[:3]
-        raise CheckpointError(f"{path}: trainable parameters differ from this model "
-                              f"(missing {missing}, unexpected {extra}); was the config changed?")
+        raise CheckpointError(
+            f"{path}: trainable parameters differ from this model "
+            f"(missing {missing}, unexpected {extra}); was the config changed?"
+        )
     wrong = sorted(n for n, v in weights.items() if v.shape != params[n].shape)
     if wrong:
-        raise CheckpointError(f"{path / 'weights.safetensors'}: {wrong[0]!r} has shape "
-                              f"{list(weights[wrong[0]].shape)}, the model's is {list(params[wrong[0]].shape)}; "
-                              "was the config changed?")
+        raise CheckpointError(
+            f"{path / 'weights.safetensors'}: {wrong[0]!r} has shape "
+            f"{list(weights[wrong[0]].shape)}, the model's is {list(params[wrong[0]].shape)}; "
+            "was the config changed?"
+        )
     try:
         with torch.no_grad():
             for name, value in weights.items():
                 params[name].copy_(value)
         checksum = frozen_checksum(model)
         if abs(checksum - state["frozen_checksum"]) > 1e-6 * max(1.0, abs(checksum)):
-            raise CheckpointError(f"{path}: the frozen base weights differ from the ones trained on "
-                                  f"(checksum {checksum:.6g} vs {state['frozen_checksum']:.6g})")
+            raise CheckpointError(
+                f"{path}: the frozen base weights differ from the ones trained on "
+                f"(checksum {checksum:.6g} vs {state['frozen_checksum']:.6g})"
+            )
         opt_tensors = _tensors(path / "optimizer.safetensors")
         optimizer.load_state_dict(unflatten(state["optimizer"], opt_tensors))
         scheduler.load_state_dict(unflatten(state["scheduler"], {}))
         rng = _tensors(path / "rng.safetensors")
         ranks = len(state["rng"])
-        r = rank if rank < ranks else 0      # fewer processes saved than now: reuse rank 0's
-        set_rng_state(state["rng"][r], {k.split(".", 1)[1]: v for k, v in rng.items()
-                                        if k.startswith(f"rank{r}.")})
+        r = rank if rank < ranks else 0  # fewer processes saved than now: reuse rank 0's
+        set_rng_state(
+            state["rng"][r], {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith(f"rank{r}.")}
+        )
     except CheckpointError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-        raise CheckpointError(f"{path / 'state.json'}: the saved state does not fit this run "
-                              f"({type(e).__name__}: {one_line(e)})") from None
+        raise CheckpointError(
+            f"{path / 'state.json'}: the saved state does not fit this run "
+            f"({type(e).__name__}: {one_line(e)})"
+        ) from None
     return state
 
 
@@ -323,7 +373,7 @@ def _tensors(path) -> dict:
     of the file's memory map, and optimizer state is updated in place."""
     try:
         return {k: v.clone() for k, v in load_file(str(path)).items()}
-    except Exception as e:   # noqa: BLE001 - SafetensorError, OSError, ...
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ...
         raise CheckpointError(f"{path}: not a readable safetensors file ({one_line(e)})") from None
 
 

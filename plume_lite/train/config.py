@@ -6,6 +6,7 @@ Order: profile → YAML/JSON files → `key=value` overrides. Every value is
 type-checked against the field's annotation; an unknown key is a ConfigError that
 names the closest valid key. Model-side fields carry the names of PlumeConfig's
 fields and are passed to `PlumeModel.from_backbone`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,14 +20,13 @@ import yaml
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig, check_keys, check_value
 from plume_lite.errors import ConfigError
 
-LOGIT_SCALE = 50.0       # InfoNCE temperature τ = 1 / 50 = 0.02
-BALANCE_WEIGHT = 0.1     # weight of the router's load-balance term
+LOGIT_SCALE = 50.0  # InfoNCE temperature τ = 1 / 50 = 0.02
+BALANCE_WEIGHT = 0.1  # weight of the router's load-balance term
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 _PC = {f.name: f.default for f in dataclasses.fields(PlumeConfig)}
 # fields that may differ when resuming: they change logging/saving, not the maths
-RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_every", "progress_bar",
-               "threads")
+RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_every", "progress_bar", "threads")
 
 
 @dataclass
@@ -92,12 +92,12 @@ class TrainConfig:
         ConfigError: unknown TrainConfig key 'max_step'; did you mean 'max_steps'?
     """
 
-    mode: str = "latent"                 # latent (PLUME) | explicit (UME-R1) | direct (VLM2Vec)
+    mode: str = "latent"  # latent (PLUME) | explicit (UME-R1) | direct (VLM2Vec)
     seed: int = 0
     # --- model (PlumeConfig fields) ---
     backbone: str = _PC["backbone"]
-    latent_steps: int = _PC["latent_steps"]        # K
-    adapter: str = _PC["adapter"]                  # moe | moe_no_anchor | mlp | none
+    latent_steps: int = _PC["latent_steps"]  # K
+    adapter: str = _PC["adapter"]  # moe | moe_no_anchor | mlp | none
     num_experts: int = _PC["num_experts"]
     top_k: int = _PC["top_k"]
     expert_dropout: float = _PC["expert_dropout"]
@@ -105,33 +105,33 @@ class TrainConfig:
     max_new_tokens: int = _PC["max_new_tokens"]
     instruction_prompt: str = _PC["instruction_prompt"]
     # --- what trains ---
-    lora: bool = False                   # False: full fine-tuning
+    lora: bool = False  # False: full fine-tuning
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     freeze_vision: bool = True
-    precision: str = "no"                # no | bf16 | fp16 (accelerate mixed precision)
-    cpu: bool = False                    # train on CPU even where a GPU is present
-    threads: int = 0                     # torch CPU threads; 0 = torch's default. On a busy
-                                         # 2-core box 1 thread avoids ~10x spin-wait slowdowns
+    precision: str = "no"  # no | bf16 | fp16 (accelerate mixed precision)
+    cpu: bool = False  # train on CPU even where a GPU is present
+    threads: int = 0  # torch CPU threads; 0 = torch's default. On a busy
+    # 2-core box 1 thread avoids ~10x spin-wait slowdowns
     # --- curriculum (latent mode) ---
-    curriculum: bool = True              # False: all-latent from the first step
+    curriculum: bool = True  # False: all-latent from the first step
     # --- optimisation ---
-    max_steps: int = 300                 # optimizer steps; curriculum progress = step / max_steps
-    batch_size: int = 16                 # pairs per process per micro-batch (in-batch negatives)
+    max_steps: int = 300  # optimizer steps; curriculum progress = step / max_steps
+    batch_size: int = 16  # pairs per process per micro-batch (in-batch negatives)
     grad_accum: int = 1
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
-    lr_schedule: str = "cosine"          # cosine | constant (after warmup)
+    lr_schedule: str = "cosine"  # cosine | constant (after warmup)
     grad_clip: float = 1.0
     logit_scale: float = LOGIT_SCALE
     balance_weight: float = BALANCE_WEIGHT
-    mask_duplicates: bool = True         # identical items in a batch are not negatives
+    mask_duplicates: bool = True  # identical items in a batch are not negatives
     # --- data ---
-    tasks: list[str] | None = None       # None: every training task
-    train_limit: int | None = None       # at most this many pairs per task (quick runs)
+    tasks: list[str] | None = None  # None: every training task
+    train_limit: int | None = None  # at most this many pairs per task (quick runs)
     # --- checkpoints, logs ---
     save_every: int = 100
     keep_checkpoints: int = 2
@@ -140,7 +140,7 @@ class TrainConfig:
     progress_bar: bool = True
 
     def __post_init__(self):
-        for name, hint in _hints().items():      # 1 → 1.0 where a float is expected
+        for name, hint in _hints().items():  # 1 → 1.0 where a float is expected
             value = getattr(self, name)
             if hint is float and isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, name, float(value))
@@ -168,16 +168,18 @@ class TrainConfig:
         for name in ("train_limit", "max_steps_this_run"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be null or >= 1, got {getattr(self, name)}")
-        if not 0 <= self.seed < 2 ** 32:                 # numpy's seed range
+        if not 0 <= self.seed < 2**32:  # numpy's seed range
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.weight_decay < 0 or self.balance_weight < 0 or self.logit_scale <= 0:
-            raise ConfigError("weight_decay and balance_weight must be >= 0 and logit_scale > 0, got "
-                              f"{self.weight_decay}, {self.balance_weight}, {self.logit_scale}")
+            raise ConfigError(
+                "weight_decay and balance_weight must be >= 0 and logit_scale > 0, got "
+                f"{self.weight_decay}, {self.balance_weight}, {self.logit_scale}"
+            )
         if not self.lora_targets or (self.tasks is not None and not self.tasks):
             raise ConfigError("lora_targets and tasks may not be empty lists (tasks: null means every task)")
-        PlumeConfig(**self.model_kwargs())          # adapter / K / top_k checks
+        PlumeConfig(**self.model_kwargs())  # adapter / K / top_k checks
 
     def model_kwargs(self) -> dict:
         """Keyword arguments of PlumeModel.from_backbone (without the backbone name)."""
@@ -189,6 +191,7 @@ class TrainConfig:
     def save(self, out_dir) -> None:
         """Write the resolved config as train_config.json and .yaml (same content)."""
         from plume_lite.io import atomic_write_text
+
         data = self.to_dict()
         atomic_write_text(Path(out_dir) / "train_config.json", json.dumps(data, indent=2))
         atomic_write_text(Path(out_dir) / "train_config.yaml", yaml.safe_dump(data, sort_keys=False))
@@ -201,7 +204,7 @@ class TrainConfig:
         values = read_config_file(path)
         try:
             return cls.from_dict(values)
-        except ConfigError as e:                     # name the file: the value came from it
+        except ConfigError as e:  # name the file: the value came from it
             raise ConfigError(f"{path}: {e}") from None
 
     @classmethod
@@ -219,16 +222,41 @@ PROFILES: dict[str, dict] = {
     # lr 3e-4 + clipping 1.0 trains through the rollout; 1e-3 collapsed (ENVIRONMENT.md).
     # One torch thread: the tiny model gains little from a second one, and next to any
     # other CPU job two threads spin-wait (a 300-step latent run: 21 min vs 2 min).
-    "tiny": dict(backbone="tiny", lora=False, freeze_vision=False, precision="no", threads=1,
-                 latent_steps=8, batch_size=16, grad_accum=1, lr=3e-4, warmup_steps=10,
-                 max_steps=300, save_every=100, grad_clip=1.0),
+    "tiny": dict(
+        backbone="tiny",
+        lora=False,
+        freeze_vision=False,
+        precision="no",
+        threads=1,
+        latent_steps=8,
+        batch_size=16,
+        grad_accum=1,
+        lr=3e-4,
+        warmup_steps=10,
+        max_steps=300,
+        save_every=100,
+        grad_clip=1.0,
+    ),
     # One 24 GB GPU: Qwen2-VL-2B with LoRA on the language model, vision tower frozen,
     # bf16. ~12 pairs fit per step with gradients through K = 8 steps (docs/method.md §Reference numbers);
     # accumulation gives a larger effective batch (negatives stay per micro-batch).
-    "gpu-2b": dict(backbone="Qwen/Qwen2-VL-2B-Instruct", lora=True, lora_r=16, lora_alpha=32,
-                   lora_dropout=0.05, freeze_vision=True, precision="bf16", latent_steps=8,
-                   batch_size=12, grad_accum=4, lr=1e-4, warmup_steps=50, max_steps=2000,
-                   save_every=200, grad_clip=1.0),
+    "gpu-2b": dict(
+        backbone="Qwen/Qwen2-VL-2B-Instruct",
+        lora=True,
+        lora_r=16,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        freeze_vision=True,
+        precision="bf16",
+        latent_steps=8,
+        batch_size=12,
+        grad_accum=4,
+        lr=1e-4,
+        warmup_steps=50,
+        max_steps=2000,
+        save_every=200,
+        grad_clip=1.0,
+    ),
 }
 
 
@@ -261,7 +289,7 @@ def parse_overrides(items) -> dict:
 def _parse_value(key: str, raw: str):
     hint = _hints()[key]
     if hint is str:
-        return raw                                   # never let YAML turn "1e-4"/"no" into a number/bool
+        return raw  # never let YAML turn "1e-4"/"no" into a number/bool
     if _is_list(hint) and raw and not raw.startswith("["):
         return [s.strip() for s in raw.split(",") if s.strip()]
     if hint is bool and raw.lower() in ("on", "off"):
@@ -270,7 +298,7 @@ def _parse_value(key: str, raw: str):
         value = yaml.safe_load(raw)
     except yaml.YAMLError as e:
         raise ConfigError(f"{key}: cannot parse {raw!r}: {e}") from None
-    if hint is float and isinstance(value, str):     # YAML 1.1 reads "3e-4" as a string
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
         try:
             value = float(value)
         except ValueError:
@@ -281,11 +309,12 @@ def _parse_value(key: str, raw: str):
 def read_config_file(path) -> dict:
     """The mapping in a YAML/JSON config file, keys checked, YAML's 3e-4 read as a float."""
     from plume_lite.io import one_line, read_bytes
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     kind = "JSON" if path.suffix == ".json" else "YAML"
-    raw = read_bytes(path, ConfigError, allow_empty=kind == "YAML")     # an empty YAML file: no keys
+    raw = read_bytes(path, ConfigError, allow_empty=kind == "YAML")  # an empty YAML file: no keys
     try:
         text = raw.decode("utf-8")
         data = json.loads(text) if kind == "JSON" else yaml.safe_load(text)
@@ -301,7 +330,7 @@ def read_config_file(path) -> dict:
         check_keys(TrainConfig, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-    for key, value in data.items():                 # YAML 1.1 reads 3e-4 as a string
+    for key, value in data.items():  # YAML 1.1 reads 3e-4 as a string
         if key in _hints() and _hints()[key] is float and isinstance(value, str):
             try:
                 data[key] = float(value)
@@ -325,4 +354,4 @@ def _is_list(hint) -> bool:
 
 
 def _check_type(name: str, value, hint) -> None:
-    check_value(name, value, hint)       # one type check for PlumeConfig and TrainConfig
+    check_value(name, value, hint)  # one type check for PlumeConfig and TrainConfig

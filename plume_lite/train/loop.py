@@ -11,6 +11,7 @@ with DDP, FSDP or DeepSpeed). Output folder:
     checkpoints/step_*/       see checkpoint.py        summary.json  written at the end
     model/                    PlumeModel.save_pretrained of the final weights
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,20 +24,29 @@ from pathlib import Path
 
 import torch
 
-from plume_lite.train.checkpoint import (clean_checkpoint_leftovers, foreign_entries, latest_checkpoint,
-                                         latest_verified, load_checkpoint, prune_checkpoints,
-                                         resume_point, rng_state, save_checkpoint, write_json)
 from plume_lite.curriculum import Curriculum, Stage
 from plume_lite.errors import CheckpointError, ConfigError, PlumeError
 from plume_lite.io import atomic_write_text, clean_leftovers, folder_lock, one_line
 from plume_lite.runtime import using_threads
-from plume_lite.train.config import RESUME_FREE, TrainConfig
 from plume_lite.train.batches import TaskBatchSampler, make_batch
+from plume_lite.train.checkpoint import (
+    clean_checkpoint_leftovers,
+    foreign_entries,
+    latest_checkpoint,
+    latest_verified,
+    load_checkpoint,
+    prune_checkpoints,
+    resume_point,
+    rng_state,
+    save_checkpoint,
+    write_json,
+)
+from plume_lite.train.config import RESUME_FREE, TrainConfig
 from plume_lite.train.step import TrainStep
 
-FIXED_STAGE = Stage(index=0, ratio=0.0, n_latent=0, drop_answer=False, m=0)   # explicit / direct
+FIXED_STAGE = Stage(index=0, ratio=0.0, n_latent=0, drop_answer=False, m=0)  # explicit / direct
 log = logging.getLogger(__name__)
-LOCK = ".train.lock"       # fcntl.flock'ed by the main process for the whole run
+LOCK = ".train.lock"  # fcntl.flock'ed by the main process for the whole run
 OUTPUTS = ("train_config.json", "train_config.yaml", "log.jsonl", "summary.json", "model")
 
 
@@ -47,13 +57,18 @@ class TrainingDiverged(PlumeError):
 def build_model(config: TrainConfig):
     """The PlumeModel to train: backbone + adapter, LoRA or full, vision frozen or not."""
     from plume_lite.model import PlumeModel
+
     # bf16 base weights only where they stay frozen (LoRA); full fine-tuning keeps fp32
     # master weights and lets accelerate autocast.
     dtype = torch.bfloat16 if (config.precision == "bf16" and config.lora) else None
     model = PlumeModel.from_backbone(config.backbone, dtype=dtype, **config.model_kwargs())
     if config.lora:
-        model.enable_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
-                          targets=tuple(config.lora_targets))
+        model.enable_lora(
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            targets=tuple(config.lora_targets),
+        )
     if config.freeze_vision:
         model.freeze_vision()
     return model
@@ -61,6 +76,7 @@ def build_model(config: TrainConfig):
 
 def load_pairs(config: TrainConfig, data_dir):
     from plume_lite.data.mmeb import load_train_pairs
+
     pairs = load_train_pairs(data_dir, tasks=config.tasks, limit=config.train_limit)
     if not pairs:
         raise ConfigError(f"no training pairs found in {data_dir}")
@@ -75,12 +91,13 @@ def lr_lambda(config: TrainConfig):
             return 1.0
         span = max(1, config.max_steps - config.warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
+
     return factor
 
 
 def reset_moments(optimizer) -> None:
     """Forget Adam's moments (the paper resets the optimizer at each stage switch)."""
-    inner = getattr(optimizer, "optimizer", optimizer)     # accelerate's wrapper
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper
     inner.state.clear()
 
 
@@ -98,44 +115,62 @@ def check_out_dir(config: TrainConfig, out_dir: Path, resume: bool) -> TrainConf
         raise ConfigError(f"{ckpt_root} is a file; training needs that name for its checkpoint folder")
     foreign = foreign_entries(ckpt_root)
     if foreign:
-        raise ConfigError(f"{ckpt_root} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
-                          "which plume_lite training did not write; refusing to train there (it could "
-                          "overwrite them): move them away or choose another --out")
+        raise ConfigError(
+            f"{ckpt_root} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+            "which plume_lite training did not write; refusing to train there (it could "
+            "overwrite them): move them away or choose another --out"
+        )
     steps = [p for p in ckpt_root.iterdir() if not p.name.startswith(".")] if ckpt_root.is_dir() else []
     if not resume:
         if steps or (out_dir / "model").exists():
-            raise ConfigError(f"{out_dir} already holds a training run; pass --resume to continue "
-                              "it or choose another --out")
+            raise ConfigError(
+                f"{out_dir} already holds a training run; pass --resume to continue "
+                "it or choose another --out"
+            )
         written = [n for n in OUTPUTS[2:] if (out_dir / n).exists()]
         if written and not saved.exists():
-            raise ConfigError(f"{out_dir} holds {', '.join(written)} but no train_config.json: not written by "
-                              "a plume_lite training run; refusing to overwrite it: choose another --out")
+            raise ConfigError(
+                f"{out_dir} holds {', '.join(written)} but no train_config.json: not written by "
+                "a plume_lite training run; refusing to overwrite it: choose another --out"
+            )
         if saved.exists():
             try:
                 TrainConfig.load(saved)
             except ConfigError as e:
-                raise ConfigError(f"{out_dir} holds a train_config.json not written by a plume_lite training "
-                                  f"run ({e}); refusing to overwrite it: choose another --out") from None
+                raise ConfigError(
+                    f"{out_dir} holds a train_config.json not written by a plume_lite training "
+                    f"run ({e}); refusing to overwrite it: choose another --out"
+                ) from None
         return config
     if not saved.exists():
         present = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK) if out_dir.is_dir() else []
-        what = (f"it holds {', '.join(present[:3])}{' ...' if len(present) > 3 else ''}" if present
-                else "it is empty" if out_dir.is_dir() else "it does not exist")
-        raise ConfigError(f"nothing to resume in {out_dir}: no train_config.json ({what}), so it is not a "
-                          "plume_lite training run; run without --resume to start one")
+        what = (
+            f"it holds {', '.join(present[:3])}{' ...' if len(present) > 3 else ''}"
+            if present
+            else "it is empty"
+            if out_dir.is_dir()
+            else "it does not exist"
+        )
+        raise ConfigError(
+            f"nothing to resume in {out_dir}: no train_config.json ({what}), so it is not a "
+            "plume_lite training run; run without --resume to start one"
+        )
     old = TrainConfig.load(saved).to_dict()
     new = config.to_dict()
     diff = [k for k in old if k not in RESUME_FREE and old[k] != new[k]]
     if diff:
-        raise ConfigError(f"--resume with settings that differ from the saved run: "
-                          + ", ".join(f"{k}={new[k]!r} (saved {old[k]!r})" for k in diff))
+        raise ConfigError(
+            "--resume with settings that differ from the saved run: "
+            + ", ".join(f"{k}={new[k]!r} (saved {old[k]!r})" for k in diff)
+        )
     return config
 
 
 def _clean_leftovers(out_dir: Path) -> list[str]:
     """Hidden temporary / half-pruned folders and files of killed runs (our names only)."""
-    return (clean_leftovers(out_dir, lambda name: name in OUTPUTS)
-            + [f"checkpoints/{n}" for n in clean_checkpoint_leftovers(out_dir / "checkpoints")])
+    return clean_leftovers(out_dir, lambda name: name in OUTPUTS) + [
+        f"checkpoints/{n}" for n in clean_checkpoint_leftovers(out_dir / "checkpoints")
+    ]
 
 
 def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=None) -> dict:
@@ -201,13 +236,13 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
         >>> summary["finished"], summary["step"], summary["model"]
         (True, 4, 'runs/latent/model')
     """
-    with using_threads(config.threads):        # a process-wide setting: restored afterwards
+    with using_threads(config.threads):  # a process-wide setting: restored afterwards
         return _train(config, data_dir, out_dir, resume, on_step)
 
 
 def _train(config: TrainConfig, data_dir, out_dir, resume: bool, on_step) -> dict:
     out_dir = Path(out_dir)
-    check_out_dir(config, out_dir, resume)   # refuse before the lock file is created; again under it
+    check_out_dir(config, out_dir, resume)  # refuse before the lock file is created; again under it
     # one run per folder: the main process holds the lock (other ranks share its run)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     with folder_lock(out_dir, LOCK) if main_rank else contextlib.nullcontext():
@@ -227,9 +262,13 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
         # accelerate keeps one global state per process and refuses a second run with
         # other settings (e.g. bf16 after fp32 in the same notebook): start it afresh
         from accelerate.state import AcceleratorState
+
         AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(cpu=cpu, mixed_precision=config.precision, kwargs_handlers=[
-        DistributedDataParallelKwargs(find_unused_parameters=True)])  # direct mode skips the adapter
+    accelerator = Accelerator(
+        cpu=cpu,
+        mixed_precision=config.precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )  # direct mode skips the adapter
     if accelerator.num_processes != launched:
         raise ConfigError(f"launched {launched} processes but accelerate set up {accelerator.num_processes}")
     main = accelerator.is_main_process
@@ -241,7 +280,7 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     config = check_out_dir(config, out_dir, resume)
     resume_from, note, log_lines = None, None, []
     if resume:
-        resume_from, note = resume_point(ckpt_root)     # newest checkpoint whose sha256s verify
+        resume_from, note = resume_point(ckpt_root)  # newest checkpoint whose sha256s verify
         log_lines, torn = _read_log(out_dir / "log.jsonl")
         if resume_from is None:
             note = f"no checkpoint in {ckpt_root} yet: the run starts again from step 0"
@@ -255,33 +294,42 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     if config.backbone.startswith("tiny"):
         # build the cached tiny backbone once, before seeding: building it reseeds torch
         from plume_lite.backbone import tiny_backbone_path
+
         with accelerator.main_process_first():
             tiny_backbone_path(int(config.backbone.split(":")[1]) if ":" in config.backbone else 0)
     set_seed(config.seed)
     model = build_model(config)
     pairs = load_pairs(config, data_dir)
-    sampler = TaskBatchSampler([p.task for p in pairs], config.batch_size, accelerator.num_processes,
-                               accelerator.process_index, config.seed)
+    sampler = TaskBatchSampler(
+        [p.task for p in pairs],
+        config.batch_size,
+        accelerator.num_processes,
+        accelerator.process_index,
+        config.seed,
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     # not passed to prepare(): accelerate would step it once per process
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-    step_module = TrainStep(model, config.mode, config.logit_scale, config.balance_weight,
-                            config.mask_duplicates)
+    step_module = TrainStep(
+        model, config.mode, config.logit_scale, config.balance_weight, config.mask_duplicates
+    )
     step_module, optimizer = accelerator.prepare(step_module, optimizer)
     plume = accelerator.unwrap_model(step_module).model
 
     curriculum = Curriculum(config.latent_steps, enabled=config.curriculum)
     start, prev_stage, resumed_from = 0, None, None
     if resume_from is not None:
-        state = load_checkpoint(resume_from, plume, optimizer, scheduler, accelerator.process_index,
-                                verify=False)          # resume_point verified it just now
+        state = load_checkpoint(
+            resume_from, plume, optimizer, scheduler, accelerator.process_index, verify=False
+        )  # resume_point verified it just now
         try:
             sampler.load_state_dict(state["sampler"])
             start, prev_stage, resumed_from = state["step"], state["stage_index"], str(resume_from)
         except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{resume_from / 'state.json'}: no sampler / step / stage "
-                                  f"({type(e).__name__}: {one_line(e)})") from None
+            raise CheckpointError(
+                f"{resume_from / 'state.json'}: no sampler / step / stage ({type(e).__name__}: {one_line(e)})"
+            ) from None
     if main:
         # the log is ours (check_out_dir): keep the records up to the resumed step
         _write_log(out_dir / "log.jsonl", log_lines, start)
@@ -290,6 +338,7 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     bar = None
     if main and config.progress_bar:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=config.max_steps, initial=start, desc=f"train ({config.mode})", unit="step")
     history, stages_seen, t0 = [], [], time.perf_counter()
     for step in range(start, stop):
@@ -308,21 +357,30 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
                 accelerator.backward(total / config.grad_accum)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() / config.grad_accum
-        grad_norm = accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 \
-            else torch.zeros(())
+        grad_norm = (
+            accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 else torch.zeros(())
+        )
         values = _reduce(accelerator, {**sums, "grad_norm": torch.as_tensor(grad_norm).float()})
         # fp16's loss scaler overflows now and then: it skips that update by itself
         checked = {k: v for k, v in values.items() if k != "grad_norm" or config.precision != "fp16"}
         if not all(math.isfinite(v) for v in checked.values()):
             _diverged(out_dir, ckpt_root, step + 1, stage, values, main)
-        lr = scheduler.get_last_lr()[0]            # the rate this update uses
+        lr = scheduler.get_last_lr()[0]  # the rate this update uses
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        record = {"step": step + 1, "stage": stage.index, "ratio": stage.ratio, "n_latent": stage.n_latent,
-                  "drop_answer": stage.drop_answer, "task": task, "epoch": sampler.epoch,
-                  "lr": lr, **{k: round(v, 6) for k, v in values.items()}}
+        record = {
+            "step": step + 1,
+            "stage": stage.index,
+            "ratio": stage.ratio,
+            "n_latent": stage.n_latent,
+            "drop_answer": stage.drop_answer,
+            "task": task,
+            "epoch": sampler.epoch,
+            "lr": lr,
+            **{k: round(v, 6) for k, v in values.items()},
+        }
         if stats:
             record["router_entropy"] = round(float(stats["router_entropy"]), 6)
             record["expert_load"] = [round(float(x), 4) for x in stats["expert_load"]]
@@ -334,8 +392,18 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
             with open(out_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
         if (step + 1) % config.save_every == 0 or step + 1 == stop:
-            _save(accelerator, gather_object, ckpt_root, step + 1, plume, optimizer, scheduler,
-                  sampler, stage, config)
+            _save(
+                accelerator,
+                gather_object,
+                ckpt_root,
+                step + 1,
+                plume,
+                optimizer,
+                scheduler,
+                sampler,
+                stage,
+                config,
+            )
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{values['total']:.3f}", stage=f"{stage.index}:{stage.n_latent}")
@@ -348,8 +416,19 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     if main and finished:
         plume.save_pretrained(out_dir / "model")
     accelerator.wait_for_everyone()
-    summary = _summary(config, history, stages_seen, start, stop, finished, resumed_from,
-                       time.perf_counter() - t0, accelerator.num_processes, out_dir, ckpt_root)
+    summary = _summary(
+        config,
+        history,
+        stages_seen,
+        start,
+        stop,
+        finished,
+        resumed_from,
+        time.perf_counter() - t0,
+        accelerator.num_processes,
+        out_dir,
+        ckpt_root,
+    )
     if note:
         summary["resume_note"] = note
     if main:
@@ -366,23 +445,34 @@ def _reduce(accelerator, values: dict) -> dict:
 
 
 def _save(accelerator, gather_object, root, step, model, optimizer, scheduler, sampler, stage, config):
-    rngs = gather_object([rng_state()])          # every process's generators, in rank order
+    rngs = gather_object([rng_state()])  # every process's generators, in rank order
     if accelerator.is_main_process:
-        save_checkpoint(root, step, model, optimizer, scheduler,
-                        {"sampler": sampler.state_dict(), "stage_index": stage.index,
-                         "stage": {"ratio": stage.ratio, "n_latent": stage.n_latent,
-                                   "drop_answer": stage.drop_answer},
-                         "mode": config.mode}, rngs)
+        save_checkpoint(
+            root,
+            step,
+            model,
+            optimizer,
+            scheduler,
+            {
+                "sampler": sampler.state_dict(),
+                "stage_index": stage.index,
+                "stage": {"ratio": stage.ratio, "n_latent": stage.n_latent, "drop_answer": stage.drop_answer},
+                "mode": config.mode,
+            },
+            rngs,
+        )
         prune_checkpoints(root, config.keep_checkpoints)
     accelerator.wait_for_everyone()
 
 
 def _diverged(out_dir, ckpt_root, step, stage, values, main):
-    last = latest_verified(ckpt_root)            # "good": its sha256s were checked now
+    last = latest_verified(ckpt_root)  # "good": its sha256s were checked now
     bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
-    msg = (f"training diverged at step {step} (stage {stage.index}, {stage.n_latent} latent steps): "
-           f"{bad}; stopped before that update. Last good checkpoint: "
-           f"{last if last else 'none'} (lower lr and resume with --resume)")
+    msg = (
+        f"training diverged at step {step} (stage {stage.index}, {stage.n_latent} latent steps): "
+        f"{bad}; stopped before that update. Last good checkpoint: "
+        f"{last if last else 'none'} (lower lr and resume with --resume)"
+    )
     if main:
         write_json(out_dir / "summary.json", {"finished": False, "stopped": msg, "step": step})
     raise TrainingDiverged(msg)
@@ -415,8 +505,10 @@ def _read_log(path: Path) -> tuple[list[tuple[int, str]], int]:
         elif number == len(lines):
             torn = len(raw)
         else:
-            raise CheckpointError(f"{path}: line {number} of {len(lines)} is not a step record; the log is "
-                                  "damaged (only a torn last line is repaired): move it away to resume")
+            raise CheckpointError(
+                f"{path}: line {number} of {len(lines)} is not a step record; the log is "
+                "damaged (only a torn last line is repaired): move it away to resume"
+            )
     return records, torn
 
 
@@ -427,28 +519,49 @@ def _write_log(path: Path, records: list[tuple[int, str]], step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for s, line in records if s <= step))
 
 
-def _summary(config, history, stages_seen, start, stop, finished, resumed_from, wall, procs, out_dir, ckpt_root):
-    tail = history[-min(len(history), 20):]
-    final = {k: round(sum(r[k] for r in tail) / len(tail), 5) for k in tail[0]
-             if k in ("total", "ce_q", "ce_c", "nce_gen", "nce_disc", "balance")} if tail else {}
+def _summary(
+    config, history, stages_seen, start, stop, finished, resumed_from, wall, procs, out_dir, ckpt_root
+):
+    tail = history[-min(len(history), 20) :]
+    final = (
+        {
+            k: round(sum(r[k] for r in tail) / len(tail), 5)
+            for k in tail[0]
+            if k in ("total", "ce_q", "ce_c", "nce_gen", "nce_disc", "balance")
+        }
+        if tail
+        else {}
+    )
     steps = stop - start
     pairs = steps * config.batch_size * config.grad_accum * procs
     last = latest_checkpoint(ckpt_root)
-    return {"mode": config.mode, "finished": finished, "step": stop, "max_steps": config.max_steps,
-            "resumed_from": resumed_from, "steps_this_run": steps, "wall_s": round(wall, 2),
-            "pairs_per_s": round(pairs / wall, 2) if wall > 0 else None,
-            "final_losses_last20": final,
-            "stages": [{"from_step": s, "stage": i, "drop_answer": d} for s, i, d in stages_seen],
-            "checkpoint": str(last) if last else None,
-            "model": str(out_dir / "model") if finished else None, "log": str(out_dir / "log.jsonl")}
+    return {
+        "mode": config.mode,
+        "finished": finished,
+        "step": stop,
+        "max_steps": config.max_steps,
+        "resumed_from": resumed_from,
+        "steps_this_run": steps,
+        "wall_s": round(wall, 2),
+        "pairs_per_s": round(pairs / wall, 2) if wall > 0 else None,
+        "final_losses_last20": final,
+        "stages": [{"from_step": s, "stage": i, "drop_answer": d} for s, i, d in stages_seen],
+        "checkpoint": str(last) if last else None,
+        "model": str(out_dir / "model") if finished else None,
+        "log": str(out_dir / "log.jsonl"),
+    }
 
 
 # ----------------------------------------------------------------------------- CLI
 def add_cli(subparsers) -> None:
     from plume_lite.config import MODES
     from plume_lite.train.config import PROFILES
-    p = subparsers.add_parser("train", help="train PLUME (latent) or a baseline (explicit, direct)",
-                              description="Train on a data folder; key=value overrides any TrainConfig field.")
+
+    p = subparsers.add_parser(
+        "train",
+        help="train PLUME (latent) or a baseline (explicit, direct)",
+        description="Train on a data folder; key=value overrides any TrainConfig field.",
+    )
     p.add_argument("--data", required=True, help="training data folder (e.g. from `plume-lite synth`)")
     p.add_argument("--mode", choices=MODES, default=None, help="default: latent (or the resumed run's)")
     p.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
@@ -461,6 +574,7 @@ def add_cli(subparsers) -> None:
 
 def _run_cli(args) -> int:
     from plume_lite.train.config import parse_overrides, read_config_file, resolve_config
+
     saved = Path(args.out) / "train_config.json"
     if args.resume and saved.exists():
         # continue the saved run; only what is given on this command line changes
@@ -471,15 +585,20 @@ def _run_cli(args) -> int:
         changes.update(parse_overrides(args.overrides))
         config = config.replace(**changes)
     else:
-        config = resolve_config(args.profile, mode=args.mode or "latent", files=args.config,
-                                overrides=args.overrides)
+        config = resolve_config(
+            args.profile, mode=args.mode or "latent", files=args.config, overrides=args.overrides
+        )
     if args.mode is not None and config.mode != args.mode:
         raise ConfigError(f"--mode {args.mode} but the run in {args.out} trains mode {config.mode}")
     summary = train(config, args.data, args.out, resume=args.resume)
     if summary.get("finished"):
-        print(f"trained {summary['mode']} for {summary['step']} steps in {summary['wall_s']} s "
-              f"({summary['pairs_per_s']} pairs/s); model: {summary['model']}")
+        print(
+            f"trained {summary['mode']} for {summary['step']} steps in {summary['wall_s']} s "
+            f"({summary['pairs_per_s']} pairs/s); model: {summary['model']}"
+        )
     else:
-        print(f"stopped at step {summary['step']} of {summary['max_steps']}; "
-              f"continue with --resume (checkpoint {summary['checkpoint']})")
+        print(
+            f"stopped at step {summary['step']} of {summary['max_steps']}; "
+            f"continue with --resume (checkpoint {summary['checkpoint']})"
+        )
     return 0

@@ -8,6 +8,7 @@ gradients. Each rank's loss is the mean over its local rows, so the mean over ra
 equals the single-process loss on the global batch; the all-gather's backward sums
 the gradient that every rank sends to a row, and DDP then averages over ranks, which
 gives exactly the gradient of that global loss."""
+
 from __future__ import annotations
 
 import warnings
@@ -17,7 +18,6 @@ import torch.nn.functional as F
 
 from plume_lite.items import item_digest
 from plume_lite.train.config import BALANCE_WEIGHT, LOGIT_SCALE
-
 
 
 def _world():
@@ -36,9 +36,11 @@ def gather_with_grad(x: torch.Tensor, gather: bool = True) -> tuple[torch.Tensor
     torch.distributed.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
     if len({int(s) for s in sizes}) != 1:
         # all_gather needs equal shapes; the task-homogeneous sampler gives every rank B rows
-        raise RuntimeError(f"InfoNCE all-gather needs the same batch size on every rank, got "
-                           f"{[int(s) for s in sizes]}")
+        raise RuntimeError(
+            f"InfoNCE all-gather needs the same batch size on every rank, got {[int(s) for s in sizes]}"
+        )
     from torch.distributed.nn.functional import all_gather
+
     with warnings.catch_warnings():
         # torch 2.14 marks it deprecated in favour of a private API; it is still the
         # public autograd-aware all-gather, so keep it and keep the logs readable
@@ -91,9 +93,14 @@ def _directional(a, b_all, offset, same=None, scale=LOGIT_SCALE):
     return F.cross_entropy(logits, labels)
 
 
-def info_nce(q: torch.Tensor, c: torch.Tensor, scale: float = LOGIT_SCALE,
-             q_ids: torch.Tensor | None = None, c_ids: torch.Tensor | None = None,
-             gather: bool = True) -> torch.Tensor:
+def info_nce(
+    q: torch.Tensor,
+    c: torch.Tensor,
+    scale: float = LOGIT_SCALE,
+    q_ids: torch.Tensor | None = None,
+    c_ids: torch.Tensor | None = None,
+    gather: bool = True,
+) -> torch.Tensor:
     """Symmetric InfoNCE on L2-normalised embeddings: (q→c + c→q) / 2.
 
     q, c: [B, D] local rows (row i of q matches row i of c). Optional q_ids / c_ids
@@ -107,12 +114,21 @@ def info_nce(q: torch.Tensor, c: torch.Tensor, scale: float = LOGIT_SCALE,
     c_ids_all = _gather_ids(c_ids, gather) if c_ids is not None else None
     q_ids_all = _gather_ids(q_ids, gather) if q_ids is not None else None
     same = _same_pair(q_ids_all, c_ids_all, offset, q.shape[0], q.device)
-    return 0.5 * (_directional(q, c_all, offset, same, scale=scale)
-                  + _directional(c, q_all, offset, same, scale=scale))
+    return 0.5 * (
+        _directional(q, c_all, offset, same, scale=scale) + _directional(c, q_all, offset, same, scale=scale)
+    )
 
 
-def plume_loss(mode: str, out_q, out_c, *, scale: float = LOGIT_SCALE,
-               balance_weight: float = BALANCE_WEIGHT, q_ids=None, c_ids=None):
+def plume_loss(
+    mode: str,
+    out_q,
+    out_c,
+    *,
+    scale: float = LOGIT_SCALE,
+    balance_weight: float = BALANCE_WEIGHT,
+    q_ids=None,
+    c_ids=None,
+):
     """Total loss and its parts for one batch of (query, positive) training outputs.
 
     latent   = CE(q) + CE(c) + InfoNCE(gen) + InfoNCE(disc) + w · (balance_q + balance_c)

@@ -1,6 +1,7 @@
 """One training forward as an nn.Module, so accelerate's wrapper (DDP, FSDP,
 DeepSpeed) sees a real `forward` call: DDP only prepares its gradient reduction
 inside `forward`, and PlumeModel's training entry point is `forward_train`."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,14 @@ from plume_lite.train.losses import item_ids, plume_loss
 
 
 class TrainStep(nn.Module):
-    def __init__(self, model, mode: str, logit_scale: float = LOGIT_SCALE, balance_weight: float = BALANCE_WEIGHT,
-                 mask_duplicates: bool = True):
+    def __init__(
+        self,
+        model,
+        mode: str,
+        logit_scale: float = LOGIT_SCALE,
+        balance_weight: float = BALANCE_WEIGHT,
+        mask_duplicates: bool = True,
+    ):
         super().__init__()
         self.model = model
         self.mode, self.logit_scale, self.balance_weight = mode, logit_scale, balance_weight
@@ -26,8 +33,9 @@ class TrainStep(nn.Module):
         if self.mask_duplicates:
             device = out_q.disc_emb.device
             ids = dict(q_ids=item_ids(batch.queries, device), c_ids=item_ids(batch.positives, device))
-        total, parts = plume_loss(self.mode, out_q, out_c, scale=self.logit_scale,
-                                  balance_weight=self.balance_weight, **ids)
+        total, parts = plume_loss(
+            self.mode, out_q, out_c, scale=self.logit_scale, balance_weight=self.balance_weight, **ids
+        )
         return total, parts, router_stats(out_q.gates, out_c.gates, top_k=self.model.config.top_k)
 
 
@@ -38,7 +46,7 @@ def router_stats(*gates_list, top_k: int = 2) -> dict:
     gates = [g for g in gates_list if g is not None and g.numel()]
     if not gates:
         return {}
-    g = torch.cat([x.reshape(-1, x.shape[-1]) for x in gates]).float()      # [N, E]
+    g = torch.cat([x.reshape(-1, x.shape[-1]) for x in gates]).float()  # [N, E]
     entropy = -(g * g.clamp_min(1e-12).log()).sum(-1).mean()
     picks = torch.zeros_like(g).scatter(-1, g.topk(min(top_k, g.shape[-1]), dim=-1).indices, 1.0)
     return {"router_entropy": entropy, "expert_load": picks.sum(0) / picks.sum()}

@@ -10,6 +10,7 @@ Nothing heavy is imported here (gradio, torch), so `plume-lite --help` stays fas
 `run` starts the demo through server.build_app, which turns outbound lookups off
 before gradio is imported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,35 +19,52 @@ import os
 
 from plume_lite.apps.demo.server import MAX_FILE_SIZE
 
-DESCRIPTION = ("Gradio demo: search a corpus by image, video or PDF page, with the ranked "
-               "results, the routing trace of the query and its latency in each mode.")
+DESCRIPTION = (
+    "Gradio demo: search a corpus by image, video or PDF page, with the ranked "
+    "results, the routing trace of the query and its latency in each mode."
+)
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", default=None,
-                        help="PlumeModel folder (default: the tiny latent checkpoint, trained "
-                             "on the first start and reused after)")
-    parser.add_argument("--corpus", default=None,
-                        help="data folder with tasks.json, or any folder of images, videos, "
-                             "PDFs and .txt files (default: the SynthMMEB tiny test corpus)")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="address to listen on (0.0.0.0 serves the network)")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="PlumeModel folder (default: the tiny latent checkpoint, trained "
+        "on the first start and reused after)",
+    )
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="data folder with tasks.json, or any folder of images, videos, "
+        "PDFs and .txt files (default: the SynthMMEB tiny test corpus)",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on (0.0.0.0 serves the network)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    parser.add_argument("--cache-dir", default=None,
-                        help="corpus embeddings, thumbnails and added files "
-                             "(default: <plume cache>/demo)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="corpus embeddings, thumbnails and added files (default: <plume cache>/demo)",
+    )
     parser.add_argument("--max-file-size", default=MAX_FILE_SIZE, help="upload size limit, e.g. 25mb")
-    parser.add_argument("--warm", default="latent",
-                        help="modes whose corpus embeddings are computed before the page is ready")
-    parser.add_argument("--prefetch", default="direct,explicit",
-                        help="modes embedded in the background once the page is ready "
-                             "(any other mode: on its first search)")
+    parser.add_argument(
+        "--warm", default="latent", help="modes whose corpus embeddings are computed before the page is ready"
+    )
+    parser.add_argument(
+        "--prefetch",
+        default="direct,explicit",
+        help="modes embedded in the background once the page is ready (any other mode: on its first search)",
+    )
     return parser
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="start the Gradio demo (search with routing traces)",
-                              description=DESCRIPTION)
+    p = subparsers.add_parser(
+        "demo", help="start the Gradio demo (search with routing traces)", description=DESCRIPTION
+    )
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -59,10 +77,16 @@ def mode_list(text: str) -> tuple[str, ...]:
 def run(args) -> int:
     """Build the demo from parsed arguments and serve it until interrupted."""
     from plume_lite.apps.demo.server import build_app, launch
-    if not logging.getLogger().handlers:   # start-up progress goes to stderr
+
+    if not logging.getLogger().handlers:  # start-up progress goes to stderr
         logging.basicConfig(level=logging.INFO, format="[plume demo] %(message)s")
-    demo = build_app(args.checkpoint, corpus_dir=args.corpus, cache_dir=args.cache_dir,
-                     warm=mode_list(args.warm), prefetch=mode_list(args.prefetch))
+    demo = build_app(
+        args.checkpoint,
+        corpus_dir=args.corpus,
+        cache_dir=args.cache_dir,
+        warm=mode_list(args.warm),
+        prefetch=mode_list(args.prefetch),
+    )
     launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0
 

@@ -6,6 +6,7 @@ Every upload is decoded here, through plume_lite.media (files into items:
 plume_lite.files), before the model sees it: a bad file ends in one MediaError that
 names the file, never a decoder traceback.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,25 +19,23 @@ from pathlib import Path
 from PIL import Image
 
 from plume_lite import media
+from plume_lite.apps import viz
+from plume_lite.apps.demo import render
 from plume_lite.errors import PlumeError
-from plume_lite.files import (VISUAL_KINDS, extensions, item_kind, items_from_path, require_kind,
-                              text_items)
+from plume_lite.files import VISUAL_KINDS, extensions, item_kind, items_from_path, require_kind, text_items
 from plume_lite.io import atomic_write_text
 from plume_lite.media import MediaError
 
-from plume_lite.apps import viz
-from plume_lite.apps.demo import render
-
-UPLOAD_EXTS = extensions(VISUAL_KINDS)   # queries and additions; .txt only in corpus folders
+UPLOAD_EXTS = extensions(VISUAL_KINDS)  # queries and additions; .txt only in corpus folders
 MAX_INSTRUCTION_CHARS = 500
 
 
 @dataclass
 class Query:
-    item: dict                # what the model embeds (decoded pixels, instruction)
-    preview: Image.Image      # what the page shows
-    kind: str                 # image | video | pdf
-    pages: int = 0            # PDF page count
+    item: dict  # what the model embeds (decoded pixels, instruction)
+    preview: Image.Image  # what the page shows
+    kind: str  # image | video | pdf
+    pages: int = 0  # PDF page count
 
 
 def _short(err: MediaError, path) -> MediaError:
@@ -47,8 +46,9 @@ def _short(err: MediaError, path) -> MediaError:
 def clean_instruction(text) -> str:
     text = " ".join(str(text or "").split())
     if len(text) > MAX_INSTRUCTION_CHARS:
-        raise MediaError(f"the instruction is {len(text)} characters long; keep it under "
-                         f"{MAX_INSTRUCTION_CHARS}")
+        raise MediaError(
+            f"the instruction is {len(text)} characters long; keep it under {MAX_INSTRUCTION_CHARS}"
+        )
     return text
 
 
@@ -70,8 +70,9 @@ def load_query(path, page: int = 1, instruction: str = "") -> Query:
             n = media.pdf_num_pages(path)
             page = int(page or 1)
             if not 1 <= page <= n:
-                raise MediaError(f"{path}: page {page} is out of range; the document has "
-                                 f"{n} page{'s' if n != 1 else ''}")
+                raise MediaError(
+                    f"{path}: page {page} is out of range; the document has {n} page{'s' if n != 1 else ''}"
+                )
             img = media.load_pdf_page(path, page=page - 1)
             query = Query({"image": img}, render.enlarge(render.shrink(img), 320), kind, n)
     except MediaError as e:
@@ -84,9 +85,11 @@ def load_query(path, page: int = 1, instruction: str = "") -> Query:
 # ----------------------------------------------------------------------------- corpora
 # (repeated items are dropped once, where the engine adds them to its corpus)
 
+
 def task_corpus(data_dir) -> list[dict]:
     """The test candidates of every task of an MMEB/SynthMMEB folder."""
     from plume_lite.data.mmeb import load_eval_tasks
+
     tasks = load_eval_tasks(data_dir)
     tasks = getattr(tasks, "tasks", tasks)
     tasks = tasks.values() if isinstance(tasks, dict) else tasks
@@ -102,7 +105,7 @@ def load_corpus(path) -> tuple[list[dict], list[str]]:
         raise MediaError(f"{path}: corpus folder not found")
     if (path / "tasks.json").exists():
         return task_corpus(path), []
-    try:                  # a real MMEB/BEIR folder without a task list
+    try:  # a real MMEB/BEIR folder without a task list
         items = task_corpus(path)
         if items:
             return items, []
@@ -113,6 +116,7 @@ def load_corpus(path) -> tuple[list[dict], list[str]]:
 
 
 # ----------------------------------------------------------------------------- user files
+
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-80:] or "file"
@@ -132,7 +136,7 @@ class UserCorpus:
             try:
                 self.entries = json.loads(self.manifest.read_text())["entries"]
             except (ValueError, KeyError, TypeError):
-                self.entries = []         # a damaged list loses the additions, not the app
+                self.entries = []  # a damaged list loses the additions, not the app
 
     def items(self) -> list[dict]:
         out = []

@@ -7,6 +7,7 @@ model calls take one lock: transformers keeps rope state on the model between ca
 two encodes must never interleave. Every request runs in a worker thread with a deadline; a request
 that misses it gets a clear error instead of holding the page forever.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -17,18 +18,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from plume_lite.apps.demo import render
 from plume_lite.config import MODES
 from plume_lite.evaluation.index import EmbeddingIndex, checkpoint_fingerprint
 from plume_lite.io import atomic_write_bytes
 from plume_lite.items import item_digest
 from plume_lite.runtime import thread_count, using_threads
 
-from plume_lite.apps.demo import render
-
-MAX_STEPS = 16        # the K slider's cap (each step is a forward pass); a model whose
-                      # step table is smaller caps it lower (DemoEngine.max_steps)
+MAX_STEPS = 16  # the K slider's cap (each step is a forward pass); a model whose
+# step table is smaller caps it lower (DemoEngine.max_steps)
 MAX_RESULTS = 24
-SMALL_MODEL = 50_000_000   # parameters; below this, model calls use one CPU thread
+SMALL_MODEL = 50_000_000  # parameters; below this, model calls use one CPU thread
 
 
 class Busy(RuntimeError):
@@ -47,8 +47,10 @@ def run_bounded(fn, *args, timeout_s: float = 60.0):
     try:
         return future.result(timeout=timeout_s)
     except cf.TimeoutError:
-        raise Busy(f"the request did not finish within {timeout_s:.0f} s; the server is busy "
-                   f"or the input is too heavy; try again, or use direct mode") from None
+        raise Busy(
+            f"the request did not finish within {timeout_s:.0f} s; the server is busy "
+            f"or the input is too heavy; try again, or use direct mode"
+        ) from None
 
 
 @dataclass
@@ -65,12 +67,20 @@ class SearchResult:
     mode: str
     steps: int
     trace: dict
-    latency: dict = field(default_factory=dict)   # mode -> {"encode_ms", "search_ms"}
+    latency: dict = field(default_factory=dict)  # mode -> {"encode_ms", "search_ms"}
 
 
 class DemoEngine:
-    def __init__(self, model, corpus_items, cache_dir, checkpoint_id: str | None = None,
-                 batch_size: int = 16, timeout_s: float = 60.0, threads: int | None = None):
+    def __init__(
+        self,
+        model,
+        corpus_items,
+        cache_dir,
+        checkpoint_id: str | None = None,
+        batch_size: int = 16,
+        timeout_s: float = 60.0,
+        threads: int | None = None,
+    ):
         self.model = model.eval()
         self.items: list[dict] = []
         self.keys: set[str] = set()
@@ -85,17 +95,18 @@ class DemoEngine:
         small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
         self.threads = threads or (thread_count() if small and model.device.type == "cpu" else None)
         self.default_steps = int(model.config.latent_steps)
-        self.max_steps = min(MAX_STEPS, int(model.config.step_table_size))   # encode's own bound
+        self.max_steps = min(MAX_STEPS, int(model.config.step_table_size))  # encode's own bound
         self.num_experts = int(model.config.num_experts)
-        self._lock = threading.Lock()                # model calls, one at a time
-        self._guards = threading.Lock()              # the dict of builders below
+        self._lock = threading.Lock()  # model calls, one at a time
+        self._guards = threading.Lock()  # the dict of builders below
         self._builders: dict[tuple, threading.Lock] = {}
-        self.indexes: dict[tuple, EmbeddingIndex] = {}   # setting -> rows embedded so far
+        self.indexes: dict[tuple, EmbeddingIndex] = {}  # setting -> rows embedded so far
         self.add_items(corpus_items)
 
     @classmethod
     def from_checkpoint(cls, checkpoint, corpus_items, cache_dir, **kwargs) -> "DemoEngine":
         from plume_lite import PlumeModel
+
         model = PlumeModel.from_pretrained(checkpoint)
         engine = cls(model, corpus_items, cache_dir, checkpoint_fingerprint(checkpoint), **kwargs)
         engine.checkpoint_path = str(checkpoint)
@@ -110,7 +121,7 @@ class DemoEngine:
         if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise Busy("the model stayed busy with other queries; try again in a moment")
         try:
-            with using_threads(self.threads):    # the rest of the process keeps its setting
+            with using_threads(self.threads):  # the rest of the process keeps its setting
                 yield
         finally:
             self._lock.release()
@@ -120,7 +131,7 @@ class DemoEngine:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if mode != "latent":
-            return (mode, None)     # K only shapes the latent rollout
+            return (mode, None)  # K only shapes the latent rollout
         steps = self.default_steps if steps is None else int(steps)
         if not 0 <= steps <= self.max_steps:
             raise ValueError(f"K must be between 0 and {self.max_steps}, got {steps}")
@@ -161,15 +172,22 @@ class DemoEngine:
         try:
             index = self.indexes.get(key)
             if index is None:
-                index = EmbeddingIndex(self.model, (), key[0], key[1], self.batch_size,
-                                       self.cache_dir / "embeddings", self.checkpoint_id)
+                index = EmbeddingIndex(
+                    self.model,
+                    (),
+                    key[0],
+                    key[1],
+                    self.batch_size,
+                    self.cache_dir / "embeddings",
+                    self.checkpoint_id,
+                )
                 self.indexes[key] = index
             items = self.items[:]
             for start in range(len(index), len(items), self.batch_size):
                 if progress:
                     progress(start, len(items))
                 with self._model_lock(deadline):
-                    index.add(items[start:start + self.batch_size])
+                    index.add(items[start : start + self.batch_size])
             if progress:
                 progress(len(items), len(items))
             return index
@@ -184,6 +202,7 @@ class DemoEngine:
         """Throw-away image and video queries in each mode: the first call of each code
         path pays one-off setup costs that should not show up as a user's latency."""
         from PIL import Image
+
         frame = Image.new("RGB", (64, 64), (90, 90, 90))
         items = [{"image": frame, "text": "warm-up"}, {"video": [frame] * 8}]
         with self._model_lock(time.monotonic() + 600):
@@ -192,12 +211,12 @@ class DemoEngine:
                     self.model.encode([item], mode=mode, steps=self.default_steps)
 
     # ------------------------------------------------------------------ search
-    def search(self, item: dict, mode: str = "latent", steps=None, k: int = 8,
-               time_all: bool = False) -> SearchResult:
+    def search(
+        self, item: dict, mode: str = "latent", steps=None, k: int = 8, time_all: bool = False
+    ) -> SearchResult:
         """Rank the corpus for one query item (blocking, with the engine's deadline)."""
         deadline = time.monotonic() + self.timeout_s
-        return self.bounded(self._search, item, mode, steps, k, time_all, deadline,
-                            timeout_s=self.timeout_s)
+        return self.bounded(self._search, item, mode, steps, k, time_all, deadline, timeout_s=self.timeout_s)
 
     def _search(self, item, mode, steps, k, time_all, deadline) -> SearchResult:
         key = self.setting(mode, steps)
@@ -210,14 +229,16 @@ class DemoEngine:
             values, indices = index.search(q, k)
             t2 = time.perf_counter()
             latency = {mode: {"encode_ms": 1e3 * (t1 - t0), "search_ms": 1e3 * (t2 - t1)}}
-            if time_all:   # the same query through the other modes: encode time only
+            if time_all:  # the same query through the other modes: encode time only
                 for other in MODES:
                     if other != mode:
                         s = time.perf_counter()
                         self.model.encode([item], mode=other, steps=steps if other == "latent" else None)
                         latency[other] = {"encode_ms": 1e3 * (time.perf_counter() - s)}
-        hits = [Hit(r + 1, float(v), int(i), index.items[int(i)])
-                for r, (v, i) in enumerate(zip(values[0].tolist(), indices[0].tolist()))]
+        hits = [
+            Hit(r + 1, float(v), int(i), index.items[int(i)])
+            for r, (v, i) in enumerate(zip(values[0].tolist(), indices[0].tolist()))
+        ]
         return SearchResult(hits, mode, key[1] or 0, traces[0], latency)
 
     # ------------------------------------------------------------------ pictures
@@ -226,8 +247,8 @@ class DemoEngine:
         path = self.cache_dir / "thumbs" / f"{item_digest(item)[:24]}.png"
         if not path.exists():
             import io
+
             buf = io.BytesIO()
             render.thumbnail(item).save(buf, format="PNG")
             atomic_write_bytes(path, buf.getvalue())
         return str(path)
-

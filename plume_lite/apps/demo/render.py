@@ -6,6 +6,7 @@ notebooks.
 SynthMMEB media are 64 px wide; browsers blur them when they scale them up, so small
 pictures are enlarged here with nearest-neighbour sampling, which keeps edges crisp.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -16,8 +17,8 @@ from plume_lite import media
 from plume_lite.apps.viz import item_picture
 from plume_lite.files import item_kind
 
-THUMB = 192            # gallery thumbnails and previews are at least this wide
-CARD = (240, 240)      # text cards
+THUMB = 192  # gallery thumbnails and previews are at least this wide
+CARD = (240, 240)  # text cards
 BACKGROUND = (248, 248, 246)
 INK = (30, 30, 30)
 ACCENT = (70, 90, 200)
@@ -55,7 +56,7 @@ def text_card(text: str, title: str = "text", size=CARD) -> Image.Image:
     lines = textwrap.wrap(" ".join(str(text).split()), width=26) or ["(empty)"]
     max_lines = (size[1] - 44) // 20
     if len(lines) > max_lines:
-        lines = lines[:max_lines - 1] + [lines[max_lines - 1][:22] + " …"]
+        lines = lines[: max_lines - 1] + [lines[max_lines - 1][:22] + " …"]
     draw.multiline_text((10, 36), "\n".join(lines), fill=INK, font=font(16), spacing=4)
     return img
 
@@ -75,9 +76,9 @@ def thumbnail(item: dict) -> Image.Image:
     """What a corpus item looks like in the gallery: the image, the middle frame of a
     video, the rendered page of a PDF, or a card with the text."""
     kind = item_kind(item)
-    try:      # a sharper page than the notebooks' default, within a thumbnail's budget
+    try:  # a sharper page than the notebooks' default, within a thumbnail's budget
         picture = item_picture(item, frames=1, dpi=144, max_pixels=600_000)
-    except media.MediaError as e:     # a corpus file that went bad after it was added
+    except media.MediaError as e:  # a corpus file that went bad after it was added
         return text_card(str(e), title="unreadable")
     if picture is None:
         return text_card(item.get("text") or item.get("instruction") or "", title="text")
@@ -94,7 +95,7 @@ def message_image(text: str, size=(550, 176)) -> Image.Image:
     img = Image.new("RGB", size, (255, 255, 255))
     draw, f = ImageDraw.Draw(img), font(16)
     box = draw.multiline_textbbox((0, 0), text, font=f, spacing=6, align="center")
-    at = ((size[0] - box[2]) // 2, (size[1] - box[3]) // 2)     # centred
+    at = ((size[0] - box[2]) // 2, (size[1] - box[3]) // 2)  # centred
     draw.multiline_text(at, text, fill=INK, font=f, spacing=6, align="center")
     return img
 

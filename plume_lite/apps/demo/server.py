@@ -8,6 +8,7 @@ limits that keep one heavy or hostile request from taking the server down.
 gradio is imported by build_app, after it has turned every outbound lookup off, so
 importing this module costs nothing and changes nothing.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,19 +20,28 @@ from plume_lite.runtime import apply_env
 if TYPE_CHECKING:
     import gradio as gr
 
-MAX_FILE_SIZE = "25mb"        # uploads above this are refused by gradio before any decoding
-QUEUE_SIZE = 64               # waiting requests beyond this are told to come back later
-CONCURRENCY = 2               # events served at once (model calls still run one at a time)
-QUERY_TIMEOUT_S = 60.0        # a search that takes longer ends in an error message
+MAX_FILE_SIZE = "25mb"  # uploads above this are refused by gradio before any decoding
+QUEUE_SIZE = 64  # waiting requests beyond this are told to come back later
+CONCURRENCY = 2  # events served at once (model calls still run one at a time)
+QUERY_TIMEOUT_S = 60.0  # a search that takes longer ends in an error message
 CSS = """
 #status {min-height: 1.5em}
 #results .caption-label {font-size: 0.8em}
 """
 
 
-def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=None,
-              warm=("latent",), prefetch=(), timeout_s: float = QUERY_TIMEOUT_S, wait: bool = False,
-              log: bool = True) -> gr.Blocks:
+def build_app(
+    checkpoint=None,
+    corpus_items=None,
+    cache_dir=None,
+    *,
+    corpus_dir=None,
+    warm=("latent",),
+    prefetch=(),
+    timeout_s: float = QUERY_TIMEOUT_S,
+    wait: bool = False,
+    log: bool = True,
+) -> gr.Blocks:
     """The demo as a gr.Blocks, its start-up running in the background.
 
     checkpoint    PlumeModel folder; None = the default checkpoint (trained on first use)
@@ -49,9 +59,11 @@ def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=
         raise PlumeError("gradio is not installed: pip install 'plume_lite[demo]'")
     from plume_lite.apps.demo.startup import Startup
     from plume_lite.apps.demo.ui import build_blocks
+
     corpus = corpus_items if corpus_items is not None else corpus_dir
-    startup = Startup(checkpoint, corpus, cache_dir, warm=warm, prefetch=prefetch,
-                      timeout_s=timeout_s, log=log)
+    startup = Startup(
+        checkpoint, corpus, cache_dir, warm=warm, prefetch=prefetch, timeout_s=timeout_s, log=log
+    )
     demo = build_blocks(startup)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     startup.start()
@@ -60,12 +72,28 @@ def build_app(checkpoint=None, corpus_items=None, cache_dir=None, *, corpus_dir=
     return demo
 
 
-def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = 7860,
-           max_file_size=MAX_FILE_SIZE, block: bool = True, **kwargs):
+def launch(
+    demo: gr.Blocks,
+    host: str = "127.0.0.1",
+    port: int | None = 7860,
+    max_file_size=MAX_FILE_SIZE,
+    block: bool = True,
+    **kwargs,
+):
     """Serve `demo` (from build_app). With block=False it returns at once (tests), else
     serves until interrupted. Returns gradio's (app, local_url, share_url)."""
     import gradio as gr
-    return demo.launch(server_name=host, server_port=port, max_file_size=max_file_size,
-                       show_error=True, share=False, prevent_thread_lock=not block,
-                       footer_links=["api"], ssr_mode=False, theme=gr.themes.Soft(), css=CSS,
-                       **kwargs)
+
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=max_file_size,
+        show_error=True,
+        share=False,
+        prevent_thread_lock=not block,
+        footer_links=["api"],
+        ssr_mode=False,
+        theme=gr.themes.Soft(),
+        css=CSS,
+        **kwargs,
+    )

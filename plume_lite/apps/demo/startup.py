@@ -5,6 +5,7 @@ On a fresh machine the default path generates SynthMMEB tiny and trains the defa
 checkpoint (plume_lite.apps.defaults, minutes on a CPU); later starts find both in the
 cache folder, and the corpus embeddings in the demo's embedding cache.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-from plume_lite.config import MODES
-from plume_lite.runtime import DEFAULT_THREADS, using_threads
-
 from plume_lite.apps.demo.corpus import UserCorpus, load_corpus, task_corpus
 from plume_lite.apps.demo.engine import DemoEngine
+from plume_lite.config import MODES
+from plume_lite.runtime import DEFAULT_THREADS, using_threads
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ class NotReady(RuntimeError):
 
 def default_cache_dir() -> Path:
     from plume_lite.runtime import cache_root
+
     return cache_root() / "demo"
 
 
@@ -38,14 +39,23 @@ class Startup:
     warm: the modes whose corpus embeddings are computed before the page says ready.
     prefetch: the modes embedded after that, in the background, while the page serves."""
 
-    def __init__(self, checkpoint=None, corpus=None, cache_dir=None, warm=("latent",),
-                 prefetch=(), timeout_s: float = 60.0, batch_size: int = 16, log=True):
+    def __init__(
+        self,
+        checkpoint=None,
+        corpus=None,
+        cache_dir=None,
+        warm=("latent",),
+        prefetch=(),
+        timeout_s: float = 60.0,
+        batch_size: int = 16,
+        log=True,
+    ):
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.corpus = corpus
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.warm = [m for m in warm if m in MODES]
         self.prefetch = [m for m in prefetch if m in MODES and m not in self.warm]
-        self.background = ""                       # what the prefetch is doing, if anything
+        self.background = ""  # what the prefetch is doing, if anything
         self.background_done = threading.Event()
         self.timeout_s, self.batch_size, self.log = timeout_s, batch_size, log
         self.status = "Starting…"
@@ -94,8 +104,10 @@ class Startup:
         """The other modes' corpus embeddings, batch by batch, between user queries."""
         try:
             for mode in self.prefetch if self.engine and not self.error else []:
+
                 def progress(done, total, mode=mode):
                     self.background = f"embedding the corpus for {mode} mode: {done}/{total}"
+
                 self._timed(f"prefetch_{mode}_s", self.engine.embed_corpus, mode, None, progress)
                 self.engine.warmup([mode])
                 self.report(f"{mode} mode ready ({self.timings[f'prefetch_{mode}_s']} s)")
@@ -115,6 +127,7 @@ class Startup:
         data = None
         if self.corpus is None:
             from plume_lite.data.synth import default_data
+
             self.report("Preparing the SynthMMEB tiny data (generated on the first start only)…")
             data = self._timed("data_s", default_data)
         checkpoint = self.checkpoint
@@ -131,30 +144,43 @@ class Startup:
             items = list(self.corpus)
         items = items + self.user.items()
         self.report(f"Loading the model from {checkpoint}…")
-        self.engine = self._timed("model_s", DemoEngine.from_checkpoint, checkpoint, items,
-                                  self.cache_dir, timeout_s=self.timeout_s,
-                                  batch_size=self.batch_size)
+        self.engine = self._timed(
+            "model_s",
+            DemoEngine.from_checkpoint,
+            checkpoint,
+            items,
+            self.cache_dir,
+            timeout_s=self.timeout_s,
+            batch_size=self.batch_size,
+        )
         for mode in self.warm:
+
             def progress(done, total, mode=mode):
                 self.report(f"Embedding the corpus ({mode} mode): {done}/{total} items…")
+
             self._timed(f"embed_{mode}_s", self.engine.embed_corpus, mode, None, progress)
         self._timed("warmup_s", self.engine.warmup, self.warm)
         self.timings["ready_s"] = round(time.monotonic() - self._t0, 2)
-        self.report(f"Ready in {self.timings['ready_s']:.1f} s: {len(self.engine.items)} corpus "
-                    f"items, checkpoint {checkpoint}. Timings: {json.dumps(self.timings)}")
+        self.report(
+            f"Ready in {self.timings['ready_s']:.1f} s: {len(self.engine.items)} corpus "
+            f"items, checkpoint {checkpoint}. Timings: {json.dumps(self.timings)}"
+        )
 
     def _default_checkpoint(self, data):
         """default_checkpoint(), reporting training progress read from its step log."""
         from plume_lite.apps.defaults import default_checkpoint
         from plume_lite.runtime import cache_root
-        self.report("Preparing the default checkpoint (trained on the first start only, "
-                    "a few minutes on a CPU)…")
+
+        self.report(
+            "Preparing the default checkpoint (trained on the first start only, a few minutes on a CPU)…"
+        )
         done = threading.Event()
-        watcher = threading.Thread(target=self._watch_training,
-                                   args=(cache_root() / "checkpoints", done), daemon=True)
+        watcher = threading.Thread(
+            target=self._watch_training, args=(cache_root() / "checkpoints", done), daemon=True
+        )
         watcher.start()
         try:
-            with using_threads(DEFAULT_THREADS):   # a tiny model: see plume_lite.runtime
+            with using_threads(DEFAULT_THREADS):  # a tiny model: see plume_lite.runtime
                 return default_checkpoint("latent", data=data)
         finally:
             done.set()
@@ -172,5 +198,7 @@ class Startup:
                 total = json.loads((log.parent / "train_config.json").read_text()).get("max_steps")
             except (OSError, ValueError, IndexError, AttributeError):
                 continue
-            self.status = (f"Training the default checkpoint (first start only): step "
-                           f"{step}/{total}, {time.time() - start:.0f} s so far…")
+            self.status = (
+                f"Training the default checkpoint (first start only): step "
+                f"{step}/{total}, {time.time() - start:.0f} s so far…"
+            )

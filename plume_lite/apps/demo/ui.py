@@ -6,25 +6,25 @@ message shows in the page and the server keeps serving.
 This module imports gradio: reach it through server.build_app, which turns the
 outbound lookups off first.
 """
+
 from __future__ import annotations
 
 import logging
 
 import gradio as gr
 
-from plume_lite.config import MODES, PlumeConfig
-from plume_lite.files import item_kind
-from plume_lite.media import MediaError
-
-from plume_lite.apps.viz import routing_image
 from plume_lite.apps.demo.corpus import UPLOAD_EXTS, load_query
 from plume_lite.apps.demo.engine import MAX_RESULTS, MAX_STEPS, Busy, run_bounded
 from plume_lite.apps.demo.render import caption, message_image
 from plume_lite.apps.demo.startup import NotReady, Startup
+from plume_lite.apps.viz import routing_image
+from plume_lite.config import MODES, PlumeConfig
+from plume_lite.files import item_kind
+from plume_lite.media import MediaError
 
 log = logging.getLogger(__name__)
-MAX_PAGE = 1000          # static bound of the page slider; the real count is checked
-MAX_ADD_FILES = 32       # files per "add to corpus" click
+MAX_PAGE = 1000  # static bound of the page slider; the real count is checked
+MAX_ADD_FILES = 32  # files per "add to corpus" click
 DECODE_TIMEOUT_S = 30.0  # reading one upload (media caps bound it; this is the backstop)
 DESCRIPTION = """# PLUME-lite: multimodal search with latent reasoning steps
 Upload an **image**, a **video** or a **PDF** (pick the page), optionally add an instruction,
@@ -55,15 +55,17 @@ class Handlers:
             text = f"**Start-up failed:** {s.error}"
         elif s.ready.is_set():
             e = s.engine
-            text = (f"**Ready:** {len(e.items)} corpus items · checkpoint K = {e.default_steps}, "
-                    f"{e.num_experts} routed experts")
+            text = (
+                f"**Ready:** {len(e.items)} corpus items · checkpoint K = {e.default_steps}, "
+                f"{e.num_experts} routed experts"
+            )
         else:
             text = f"**Starting:** {s.status}"
         if s.background:
             text += f" · in the background: {s.background}"
         done = s.ready.is_set() and s.background_done.is_set()
         steps = gr.Slider()
-        if s.ready.is_set() and s.engine:    # the model's own K and range
+        if s.ready.is_set() and s.engine:  # the model's own K and range
             steps = gr.Slider(maximum=s.engine.max_steps, value=s.engine.default_steps)
         return text, gr.Timer(active=not done), steps
 
@@ -76,8 +78,13 @@ class Handlers:
         except Exception as e:
             raise _fail(e) from None
         if q.kind == "pdf":
-            slider = gr.Slider(minimum=1, maximum=max(q.pages, 1), visible=q.pages > 1,
-                               label=f"PDF page (1–{q.pages})", **({"value": 1} if reset else {}))
+            slider = gr.Slider(
+                minimum=1,
+                maximum=max(q.pages, 1),
+                visible=q.pages > 1,
+                label=f"PDF page (1–{q.pages})",
+                **({"value": 1} if reset else {}),
+            )
             return q.preview, slider, f"PDF, {q.pages} page{'s' if q.pages != 1 else ''}"
         if q.kind == "video":
             return q.preview, gr.Slider(visible=False), "video: the 8 sampled frames"
@@ -87,14 +94,18 @@ class Handlers:
     def on_upload(self, path):
         return self.preview(path, 1, reset=True)
 
-    def search(self, path, page, instruction, mode, steps, k, time_all, progress=gr.Progress()):
+    def search(self, path, page, instruction, mode, steps, k, time_all, progress=gr.Progress()):  # noqa: B008  (gradio's idiom)
         try:
             engine = self.startup.require()
             query = run_bounded(load_query, path, page or 1, instruction, timeout_s=DECODE_TIMEOUT_S)
             progress(0.1, desc=f"Embedding the corpus in {mode} mode (once per setting)…")
-            engine.bounded(engine.embed_corpus, mode, steps,
-                           lambda d, t: progress((d, t), desc="Embedding the corpus", unit="items"),
-                           timeout_s=max(engine.timeout_s, 600))
+            engine.bounded(
+                engine.embed_corpus,
+                mode,
+                steps,
+                lambda d, t: progress((d, t), desc="Embedding the corpus", unit="items"),
+                timeout_s=max(engine.timeout_s, 600),
+            )
             progress(0.9, desc="Searching…")
             result = engine.search(query.item, mode, steps, k, bool(time_all))
             return _outputs(result, engine)
@@ -127,8 +138,10 @@ class Handlers:
             raise gr.Error(" · ".join(problems), title="Nothing was added")
         if problems:
             gr.Warning("Skipped: " + " · ".join(problems))
-        return (f"Added {len(new)} item{'s' if len(new) != 1 else ''}; the corpus now holds "
-                f"{len(engine.items)}, and they are kept for later starts.")
+        return (
+            f"Added {len(new)} item{'s' if len(new) != 1 else ''}; the corpus now holds "
+            f"{len(engine.items)}, and they are kept for later starts."
+        )
 
 
 def _outputs(result, engine):
@@ -136,18 +149,29 @@ def _outputs(result, engine):
     gallery = [(engine.thumbnail_path(h.item), _caption(h)) for h in result.hits]
     trace = result.trace
     if "gates" in trace:
-        picture = routing_image(trace["gates"], trace["chosen"],
-                                "Routing trace: router probability per latent step")
+        picture = routing_image(
+            trace["gates"], trace["chosen"], "Routing trace: router probability per latent step"
+        )
         routing = {"gates": trace["gates"].tolist(), "chosen": trace["chosen"].tolist()}
     else:
         picture, routing = message_image(_no_routing(result.mode, result.steps, engine)), None
     rationale = trace.get("text", "") if result.mode == "explicit" else ""
     details = {
-        "mode": result.mode, "steps": result.steps,
-        "results": [{"rank": h.rank, "score": round(h.score, 4), "corpus_index": h.index,
-                     "kind": item_kind(h.item), "text": h.item.get("text", "")} for h in result.hits],
+        "mode": result.mode,
+        "steps": result.steps,
+        "results": [
+            {
+                "rank": h.rank,
+                "score": round(h.score, 4),
+                "corpus_index": h.index,
+                "kind": item_kind(h.item),
+                "text": h.item.get("text", ""),
+            }
+            for h in result.hits
+        ],
         "latency_ms": {m: {k: round(v, 2) for k, v in d.items()} for m, d in result.latency.items()},
-        "routing": routing, "rationale": rationale or None,
+        "routing": routing,
+        "rationale": rationale or None,
         "generated_tokens": trace.get("generated_tokens"),
     }
     return gallery, picture, _latency_table(result), rationale, details
@@ -188,55 +212,99 @@ def build_blocks(startup: Startup) -> gr.Blocks:
         timer = gr.Timer(1.0)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                query = gr.File(label="Query: an image, a video or a PDF", file_types=UPLOAD_EXTS,
-                                type="filepath", elem_id="query-file")
-                page = gr.Slider(1, MAX_PAGE, value=1, step=1, label="PDF page", visible=False,
-                                 elem_id="page")
-                preview = gr.Image(label="Query preview", type="pil", interactive=False, height=260,
-                                   elem_id="preview")
+                query = gr.File(
+                    label="Query: an image, a video or a PDF",
+                    file_types=UPLOAD_EXTS,
+                    type="filepath",
+                    elem_id="query-file",
+                )
+                page = gr.Slider(
+                    1, MAX_PAGE, value=1, step=1, label="PDF page", visible=False, elem_id="page"
+                )
+                preview = gr.Image(
+                    label="Query preview", type="pil", interactive=False, height=260, elem_id="preview"
+                )
                 info = gr.Markdown("", label="query info")
-                instruction = gr.Textbox(label="Instruction (optional)", max_lines=3,
-                                         placeholder="e.g. Find the picture that matches this one")
+                instruction = gr.Textbox(
+                    label="Instruction (optional)",
+                    max_lines=3,
+                    placeholder="e.g. Find the picture that matches this one",
+                )
                 mode = gr.Radio(list(MODES), value="latent", label="Mode")
-                steps = gr.Slider(0, MAX_STEPS, value=PlumeConfig.latent_steps, step=1,
-                                  label="Latent steps K (latent mode)")
+                steps = gr.Slider(
+                    0, MAX_STEPS, value=PlumeConfig.latent_steps, step=1, label="Latent steps K (latent mode)"
+                )
                 k = gr.Slider(1, MAX_RESULTS, value=8, step=1, label="Results to show")
                 time_all = gr.Checkbox(True, label="Also time this query in the other two modes")
                 go = gr.Button("Search", variant="primary", elem_id="search")
             with gr.Column(scale=2):
-                gallery = gr.Gallery(label="Top results (rank · cosine score · kind)", columns=4,
-                                     height=420, object_fit="contain", elem_id="results")
+                gallery = gr.Gallery(
+                    label="Top results (rank · cosine score · kind)",
+                    columns=4,
+                    height=420,
+                    object_fit="contain",
+                    elem_id="results",
+                )
                 with gr.Row():
-                    heat = gr.Image(label="Routing trace (steps × experts)", show_label=False,
-                                    type="pil", format="png", interactive=False, height=420,
-                                    elem_id="heatmap", scale=3)
+                    heat = gr.Image(
+                        label="Routing trace (steps × experts)",
+                        show_label=False,
+                        type="pil",
+                        format="png",
+                        interactive=False,
+                        height=420,
+                        elem_id="heatmap",
+                        scale=3,
+                    )
                     with gr.Column(scale=2):
                         latency = gr.Markdown("", label="Latency", elem_id="latency")
-                        rationale = gr.Textbox(label="Explicit-mode rationale", lines=4,
-                                               interactive=False, elem_id="rationale",
-                                               placeholder="explicit mode writes its reasoning here")
+                        rationale = gr.Textbox(
+                            label="Explicit-mode rationale",
+                            lines=4,
+                            interactive=False,
+                            elem_id="rationale",
+                            placeholder="explicit mode writes its reasoning here",
+                        )
                 with gr.Accordion("Result details (JSON)", open=False):
                     details = gr.JSON(label="details")
         with gr.Accordion("Add your own files to the corpus", open=False):
-            add_files = gr.File(label="Images, videos or PDFs", file_count="multiple",
-                                file_types=UPLOAD_EXTS, type="filepath")
+            add_files = gr.File(
+                label="Images, videos or PDFs", file_count="multiple", file_types=UPLOAD_EXTS, type="filepath"
+            )
             add_text = gr.Textbox(label="Text candidates, one per line", lines=3)
             add_go = gr.Button("Add to corpus")
             add_info = gr.Markdown("", label="added")
 
-        timer.tick(h.status, outputs=[status, timer, steps], api_name="status_tick",
-                   api_visibility="private",
-                   queue=False, show_progress="hidden")
+        timer.tick(
+            h.status,
+            outputs=[status, timer, steps],
+            api_name="status_tick",
+            api_visibility="private",
+            queue=False,
+            show_progress="hidden",
+        )
         demo.load(h.status, outputs=[status, timer, steps], api_name="status", queue=False)
         query.upload(h.on_upload, inputs=query, outputs=[preview, page, info], api_name="preview")
-        query.clear(lambda: (None, gr.Slider(visible=False), ""), outputs=[preview, page, info],
-                    api_visibility="private")
-        page.release(h.preview, inputs=[query, page], outputs=[preview, page, info],
-                     api_name="preview_page")
-        go.click(h.search, inputs=[query, page, instruction, mode, steps, k, time_all],
-                 outputs=[gallery, heat, latency, rationale, details], api_name="search",
-                 concurrency_limit=2, concurrency_id="model")
-        add_go.click(h.add, inputs=[add_files, add_text], outputs=add_info,
-                     api_name="add_to_corpus", concurrency_limit=1)
+        query.clear(
+            lambda: (None, gr.Slider(visible=False), ""),
+            outputs=[preview, page, info],
+            api_visibility="private",
+        )
+        page.release(h.preview, inputs=[query, page], outputs=[preview, page, info], api_name="preview_page")
+        go.click(
+            h.search,
+            inputs=[query, page, instruction, mode, steps, k, time_all],
+            outputs=[gallery, heat, latency, rationale, details],
+            api_name="search",
+            concurrency_limit=2,
+            concurrency_id="model",
+        )
+        add_go.click(
+            h.add,
+            inputs=[add_files, add_text],
+            outputs=add_info,
+            api_name="add_to_corpus",
+            concurrency_limit=1,
+        )
     demo.plume_startup = startup
     return demo
