@@ -68,6 +68,18 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
             and isinstance(node.args[0].value, str)
         ):
             found.append((node.lineno, node.args[0].value))
+        elif (
+            isinstance(node, ast.Assign)
+            and any(getattr(target, "id", "") == "_EXPORTS" for target in node.targets)
+            and isinstance(node.value, ast.Dict)
+        ):
+            # lazy exports (plume_lite.lazy): name -> module, absolute or ".relative"
+            for value in node.value.values:
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    target = value.value
+                    found.append(
+                        (node.lineno, ".".join(package) + target if target.startswith(".") else target)
+                    )
     return [(line, m) for line, m in found if m == "plume_lite" or m.startswith("plume_lite.")]
 
 
@@ -104,6 +116,20 @@ def test_the_layer_test_sees_lazy_and_subpackage_imports():
     finally:
         fake.unlink()
     assert {"plume_lite.apps", "plume_lite.train", "plume_lite.experiments.bench"} <= seen
+
+
+def test_the_layer_test_sees_lazy_exports():
+    seen = {m for _, m in imported_modules(PACKAGE / "data" / "__init__.py")}
+    assert {"plume_lite.data.synth", "plume_lite.media"} <= seen
+
+
+def test_every_lazy_export_resolves():
+    import importlib
+
+    for package in ("plume_lite", "plume_lite.data", "plume_lite.train", "plume_lite.evaluation"):
+        module = importlib.import_module(package)
+        for name in module._EXPORTS:
+            assert getattr(module, name) is not None, f"{package}.{name}"
 
 
 def test_the_layers_are_the_package_folders():

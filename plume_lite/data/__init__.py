@@ -4,25 +4,17 @@ real MMEB sources, and safe media decoding. Names are imported lazily so that im
 
 from __future__ import annotations
 
-import importlib
+from plume_lite.lazy import lazy_exports
 
+# fmt: off
 _EXPORTS = {
-    "make_synth": "synth",
-    "load_train_pairs": "mmeb",
-    "load_eval_tasks": "mmeb",
-    "load_image": "media",
-    "load_video": "media",
-    "load_pdf_page": "media",
-    "pdf_num_pages": "media",
-    "MediaError": "media",
-    "DataError": "storage",
-    "TrainPair": "formats",
-    "EvalTask": "formats",
+    "make_synth": ".synth", "load_train_pairs": ".mmeb", "load_eval_tasks": ".mmeb",
+    "load_image": "plume_lite.media", "load_video": "plume_lite.media",
+    "load_pdf_page": "plume_lite.media", "pdf_num_pages": "plume_lite.media",
+    "MediaError": "plume_lite.media", "DataError": ".storage", "TrainPair": ".formats",
+    "EvalTask": ".formats",
 }
+# fmt: on
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -12,68 +12,21 @@ MMEB_TRAIN_REPO = "TIGER-Lab/MMEB-train"
 UME_SFT_REPO = "zhibinlan/UME-sft-train"
 MMEB_TEST_REPO = "ziyjiang/MMEB_Test_Instruct"
 
+# Name tables stay compact: one line per group reads like the benchmark's own table.
+# fmt: off
 MMEB_TRAIN_SUBSETS = [
-    "ImageNet_1K",
-    "N24News",
-    "HatefulMemes",
-    "VOC2007",
-    "SUN397",
-    "OK-VQA",
-    "A-OKVQA",
-    "DocVQA",
-    "InfographicsVQA",
-    "ChartQA",
-    "Visual7W",
-    "VisDial",
-    "CIRR",
-    "VisualNews_t2i",
-    "VisualNews_i2t",
-    "MSCOCO_t2i",
-    "MSCOCO_i2t",
-    "NIGHTS",
-    "WebQA",
-    "MSCOCO",
+    "ImageNet_1K", "N24News", "HatefulMemes", "VOC2007", "SUN397", "OK-VQA", "A-OKVQA",
+    "DocVQA", "InfographicsVQA", "ChartQA", "Visual7W", "VisDial", "CIRR", "VisualNews_t2i",
+    "VisualNews_i2t", "MSCOCO_t2i", "MSCOCO_i2t", "NIGHTS", "WebQA", "MSCOCO",
 ]
 # MMEB image tasks (36): all local, each row lists its own candidates.
 IMAGE_TASKS = {
-    "classification": [
-        "ImageNet-1K",
-        "N24News",
-        "HatefulMemes",
-        "VOC2007",
-        "SUN397",
-        "Place365",
-        "ImageNet-A",
-        "ImageNet-R",
-        "ObjectNet",
-        "Country211",
-    ],
-    "qa": [
-        "OK-VQA",
-        "A-OKVQA",
-        "DocVQA",
-        "InfographicsVQA",
-        "ChartQA",
-        "Visual7W",
-        "ScienceQA",
-        "VizWiz",
-        "GQA",
-        "TextVQA",
-    ],
-    "retrieval": [
-        "VisDial",
-        "CIRR",
-        "VisualNews_t2i",
-        "VisualNews_i2t",
-        "MSCOCO_t2i",
-        "MSCOCO_i2t",
-        "NIGHTS",
-        "WebQA",
-        "FashionIQ",
-        "Wiki-SS-NQ",
-        "OVEN",
-        "EDIS",
-    ],
+    "classification": ["ImageNet-1K", "N24News", "HatefulMemes", "VOC2007", "SUN397",
+                       "Place365", "ImageNet-A", "ImageNet-R", "ObjectNet", "Country211"],
+    "qa": ["OK-VQA", "A-OKVQA", "DocVQA", "InfographicsVQA", "ChartQA", "Visual7W",
+           "ScienceQA", "VizWiz", "GQA", "TextVQA"],
+    "retrieval": ["VisDial", "CIRR", "VisualNews_t2i", "VisualNews_i2t", "MSCOCO_t2i",
+                  "MSCOCO_i2t", "NIGHTS", "WebQA", "FashionIQ", "Wiki-SS-NQ", "OVEN", "EDIS"],
     "grounding": ["MSCOCO", "RefCOCO", "RefCOCO-Matching", "Visual7W-Pointing"],
 }
 # MMEB-v2 video tasks (18): classification and retrieval rank a shared pool (global).
@@ -83,6 +36,7 @@ VIDEO_TASKS = {
     ("retrieval", "global"): ["MSR-VTT", "MSVD", "DiDeMo", "YouCook2", "VATEX"],
     ("moment_retrieval", "local"): ["QVHighlight", "Charades-STA", "MomentSeeker"],
 }
+# fmt: on
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 

@@ -7,19 +7,14 @@ Layer: imports plume_lite, plume_lite.data and plume_lite.train only.
 
 from __future__ import annotations
 
-import importlib
+from plume_lite.lazy import lazy_exports
 
+# fmt: off
 _EXPORTS = {
-    "evaluate": "protocol",
-    "EmbeddingIndex": "index",
-    "EmbeddingCache": "index",
-    "hit_at_k": "metrics",
-    "ndcg_at_k": "metrics",
+    "evaluate": ".protocol", "EmbeddingIndex": ".index", "EmbeddingCache": ".index",
+    "hit_at_k": ".metrics", "ndcg_at_k": ".metrics",
 }
+# fmt: on
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

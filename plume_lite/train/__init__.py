@@ -9,21 +9,14 @@ plume_lite.data only.
 
 from __future__ import annotations
 
-import importlib
+from plume_lite.lazy import lazy_exports
 
+# fmt: off
 _EXPORTS = {
-    "train": "loop",
-    "TrainConfig": "config",
-    "resolve_config": "config",
-    "PROFILES": "config",
-    "info_nce": "losses",
-    "plume_loss": "losses",
+    "train": ".loop", "TrainConfig": ".config", "resolve_config": ".config", "PROFILES": ".config",
+    "info_nce": ".losses", "plume_loss": ".losses",
 }
+# fmt: on
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    # lazy: `plume_lite.train.config` must not pull in torch and accelerate
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -217,47 +217,26 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+# Named presets, one per machine; compact so the two read side by side.
+# fmt: off
 PROFILES: dict[str, dict] = {
     # CPU, 2 cores: the tiny offline backbone, full fine-tuning, SynthMMEB tiny.
     # lr 3e-4 + clipping 1.0 trains through the rollout; 1e-3 collapsed (ENVIRONMENT.md).
     # One torch thread: the tiny model gains little from a second one, and next to any
     # other CPU job two threads spin-wait (a 300-step latent run: 21 min vs 2 min).
-    "tiny": dict(
-        backbone="tiny",
-        lora=False,
-        freeze_vision=False,
-        precision="no",
-        threads=1,
-        latent_steps=8,
-        batch_size=16,
-        grad_accum=1,
-        lr=3e-4,
-        warmup_steps=10,
-        max_steps=300,
-        save_every=100,
-        grad_clip=1.0,
-    ),
+    "tiny": dict(backbone="tiny", lora=False, freeze_vision=False, precision="no", threads=1,
+                 latent_steps=8, batch_size=16, grad_accum=1, lr=3e-4, warmup_steps=10,
+                 max_steps=300, save_every=100, grad_clip=1.0),
     # One 24 GB GPU: Qwen2-VL-2B with LoRA on the language model, vision tower frozen,
-    # bf16. ~12 pairs fit per step with gradients through K = 8 steps (docs/method.md §Reference numbers);
-    # accumulation gives a larger effective batch (negatives stay per micro-batch).
-    "gpu-2b": dict(
-        backbone="Qwen/Qwen2-VL-2B-Instruct",
-        lora=True,
-        lora_r=16,
-        lora_alpha=32,
-        lora_dropout=0.05,
-        freeze_vision=True,
-        precision="bf16",
-        latent_steps=8,
-        batch_size=12,
-        grad_accum=4,
-        lr=1e-4,
-        warmup_steps=50,
-        max_steps=2000,
-        save_every=200,
-        grad_clip=1.0,
-    ),
+    # bf16. ~12 pairs fit per step with gradients through K = 8 steps
+    # (docs/method.md §Reference numbers); accumulation gives a larger effective batch
+    # (negatives stay per micro-batch).
+    "gpu-2b": dict(backbone="Qwen/Qwen2-VL-2B-Instruct", lora=True, lora_r=16, lora_alpha=32,
+                   lora_dropout=0.05, freeze_vision=True, precision="bf16", latent_steps=8,
+                   batch_size=12, grad_accum=4, lr=1e-4, warmup_steps=50, max_steps=2000,
+                   save_every=200, grad_clip=1.0),
 }
+# fmt: on
 
 
 def resolve_config(profile: str = "tiny", mode: str | None = None, files=(), overrides=()) -> TrainConfig:
