@@ -1,7 +1,7 @@
 """PlumeConfig: everything that defines a PLUME model on top of its backbone.
 
 Saved as `plume_config.json` beside the weights; training-run settings live in
-`train_config.py`. Unknown keys are an error that names the closest valid key."""
+`train/config.py`. Unknown keys are an error that names the closest valid key."""
 
 from __future__ import annotations
 
