@@ -85,6 +85,23 @@ def checked_int(name: str, value, low: int, high: int | None = None) -> int:
 _PATH_TYPES = (str, os.PathLike)
 
 
+def is_single_item(value) -> bool:
+    """True for one item (a string, a PIL image or a dict), False for a list of them."""
+    return isinstance(value, (str, dict)) or isinstance(value, _pil_types())
+
+
+def as_item(value, index: int = 0) -> dict:
+    """An item dict from what a user may pass: a dict as it is, a string as its text, a
+    PIL image as its image (the sentence-transformers habit of plain inputs)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        return {"text": value}
+    if isinstance(value, _pil_types()):
+        return {"image": value}
+    raise InputError(f"item {index} must be a dict, a string or a PIL image, got {type(value).__name__}")
+
+
 def clean_item(item, index: int = 0) -> dict:
     """A validated copy of one item, keys with value None dropped.
 

@@ -11,6 +11,7 @@ latent   K continuous latent steps, then reads <gen_emb> (PLUME)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from plume_lite.adapter import TransitionAdapter, balance_loss
 from plume_lite.backbone import load_backbone
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig
 from plume_lite.errors import InputError
-from plume_lite.items import ItemBatcher, checked_int
+from plume_lite.items import ItemBatcher, as_item, checked_int, is_single_item
 from plume_lite.rollout import latent_rollout, run_prefix
 from plume_lite.tokens import EOT, GEN_EMB, INFERENCE_SUFFIX, add_plume_tokens
 
@@ -164,7 +165,8 @@ class PlumeModel(nn.Module):
     def save_pretrained(self, path) -> None:
         """Save the model as safetensors + JSON (never pickle), atomically.
 
-        The folder holds `plume_config.json`, `adapter.safetensors` and either
+        The folder holds `plume_config.json`, `adapter.safetensors`, a `README.md` model
+        card (what the checkpoint is, how to use it, its settings) and either
         `backbone/` (full weights and processor) or, after `enable_lora`, `lora/`,
         `processor/` and `token_rows.safetensors` (the base backbone is not copied).
         Everything is written into a temporary sibling folder that then replaces
@@ -180,7 +182,7 @@ class PlumeModel(nn.Module):
         Example:
             >>> model.save_pretrained("my_ckpt")
             >>> sorted(os.listdir("my_ckpt"))
-            ['adapter.safetensors', 'backbone', 'plume_config.json']
+            ['README.md', 'adapter.safetensors', 'backbone', 'plume_config.json']
         """
         from plume_lite.saving import save_plume
 
@@ -208,12 +210,17 @@ class PlumeModel(nn.Module):
     @torch.no_grad()
     def encode(
         self,
-        items: list,
+        items,
         mode: str = "latent",
         steps: int | None = None,
         batch_size: int = 16,
         return_trace: bool = False,
         progress: bool = False,
+        *,
+        show_progress_bar: bool | None = None,
+        convert_to_numpy: bool = False,
+        convert_to_tensor: bool | None = None,
+        normalize_embeddings: bool = True,
     ):
         """Embed items: L2-normalised float32 rows [N, D] on the CPU (and traces if asked).
 
@@ -222,7 +229,9 @@ class PlumeModel(nn.Module):
         not depend on the others in its batch (left padding, per-row positions).
 
         Args:
-            items: a list of item dicts, each with keys among `instruction` (str),
+            items: a list of items, or one item (then one row [D] comes back, as in
+                sentence-transformers). An item is a string (its text), a PIL image, or
+                a dict with keys among `instruction` (str),
                 `text` (str), and at most one of `image` (path, bytes or PIL image),
                 `video` (mp4/webm/gif path, frame folder, or list of frames; 8 frames
                 are sampled uniformly) and `pdf` (path) with `page` (0-based int,
@@ -235,7 +244,12 @@ class PlumeModel(nn.Module):
                 None uses `config.latent_steps`. Only "latent" mode uses it.
             batch_size: items per forward pass (an int >= 1).
             return_trace: also return one trace dict per item.
-            progress: show a tqdm progress bar over batches.
+            progress: show a tqdm progress bar over batches (`show_progress_bar` is
+                the sentence-transformers name for it).
+            convert_to_numpy: return a numpy float32 array instead of a torch tensor.
+            convert_to_tensor: return a torch tensor (wins over `convert_to_numpy`).
+            normalize_embeddings: L2-normalise each row (default); False returns the
+                raw hidden states read at the embedding token.
 
         Returns:
             torch.Tensor: [N, D] float32 on the CPU, each row of unit L2 norm (D is the
@@ -247,8 +261,8 @@ class PlumeModel(nn.Module):
             "generated_tokens" (int).
 
         Raises:
-            InputError: an unknown mode, `items` given as one dict instead of a list,
-                `steps` or `batch_size` not an integer in range, or a malformed item
+            InputError: an unknown mode, `steps` or `batch_size` not an integer in range,
+                or a malformed item
                 (unknown key, a value of the wrong type, text over the length limit,
                 several visual inputs, empty item, `page` without `pdf`, missing file,
                 an image of extreme aspect ratio).
@@ -265,8 +279,9 @@ class PlumeModel(nn.Module):
         """
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
-        if isinstance(items, dict):
-            raise InputError("encode() takes a list of items; wrap a single item in a list")
+        single = is_single_item(items)
+        items = [as_item(x, i) for i, x in enumerate([items] if single else list(items))]
+        progress = progress if show_progress_bar is None else bool(show_progress_bar)
         steps = (
             self.config.latent_steps
             if steps is None
@@ -285,13 +300,64 @@ class PlumeModel(nn.Module):
             for start in chunks:
                 batch = items[start : start + batch_size]
                 emb, trace = self._encode_batch(batch, mode, steps, return_trace)
-                embeddings.append(F.normalize(emb.float(), dim=-1).cpu())
+                emb = emb.float()
+                embeddings.append((F.normalize(emb, dim=-1) if normalize_embeddings else emb).cpu())
                 traces.extend(trace)
         finally:
             self.train(was_training)
         dim = self.backbone.config.text_config.hidden_size
         out = torch.cat(embeddings) if embeddings else torch.empty(0, dim)
-        return (out, traces) if return_trace else out
+        if single:
+            out, traces = out[0], traces[:1]
+        if convert_to_numpy and not convert_to_tensor:
+            out = out.numpy()
+        if return_trace:
+            return out, (traces[0] if single and traces else traces)
+        return out
+
+    @staticmethod
+    def similarity(a, b):
+        """Cosine similarities [N, M] of two sets of embeddings (tensors, numpy arrays or
+        single rows), as sentence-transformers' `model.similarity`; a torch tensor.
+
+        Example:
+            >>> emb = model.encode(["a red circle", "a blue square"])
+            >>> model.similarity(emb, emb).shape
+            torch.Size([2, 2])
+        """
+        a = torch.as_tensor(a, dtype=torch.float32)
+        b = torch.as_tensor(b, dtype=torch.float32)
+        a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+        return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload PLUME-lite checkpoint",
+    ) -> str:
+        """Save this model (with its model card) and upload the folder to the Hugging Face
+        Hub as a model repository; returns the repository URL.
+
+        Example:
+            >>> model.push_to_hub("me/plume-lite-tiny")      # needs `huggingface-cli login`
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(Path(tmp) / "model")
+            api.upload_folder(
+                folder_path=str(Path(tmp) / "model"),
+                repo_id=repo_id,
+                repo_type="model",
+                commit_message=commit_message,
+            )
+        return str(url)
 
     def _encode_batch(self, items, mode, steps, return_trace):
         inputs, anchor_index = self.batcher(items, mode, self.device)

@@ -48,8 +48,11 @@ def inject_lora(model, settings: dict) -> None:
 
 
 def save_plume(model, path) -> None:
+    from plume_lite.model_card import model_card
+
     with atomic_dir(path) as tmp:
         model.config.save(tmp / "plume_config.json")
+        (tmp / "README.md").write_text(model_card(model), encoding="utf-8")
         adapter_state = {k: v.detach().cpu().contiguous() for k, v in model.adapter.state_dict().items()}
         save_file(adapter_state, str(tmp / "adapter.safetensors"))
         if model.lora_enabled:
