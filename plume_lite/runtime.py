@@ -49,6 +49,15 @@ def apply_env(offline: bool = False, force: bool = False) -> None:
             os.environ.setdefault(key, value)
 
 
+def resolve_device(name: str | None = "auto") -> str:
+    """A torch device name: "auto" (or None) is CUDA when present, else the CPU."""
+    if name in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name)
+
+
 def thread_count() -> int:
     """Intra-op threads to use: $PLUME_THREADS, else DEFAULT_THREADS."""
     raw = os.environ.get("PLUME_THREADS", "")

@@ -288,7 +288,9 @@ def test_cli_eval(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "plume_lite.model", fake_model)
     monkeypatch.setitem(__import__("sys").modules, "plume_lite.data.mmeb", fake_data)
     parser = argparse.ArgumentParser()
-    ev.add_cli(parser.add_subparsers(dest="command"))
+    from plume_lite.evaluation import cli as eval_cli
+
+    eval_cli.add_cli(parser.add_subparsers(dest="command"))
     out = tmp_path / "r" / "eval.json"
     args = parser.parse_args(
         [

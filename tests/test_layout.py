@@ -173,6 +173,19 @@ def test_importing_the_library_leaves_the_environment_unchanged(module):
     assert out.stdout.strip().splitlines()[-1] == "{}", out.stdout
 
 
+def test_help_and_version_do_not_import_torch():
+    code = (
+        "import sys; from plume_lite.apps.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'gradio', 'datasets') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
+    version = subprocess.run(
+        [sys.executable, "-m", "plume_lite", "--version"], capture_output=True, text=True
+    )
+    assert version.stdout.strip().startswith("plume-lite 0.")
+
+
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run(
         [sys.executable, "-m", "plume_lite", "--help"], capture_output=True, text=True, cwd=ROOT, check=True

@@ -15,16 +15,18 @@ from plume_lite.runtime import apply_env, configure_threads
 # module -> registers one or more subcommands
 COMMAND_MODULES = [
     "plume_lite.data.cli",  # synth, data show
-    "plume_lite.train.loop",  # train
-    "plume_lite.evaluation.protocol",  # eval
-    "plume_lite.experiments.reproduce",  # reproduce
-    "plume_lite.experiments.bench",  # bench
+    "plume_lite.train.cli",  # train
+    "plume_lite.evaluation.cli",  # eval
+    "plume_lite.experiments.cli",  # reproduce, bench
     "plume_lite.apps.demo.cli",  # demo
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from plume_lite import __version__
+
     parser = argparse.ArgumentParser(prog="plume-lite", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"plume-lite {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:

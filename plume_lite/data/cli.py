@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from plume_lite.arguments import int_at_least
+from plume_lite.arguments import int_at_least, name_list
 
 
 def add_cli(subparsers) -> None:
@@ -16,14 +16,14 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"])
     p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--tasks", nargs="+", default=None, help="only these task names")
+    p.add_argument("--tasks", type=name_list, default=None, help="only these task names (comma-separated)")
     p.set_defaults(func=_synth)
 
     d = subparsers.add_parser("data", help="inspect data sources")
     sub = d.add_subparsers(dest="action", required=True)
     s = sub.add_parser("show", help="print tasks, sizes, modalities and one example each")
     s.add_argument("source", help="SynthMMEB folder, local MMEB/UME/BEIR folder, or hub id")
-    s.add_argument("--tasks", nargs="+", default=None)
+    s.add_argument("--tasks", type=name_list, default=None, help="only these task names (comma-separated)")
     s.add_argument("--media-root", default=None, help="folder media paths are relative to")
     s.set_defaults(func=_show)
 

@@ -9,15 +9,13 @@ image+text queries (the paper's setting). ms/query = call time / batch size.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 
 import torch
 from PIL import Image, ImageDraw
 
-from plume_lite.arguments import int_at_least, int_list
-from plume_lite.errors import InputError
+from plume_lite.runtime import resolve_device
 
 
 def bench_queries(n: int, image_size: int) -> list[dict]:
@@ -113,40 +111,4 @@ def load_for_bench(args):
     else:
         model = PlumeModel.from_backbone(args.backbone, dtype=dtype)
     model.config.max_new_tokens = args.max_new_tokens
-    return model.to(device=args.device, dtype=dtype).eval()
-
-
-def main(args) -> int:
-    from plume_lite.io import atomic_write_text
-
-    modes = args.modes.split(",")
-    if bad := [m for m in modes if m not in ("direct", "latent", "explicit")]:
-        raise InputError(f"unknown mode(s) {bad}; choose from direct, latent, explicit")
-    torch.manual_seed(0)
-    model = load_for_bench(args)
-    result = run_bench(model, modes, args.batch_sizes, args.steps, args.repeats, args.image_size)
-    print(format_table(result))
-    if args.out:
-        atomic_write_text(args.out, json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="latency and throughput of the three encode modes")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a saved PlumeModel folder")
-    src.add_argument("--backbone", default="tiny", help="hub id, local folder, or 'tiny' (default)")
-    src.add_argument("--random-2b", action="store_true", help="random weights with Qwen2-VL-2B shapes")
-    p.add_argument("--modes", default="direct,latent,explicit")
-    p.add_argument("--batch-sizes", type=int_list(1), default=[1, 16], help="comma-separated, e.g. 1,16")
-    p.add_argument("--steps", type=int_at_least(0), default=8, help="latent steps K")
-    p.add_argument(
-        "--max-new-tokens", type=int_at_least(1), default=64, help="explicit mode rationale budget"
-    )
-    p.add_argument("--repeats", type=int_at_least(1), default=3)
-    p.add_argument("--image-size", type=int_at_least(28), default=64)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--out", help="write the results as JSON here")
-    p.set_defaults(func=main)
+    return model.to(device=resolve_device(args.device), dtype=dtype).eval()

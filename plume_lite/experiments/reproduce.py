@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from plume_lite.arguments import int_at_least
 from plume_lite.errors import ConfigError
 from plume_lite.experiments.report import write_report
 from plume_lite.io import atomic_write_text
@@ -190,30 +189,3 @@ def reproduce(
         "wall_seconds": time.time() - start,
     }
     return write_report(root, report)
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("reproduce", help="the paper's tables at lite scale (data, training, eval)")
-    p.add_argument("--out", required=True, help="output folder (reused: finished runs are skipped)")
-    p.add_argument("--quick", action="store_true", help="a few steps per run: the pipeline in ~3 minutes")
-    p.add_argument(
-        "--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 2; quick 1)"
-    )
-    p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
-    p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
-    p.add_argument("--eval-data", default=None, help="evaluation data (default: the same as --data)")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    report = reproduce(
-        args.out,
-        quick=args.quick,
-        seeds=args.seeds,
-        profile=args.profile,
-        data=args.data,
-        eval_data=args.eval_data,
-    )
-    print((Path(args.out) / "tables.md").read_text())
-    print(f"results: {Path(args.out) / 'results.json'} ({report['wall_seconds'] / 60:.1f} min)")
-    return 0

@@ -1,0 +1,86 @@
+"""`plume-lite reproduce` and `plume-lite bench`: the parsers, torch-free, and their
+handlers, which import the experiment code only when they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plume_lite.arguments import int_at_least, int_list, name_list
+from plume_lite.errors import InputError
+
+
+def add_cli(subparsers) -> None:
+    add_reproduce(subparsers)
+    add_bench(subparsers)
+
+
+def add_reproduce(subparsers) -> None:
+    p = subparsers.add_parser("reproduce", help="the paper's tables at lite scale (data, training, eval)")
+    p.add_argument("--out", required=True, help="output folder (reused: finished runs are skipped)")
+    p.add_argument("--quick", action="store_true", help="a few steps per run: the pipeline in ~3 minutes")
+    p.add_argument(
+        "--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 2; quick 1)"
+    )
+    p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
+    p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
+    p.add_argument("--eval-data", default=None, help="evaluation data (default: the same as --data)")
+    p.set_defaults(func=_reproduce)
+
+
+def _reproduce(args) -> int:
+    from plume_lite.experiments.reproduce import reproduce
+
+    report = reproduce(
+        args.out,
+        quick=args.quick,
+        seeds=args.seeds,
+        profile=args.profile,
+        data=args.data,
+        eval_data=args.eval_data,
+    )
+    print((Path(args.out) / "tables.md").read_text())
+    print(f"results: {Path(args.out) / 'results.json'} ({report['wall_seconds'] / 60:.1f} min)")
+    return 0
+
+
+def add_bench(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="latency and throughput of the three encode modes")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="a saved PlumeModel folder")
+    src.add_argument("--backbone", default="tiny", help="hub id, local folder, or 'tiny' (default)")
+    src.add_argument("--random-2b", action="store_true", help="random weights with Qwen2-VL-2B shapes")
+    p.add_argument(
+        "--modes", type=name_list, default=["direct", "latent", "explicit"], help="comma-separated"
+    )
+    p.add_argument("--batch-sizes", type=int_list(1), default=[1, 16], help="comma-separated, e.g. 1,16")
+    p.add_argument("--steps", type=int_at_least(0), default=8, help="latent steps K")
+    p.add_argument(
+        "--max-new-tokens", type=int_at_least(1), default=64, help="explicit mode rationale budget"
+    )
+    p.add_argument("--repeats", type=int_at_least(1), default=3)
+    p.add_argument("--image-size", type=int_at_least(28), default=64)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default auto: cuda when present)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--out", help="write the results as JSON here")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    import json
+
+    import torch
+
+    from plume_lite.experiments.bench import format_table, load_for_bench, run_bench
+    from plume_lite.io import atomic_write_text
+
+    modes = args.modes
+    if bad := [m for m in modes if m not in ("direct", "latent", "explicit")]:
+        raise InputError(f"unknown mode(s) {bad}; choose from direct, latent, explicit")
+    torch.manual_seed(0)
+    model = load_for_bench(args)
+    result = run_bench(model, modes, args.batch_sizes, args.steps, args.repeats, args.image_size)
+    print(format_table(result))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2))
+        print(f"wrote {args.out}")
+    return 0
