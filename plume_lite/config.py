@@ -16,6 +16,10 @@ from plume_lite.errors import ConfigError
 
 ADAPTERS = ("moe", "moe_no_anchor", "mlp", "none")
 MODES = ("latent", "explicit", "direct")
+# prompt layouts and latent positions (plume_lite/protocols.py): this package's, or the
+# authors' evaluation's, which their released weights need
+PROTOCOLS = ("plume_lite", "plume")
+POSITIONS = ("mrope", "authors")
 # LoRA goes on these language-model projections (the vision tower has other names)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -31,6 +35,8 @@ class PlumeConfig:
     step_table_size: int = 32  # rows of the step embedding table
     max_new_tokens: int = 64  # explicit mode: rationale budget
     instruction_prompt: str = "Represent the above input for retrieval."
+    protocol: str = "plume_lite"  # prompt layout: plume_lite | plume (the authors' evaluation prompt)
+    positions: str = "mrope"  # latent step j at: mrope (p_bot + 1 + j) | authors (prefix length + j)
     # LoRA settings (r, alpha, dropout, targets) once enable_lora() ran; None: full weights
     lora: dict | None = field(default=None)
 
@@ -38,6 +44,10 @@ class PlumeConfig:
         check_fields(self)  # types first: the range checks compare numbers
         if self.adapter not in ADAPTERS:
             raise ConfigError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
         if not self.backbone.strip():
             raise ConfigError("backbone may not be empty")
         _in_range("step_table_size", self.step_table_size, 1, MAX_STEP_TABLE)

@@ -25,6 +25,7 @@ import torch
 
 from plume_lite.errors import InputError
 from plume_lite.files import item_kind
+from plume_lite.protocols import authors_prompt_text, blank_image
 from plume_lite.tokens import DISC_EMB, prompt_text
 
 ITEM_KEYS = ("instruction", "text", "image", "video", "pdf", "page")
@@ -198,10 +199,11 @@ def check_aspect(visual, index: int) -> None:
 
 
 class ItemBatcher:
-    def __init__(self, processor, instruction_prompt: str):
+    def __init__(self, processor, instruction_prompt: str, protocol: str = "plume_lite"):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.instruction_prompt = instruction_prompt
+        self.protocol = protocol  # plume_lite | plume (plume_lite/protocols.py)
         self.disc_id = self.tokenizer.convert_tokens_to_ids(DISC_EMB)
         # longest first, so a token that contains another is escaped whole
         self.specials = sorted(
@@ -223,11 +225,13 @@ class ItemBatcher:
         for i, item in enumerate(items):
             kind, visual = load_visual(item)
             check_aspect(visual, i)
+            if kind is None and self.protocol == "plume":  # the authors' text items carry a blank image
+                kind, visual = "image", blank_image()
             if kind == "image":
                 images.append(visual)
             elif kind == "video":
                 videos.append(visual)
-            texts.append(prompt_text(item, self.instruction_prompt, mode))
+            texts.append(self.prompt(item, mode))
         self.tokenizer.padding_side = "left"  # so the last column is <bot> / <disc_emb> for every row
         kwargs = {}
         if videos:
@@ -239,8 +243,22 @@ class ItemBatcher:
         except ValueError as e:  # the processor's own limits, in one line
             raise InputError(f"the processor refused this batch: {str(e).splitlines()[0]}") from None
         inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-        anchor_index = (inputs["input_ids"] == self.disc_id).int().argmax(dim=1)
-        return inputs, anchor_index
+        return inputs, self.anchor_index(inputs["input_ids"])
+
+    def prompt(self, item: dict, mode: str) -> str:
+        """The prefix text of one validated item under this batcher's protocol."""
+        if self.protocol == "plume":
+            return authors_prompt_text(item, self.instruction_prompt, mode, item_kind(item))
+        return prompt_text(item, self.instruction_prompt, mode)
+
+    def anchor_index(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The column of the last <disc_emb> of each row (the authors read the last one);
+        a row without one is an InputError, never a silent column 0."""
+        hits = input_ids == self.disc_id
+        if not hits.any(dim=1).all():
+            row = int((~hits.any(dim=1)).nonzero()[0])
+            raise InputError(f"row {row} of the batch has no {DISC_EMB} token to read the anchor at")
+        return input_ids.shape[1] - 1 - hits.flip(1).int().argmax(dim=1)
 
     def suffix_ids(self, texts: list, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded token ids and mask of suffix texts (they follow the cache)."""

@@ -85,7 +85,7 @@ class PlumeModel(nn.Module):
             config.expert_dropout,
             config.step_table_size,
         )
-        self.batcher = ItemBatcher(processor, config.instruction_prompt)
+        self.batcher = ItemBatcher(processor, config.instruction_prompt, config.protocol)
         self.lora_enabled = False
 
     # ----------------------------------------------------------------- construction
@@ -128,17 +128,27 @@ class PlumeModel(nn.Module):
         return model.to(device) if device is not None else model
 
     @classmethod
-    def from_pretrained(cls, path, device=None, dtype=None) -> "PlumeModel":
-        """Load a PlumeModel saved by `save_pretrained` (or by `plume-lite train`).
+    def from_pretrained(cls, path, device=None, dtype=None, **settings) -> "PlumeModel":
+        """Load a PlumeModel saved by `save_pretrained` (or by `plume-lite train`), or one
+        of the authors' released checkpoints (e.g. "CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B").
 
         A full checkpoint (`backbone/`) is self-contained. A LoRA checkpoint (`lora/`)
         loads its base backbone again from the name in its `plume_config.json` (a hub
         id, folder or "tiny"), so that backbone must be reachable; LoRA is re-attached.
+        A folder in the authors' layout (a Qwen2-VL config.json, `latent_moe_transition.*`
+        tensors in its weights, no plume_config.json) is detected and loaded strictly
+        with their evaluation's settings (plume_lite/released.py; docs/method.md
+        §Running the authors' released models).
 
         Args:
-            path: the checkpoint folder (str or os.PathLike), e.g. `RUN/model`.
+            path: the checkpoint folder (str or os.PathLike), e.g. `RUN/model`, or a hub
+                id ("owner/name", fetched with huggingface_hub.snapshot_download when no
+                such local folder exists).
             device: if given, the model is moved there; otherwise it stays on the CPU.
             dtype: torch dtype of the backbone weights (default float32).
+            **settings: authors' layout only: PlumeConfig fields its weights do not
+                record (e.g. `latent_steps=6`, `positions="mrope"`); see
+                `plume_lite.released.COMPAT_SETTINGS` for what is chosen otherwise.
 
         Returns:
             PlumeModel: with the saved config, adapter and backbone (or LoRA) weights, in
@@ -148,7 +158,8 @@ class PlumeModel(nn.Module):
             CheckpointError: the folder does not exist, lacks `plume_config.json` or
                 `adapter.safetensors`, has neither `backbone/` nor `lora/`, or its
                 backbone cannot be loaded.
-            ConfigError: `plume_config.json` holds an unknown or invalid key.
+            ConfigError: `plume_config.json` holds an unknown or invalid key, or
+                `settings` are given for a checkpoint of this package's own layout.
 
         Example:
             >>> model.save_pretrained("my_ckpt")
@@ -157,9 +168,9 @@ class PlumeModel(nn.Module):
             >>> torch.equal(loaded.encode(items), model.encode(items))
             True
         """
-        from plume_lite.saving import load_plume
+        from plume_lite.saving import load_checkpoint
 
-        model = load_plume(cls, path, dtype=dtype)
+        model = load_checkpoint(cls, path, dtype=dtype, **settings)
         return model.to(device) if device is not None else model
 
     def save_pretrained(self, path) -> None:
@@ -371,7 +382,9 @@ class PlumeModel(nn.Module):
 
             return explicit_encode(self, inputs, anchor_index, return_trace)
         suffix = self.batcher.suffix_ids([EOT + INFERENCE_SUFFIX + GEN_EMB] * len(items), self.device)
-        r = latent_rollout(self.vlm, self.adapter, inputs, anchor_index, steps, *suffix)
+        r = latent_rollout(
+            self.vlm, self.adapter, inputs, anchor_index, steps, *suffix, positions=self.config.positions
+        )
         emb = r.suffix_hidden[:, -1]
         return emb, (rollout_traces(r, steps) if return_trace else [])
 
@@ -390,7 +403,16 @@ class PlumeModel(nn.Module):
         head = EOT if mode == "latent" else ""
         texts = [head + t + GEN_EMB for t in suffix_texts]
         suffix_ids, suffix_mask = self.batcher.suffix_ids(texts, self.device)
-        r = latent_rollout(self.vlm, self.adapter, inputs, anchor_index, n_latent, suffix_ids, suffix_mask)
+        r = latent_rollout(
+            self.vlm,
+            self.adapter,
+            inputs,
+            anchor_index,
+            n_latent,
+            suffix_ids,
+            suffix_mask,
+            positions=self.config.positions,
+        )
         # position t predicts suffix token t: the first from the last latent state
         predictors = torch.cat([r.last.unsqueeze(1), r.suffix_hidden[:, :-1]], dim=1)
         logits = self.backbone.lm_head(predictors).float()

@@ -9,6 +9,9 @@ Positions: every row carries its own next text position (image and video tokens
 compress M-RoPE positions, so it is not the cache length); latent step j sits at
 p_bot + 1 + j on all three axes and the suffix continues from there, the same in
 training and inference. Explicit position_ids go to every cached call.
+`positions="authors"` instead starts the latent steps at the row's prefix length in
+tokens (the KV-cache length), where the authors' evaluation puts them and their
+released weights expect them (plume_lite/protocols.py).
 """
 
 from __future__ import annotations
@@ -65,15 +68,24 @@ class CachedSequence:
     next_pos: torch.Tensor  # [B] text position of the next token
 
 
-def run_prefix(vlm, inputs: dict, use_cache: bool = True):
-    """Prefix forward; returns (last-layer hidden [B, L, D], CachedSequence or None)."""
-    positions = rope_positions(vlm, inputs)
+def run_prefix(vlm, inputs: dict, use_cache: bool = True, positions: str = "mrope"):
+    """Prefix forward; returns (last-layer hidden [B, L, D], CachedSequence or None).
+
+    The next position of each row is its largest M-RoPE position + 1 ("mrope"), or its
+    number of prefix tokens ("authors": the cache length of the unpadded row)."""
+    rope = rope_positions(vlm, inputs)
     kwargs = model_inputs(vlm, inputs)
-    out = vlm(**kwargs, position_ids=positions, use_cache=use_cache)
+    out = vlm(**kwargs, position_ids=rope, use_cache=use_cache)
     if not use_cache:
         return out.last_hidden_state, None
-    state = CachedSequence(_output_cache(out), inputs["attention_mask"], positions.amax(dim=(0, 2)) + 1)
-    return out.last_hidden_state, state
+    mask = inputs["attention_mask"]
+    if positions == "authors":
+        next_pos = mask.sum(dim=1).to(rope.dtype)
+    elif positions == "mrope":
+        next_pos = rope.amax(dim=(0, 2)) + 1
+    else:
+        raise ValueError(f"positions must be 'mrope' or 'authors', got {positions!r}")
+    return out.last_hidden_state, CachedSequence(_output_cache(out), mask, next_pos)
 
 
 def cached_step(vlm, state: CachedSequence, embeds: torch.Tensor, mask: torch.Tensor | None = None):
@@ -121,9 +133,11 @@ def latent_rollout(
     steps: int,
     suffix_ids: torch.Tensor | None = None,
     suffix_mask: torch.Tensor | None = None,
+    positions: str = "mrope",
 ) -> Rollout:
-    """Batched rollout. `anchor_index` [B] is the column of <disc_emb> in each row."""
-    hidden, state = run_prefix(vlm, inputs)
+    """Batched rollout. `anchor_index` [B] is the column of <disc_emb> in each row;
+    `positions` places the latent steps ("mrope" or "authors", see run_prefix)."""
+    hidden, state = run_prefix(vlm, inputs, positions=positions)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     result = Rollout(anchor=hidden[rows, anchor_index], z0=hidden[:, -1])
     z = result.z0

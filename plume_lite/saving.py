@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from plume_lite.config import PlumeConfig
-from plume_lite.errors import CheckpointError, PlumeError
+from plume_lite.errors import CheckpointError, ConfigError, PlumeError
 from plume_lite.io import atomic_dir, one_line, read_json
 from plume_lite.tokens import PLUME_TOKENS
 
@@ -70,6 +70,25 @@ def save_plume(model, path) -> None:
             model.processor.save_pretrained(tmp / "backbone")
 
 
+def load_checkpoint(cls, path, dtype=None, **settings):
+    """A PlumeModel from any layout `PlumeModel.from_pretrained` reads: this package's
+    folder, or the authors' released one (plume_lite.released); either as a local folder
+    or a hub id. `settings` (PlumeConfig fields) apply only to the authors' layout, which
+    does not record them."""
+    from plume_lite import released
+
+    folder = released.resolve_checkpoint(path)
+    if released.is_authors_layout(folder):
+        source = str(path)
+        return released.load_authors_checkpoint(cls, folder, dtype=dtype, source=source, **settings)
+    if settings:
+        raise ConfigError(
+            f"{path}: settings {sorted(settings)} apply only to the authors' released layout; "
+            "this checkpoint's plume_config.json holds its own"
+        )
+    return load_plume(cls, folder, dtype=dtype)
+
+
 def load_plume(cls, path, dtype=None):
     from plume_lite.backbone import load_backbone
 
@@ -80,7 +99,15 @@ def load_plume(cls, path, dtype=None):
         raise CheckpointError(f"{path} is a file, not a checkpoint folder")
     config_file = path / "plume_config.json"
     if not config_file.exists():
-        raise CheckpointError(f"{path} is not a complete plume_lite checkpoint: plume_config.json is missing")
+        hint = ""
+        if (path / "config.json").exists():  # a transformers folder, but no released PLUME one either
+            hint = (
+                " (its config.json and weights hold no latent_moe_transition.* adapter either, so it is "
+                "not the authors' released layout; a plain backbone loads with PlumeModel.from_backbone)"
+            )
+        raise CheckpointError(
+            f"{path} is not a complete plume_lite checkpoint: plume_config.json is missing{hint}"
+        )
     config = PlumeConfig.load(config_file)
     adapter_file = path / "adapter.safetensors"
     adapter_header = tensor_header(adapter_file)
@@ -331,7 +358,10 @@ def _quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
-def _load_full_backbone(folder: Path, dtype):
+def _load_full_backbone(folder: Path, dtype, allowed_unexpected: str | None = None):
+    """(model, processor) of a backbone folder; any missing, unexpected or misshapen tensor
+    is one CheckpointError. Unexpected tensors whose name holds `allowed_unexpected` (the
+    authors' adapter, read separately) are left out of that check."""
     from transformers import AutoModelForImageTextToText
 
     processor = _guard(folder, "cannot load the processor", _auto_processor, folder)
@@ -354,6 +384,8 @@ def _load_full_backbone(folder: Path, dtype):
         )
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get(kind) or ())
+        if kind == "unexpected_keys" and allowed_unexpected:
+            keys = [k for k in keys if allowed_unexpected not in k]
         if keys:
             detail = ""
             if kind == "mismatched_keys":

@@ -14,6 +14,7 @@ from plume_lite.runtime import apply_env, configure_threads
 
 # module -> registers one or more subcommands
 COMMAND_MODULES = [
+    "plume_lite.released_cli",  # convert
     "plume_lite.data.cli",  # synth, data show
     "plume_lite.train.cli",  # train
     "plume_lite.evaluation.cli",  # eval
