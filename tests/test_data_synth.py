@@ -56,7 +56,7 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(synth, tmp_path)
         assert all(
             ours[k] != theirs[k]
             for k in ours.keys() & theirs.keys()
-            if k.endswith((".png", ".mp4", ".pdf", ".arrow"))
+            if k.endswith((".png", ".mp4", ".pdf", ".parquet"))
         )
 
 
@@ -190,7 +190,9 @@ def test_synth_refuses_to_overwrite_a_foreign_folder(tmp_path):
 def test_cli_synth_and_data_show(tmp_path, capsys, synth):
     out = tmp_path / "cli"
     assert cli.main(["synth", "--out", str(out), "--seed", "2", "--tasks", "img_qa_chart"]) == 0
-    assert "1 tasks, 120 training pairs" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "1 tasks, 120 training pairs" in text and "load_dataset(" in text
+    assert (out / "README.md").exists()
     assert cli.main(["data", "show", str(synth)]) == 0
     text = capsys.readouterr().out
     for name in ("img_cls_colorshape", "vid_mr_motion", "doc_ret_chart", "rationale", "visdoc"):

@@ -41,6 +41,11 @@ def _synth(args) -> int:
         f"training pairs, {n_test} test queries -> {out} "
         f"({time.perf_counter() - t0:.1f}s)"
     )
+    if m["tasks"]:
+        print(
+            f"dataset card {out / 'README.md'}; load a task with "
+            f"datasets.load_dataset({str(out)!r}, {m['tasks'][0]['name']!r})"
+        )
     return 0
 
 

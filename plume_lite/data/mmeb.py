@@ -1,6 +1,7 @@
 """One entry point for training pairs and evaluation tasks, whatever the source:
 
-- a SynthMMEB folder (`tasks.json`, written by `make_synth`);
+- a SynthMMEB folder (`tasks.json` and parquet tables, written by `make_synth`; folders of
+  its previous format, save_to_disk tables, too);
 - MMEB-train (`TIGER-Lab/MMEB-train` or its local copy: one folder per subset with
   parquet/json files, images under the root or `images/`);
 - UME-sft-train (`zhibinlan/UME-sft-train` or a local .json/.jsonl file or folder);
@@ -18,7 +19,14 @@ from pathlib import Path
 
 from plume_lite.data import convert, sources
 from plume_lite.data.formats import EvalTask, TrainPair
-from plume_lite.data.storage import DataError, read_rows, table_files
+from plume_lite.data.storage import (
+    BEIR_COLUMNS,
+    INSTRUCT_COLUMNS,
+    TRAIN_COLUMNS,
+    DataError,
+    read_rows,
+    table_files,
+)
 from plume_lite.data.synth import read_manifest
 
 _MEDIA_DIRS = ("images", "eval_images", "frames", "videos", "media")
@@ -95,7 +103,7 @@ def load_train_pairs(source, tasks=None, limit=None, media_root=None) -> list[Tr
         _check_tasks(tasks, [e["name"] for e in entries], src)
         for e in entries:
             if tasks is None or e["name"] in tasks:
-                rows = read_rows(src / e["train"])[:limit]
+                rows = read_rows(src / e["train"], columns=TRAIN_COLUMNS)[:limit]
                 pairs += [convert.pair_from_mmeb(r, e["name"], _roots(src, media_root)) for r in rows]
         return pairs
     if kind == "local":
@@ -131,8 +139,13 @@ def _beir_part(p: Path, part: str):
     return None
 
 
-def _read_beir(p: Path):
-    return tuple(read_rows(_beir_part(p, part), split="test") for part in _BEIR_PARTS)
+def _read_beir(p: Path, columns=False):
+    """(queries, corpus, qrels); columns=True: only the BEIR columns (SynthMMEB's queries
+    table shares its config's schema with the training pairs)."""
+    return tuple(
+        read_rows(_beir_part(p, part), split="test", columns=BEIR_COLUMNS[part] if columns else None)
+        for part in _BEIR_PARTS
+    )
 
 
 def _local_eval_tables(root: Path):
@@ -181,7 +194,10 @@ def load_eval_tasks(source, tasks=None, media_root=None) -> list[EvalTask]:
         for e in entries:
             if tasks is None or e["name"] in tasks:
                 d = src / e["eval"]
-                tables = _read_beir(d) if e.get("format") == "beir" else read_rows(d)
+                if e.get("format") == "beir":
+                    tables = _read_beir(d, columns=True)
+                else:
+                    tables = read_rows(d, columns=INSTRUCT_COLUMNS)
                 out.append(
                     _to_task(
                         e["name"],

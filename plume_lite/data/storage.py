@@ -1,6 +1,7 @@
-"""The one on-disk format: `datasets` tables (save_to_disk) with the field names of the real
-sources, plus readers for the layouts real data arrives in (save_to_disk, parquet, json,
-jsonl). Media paths are stored relative to the data folder and resolved when loaded."""
+"""The one on-disk format: parquet tables with the field names of the real sources and the
+`datasets` features in their schema (so `datasets.load_dataset` reads them, images as
+`datasets.Image`), plus readers for the layouts real data arrives in (save_to_disk, parquet,
+json, jsonl). Media paths are stored relative to the data folder and resolved when loaded."""
 
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ BEIR_COLUMNS = {
 # VLM2Vec's instructions for ViDoRe-style page retrieval (BEIR tables carry none).
 VISDOC_QRY_INST = "Find a document image that matches the given query:"
 VISDOC_TGT_INST = "Understand the content of the provided document image."
+# `datasets.Image` columns written beside the path columns (which keep the sources' names):
+# column -> the path columns it embeds, first the training table's, then the test table's.
+IMAGE_COLUMNS = {
+    "qry_image": ("qry_image_path", "qry_img_path"),
+    "pos_image": ("pos_image_path",),
+    "neg_image": ("neg_image_path",),
+    "tgt_image": ("tgt_img_path",),
+}
+ROW_GROUP = 100  # rows per parquet row group (fixed: the bytes must not depend on the machine)
 TABLE_SUFFIXES = (".parquet", ".jsonl", ".json", ".tsv", ".arrow")
 
 
@@ -84,30 +94,91 @@ def quiet_datasets():
         dlog.set_verbosity(level)
 
 
-def _features(columns: dict):
-    from datasets import Features, List, Value
-
-    return Features({k: List(Value(v[0])) if isinstance(v, list) else Value(v) for k, v in columns.items()})
+def _default(t):
+    return [] if isinstance(t, list) else (0 if t == "int32" else "")
 
 
-def write_table(rows: list[dict], path, columns: dict) -> None:
-    """Rows -> a `datasets` folder with exactly `columns` (missing fields default empty).
-    Content-hash fingerprints make the output byte-identical for identical rows."""
-    from datasets import Dataset
+def split_columns(eval_format: str) -> dict:
+    """The columns of one task's config (train and test splits share one schema, as the Hub
+    wants): the MMEB-train columns, then the test table's (MMEB_Test_Instruct rows, or BEIR
+    queries), then `datasets.Image` columns embedding the images their path columns name.
+    A row fills its own table's columns; the other table's are null."""
+    test = BEIR_COLUMNS["queries"] if eval_format == "beir" else INSTRUCT_COLUMNS
+    cols = {**TRAIN_COLUMNS, **test}
+    for name, paths in IMAGE_COLUMNS.items():
+        kinds = [cols[p] for p in paths if p in cols]
+        if kinds:
+            cols[name] = ["image"] if isinstance(kinds[0], list) else "image"
+    return cols
 
-    filled = {
-        k: [r.get(k, [] if isinstance(t, list) else (0 if t == "int32" else "")) for r in rows]
-        for k, t in columns.items()
-    }
-    with quiet_datasets():
-        Dataset.from_dict(filled, features=_features(columns)).save_to_disk(str(path))
+
+def _arrow_type(t):
+    import pyarrow as pa
+
+    if isinstance(t, list):
+        return pa.list_(_arrow_type(t[0]))
+    if t == "image":
+        return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    return {"string": pa.string(), "int32": pa.int32()}[t]
+
+
+def hf_feature(t) -> dict:
+    """A column type -> its `datasets` feature, as `Features.to_dict()` writes it."""
+    if isinstance(t, list):
+        return {"feature": hf_feature(t[0]), "_type": "List"}
+    if t == "image":
+        return {"_type": "Image"}
+    return {"dtype": t, "_type": "Value"}
+
+
+def _image_cell(rel, root: Path, cache: dict):
+    if not rel:
+        return None
+    if rel not in cache:
+        cache[rel] = {"bytes": (root / rel).read_bytes(), "path": rel}
+    return cache[rel]
+
+
+def write_parquet(rows: list[dict], path, columns: dict, own=None, root=None) -> None:
+    """Rows -> one parquet file with exactly `columns` and their `datasets` features.
+
+    own: the columns these rows fill (missing fields default empty); the others are null.
+    Image columns embed the bytes of the files (under `root`) their path columns name.
+    Fixed row groups and no timestamps: identical rows give identical bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    own = set(columns if own is None else own)
+    cache: dict = {}
+    data = {}
+    for k, t in columns.items():
+        if t in ("image", ["image"]):
+            src = next((p for p in IMAGE_COLUMNS[k] if p in own), None)
+            if src is None:
+                data[k] = [None] * len(rows)
+            elif t == "image":
+                data[k] = [_image_cell(r.get(src), Path(root), cache) for r in rows]
+            else:
+                data[k] = [[_image_cell(v, Path(root), cache) for v in r.get(src) or []] for r in rows]
+        elif k in own:
+            data[k] = [r.get(k, _default(t)) for r in rows]
+        else:
+            data[k] = [None] * len(rows)
+    features = {k: hf_feature(t) for k, t in columns.items()}
+    schema = pa.schema(
+        [(k, _arrow_type(t)) for k, t in columns.items()],
+        metadata={"huggingface": json.dumps({"info": {"features": features}})},
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(data, schema=schema), str(path), row_group_size=ROW_GROUP)
 
 
 def _is_saved_dataset(p: Path) -> bool:
     return (p / "state.json").exists() or (p / "dataset_dict.json").exists()
 
 
-def _load_saved(p: Path, split=None) -> list[dict]:
+def _load_saved(p: Path, split=None, columns=None) -> list[dict]:
     from datasets import DatasetDict, load_from_disk
 
     with quiet_datasets():
@@ -116,6 +187,8 @@ def _load_saved(p: Path, split=None) -> list[dict]:
         names = list(ds)
         pick = split if split in ds else next((s for s in ("test", "train", "original") if s in ds), names[0])
         ds = ds[pick]
+    if columns is not None:
+        ds = ds.select_columns([c for c in columns if c in ds.column_names])
     return ds.to_list()
 
 
@@ -157,13 +230,15 @@ def table_files(p: Path, split=None) -> list[Path]:
     return files
 
 
-def read_rows(path, split=None) -> list[dict]:
-    """Read a table from a save_to_disk folder, a parquet/json/jsonl file, or a folder of them."""
+def read_rows(path, split=None, columns=None) -> list[dict]:
+    """Read a table from a save_to_disk folder, a parquet/json/jsonl file, or a folder of them.
+
+    columns: read only these (of those a table has) from parquet and save_to_disk tables."""
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     if p.is_dir() and _is_saved_dataset(p):
-        return _load_saved(p, split)
+        return _load_saved(p, split, columns)
     files = [p] if p.is_file() else table_files(p, split)
     if not files:
         raise DataError(f"{p}: no data files (.parquet, .jsonl, .json, .tsv or a save_to_disk folder)")
@@ -179,7 +254,11 @@ def read_rows(path, split=None) -> list[dict]:
         elif f.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            rows.extend(pq.read_table(f).to_pylist())
+            if columns is not None:
+                have = pq.read_schema(f).names
+                rows.extend(pq.read_table(f, columns=[c for c in columns if c in have]).to_pylist())
+            else:
+                rows.extend(pq.read_table(f).to_pylist())
         else:
             raise DataError(f"{f}: unsupported table file type")
     return rows

@@ -2,13 +2,18 @@
 tasks, local and global candidate protocols, Hit@1 and graded NDCG@5), with a rationale
 for every training pair, written in the real sources' formats.
 
+    DIR/README.md                  dataset card; its front matter maps each task (a config)
+                                   to its parquet files per split, as the Hub reads them
     DIR/tasks.json                 manifest: per task modality, meta_task, protocol, metric,
-                                   reasoning flag, split sizes, held-out combination
-    DIR/train/<task>/              MMEB-train / UME-sft style pairs (datasets save_to_disk)
-    DIR/eval/<task>/               MMEB_Test_Instruct rows, or BEIR queries/ corpus/ qrels/
-    DIR/media/<task>/<split>/      PNG images, mp4 clips, PDF documents
+                                   reasoning flag, split sizes, chance level, held-out combination
+    DIR/train/<task>/train-*.parquet   MMEB-train / UME-sft style pairs
+    DIR/eval/<task>/test-*.parquet     MMEB_Test_Instruct rows, or BEIR queries/ corpus/ qrels/
+    DIR/media/<task>/<split>/      PNG images (also embedded as datasets.Image columns),
+                                   mp4 clips, PDF documents
 
-Generation is deterministic: one seed gives byte-identical files."""
+So `datasets.load_dataset(DIR, "img_qa_chart", split="test")` reads a task (and the folder can
+be uploaded to the Hub as it is). Generation is deterministic: one seed gives byte-identical
+files. Folders of the previous format (save_to_disk tables, no card) are still read."""
 
 from __future__ import annotations
 
@@ -17,14 +22,22 @@ import logging
 import time
 from pathlib import Path
 
-from plume_lite.data.storage import BEIR_COLUMNS, INSTRUCT_COLUMNS, TRAIN_COLUMNS, DataError, write_table
+from plume_lite.data import card, convert
+from plume_lite.data.storage import (
+    BEIR_COLUMNS,
+    INSTRUCT_COLUMNS,
+    TRAIN_COLUMNS,
+    DataError,
+    split_columns,
+    write_parquet,
+)
 from plume_lite.data.synth_base import Builder, TaskSpec
 from plume_lite.io import atomic_dir, atomic_write_text
 from plume_lite.runtime import cache_root
 
 log = logging.getLogger(__name__)
 
-FORMAT = "synthmmeb/1"
+FORMAT = "synthmmeb/2"  # 2: parquet tables with `datasets` features and a dataset card
 # n_train pairs and n_test queries per task; n_cands = candidates per local query
 SIZES = {
     "tiny": {"n_train": 120, "n_test": 32, "n_cands": 8},
@@ -49,7 +62,7 @@ def _pool_stats(rows: list[dict]) -> tuple[int, int]:
 
 
 def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
-    write_table(b.train_rows, tmp / "train" / spec.name, TRAIN_COLUMNS)
+    eval_format = "beir" if b.beir is not None else "mmeb_instruct"
     entry = {
         "name": spec.name,
         "modality": spec.modality,
@@ -63,9 +76,20 @@ def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
         "eval": f"eval/{spec.name}",
         "n_train": len(b.train_rows),
     }
+    files = card.data_files(dict(entry, format=eval_format))
+    columns = split_columns(eval_format)
+    write_parquet(b.train_rows, tmp / files[spec.name]["train"], columns, TRAIN_COLUMNS, tmp)
     if b.beir is not None:
-        for part, rows in b.beir.items():
-            write_table(rows, tmp / "eval" / spec.name / part, BEIR_COLUMNS[part])
+        write_parquet(
+            b.beir["queries"], tmp / files[spec.name]["test"], columns, BEIR_COLUMNS["queries"], tmp
+        )
+        for part in ("corpus", "qrels"):
+            write_parquet(
+                b.beir[part], tmp / files[f"{spec.name}-{part}"]["test"], BEIR_COLUMNS[part], root=tmp
+            )
+        task = convert.task_from_beir(
+            *(b.beir[k] for k in ("queries", "corpus", "qrels")), spec.name, entry, ()
+        )
         entry.update(
             format="beir",
             n_test_queries=len(b.beir["queries"]),
@@ -74,7 +98,8 @@ def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
             n_qrels=len(b.beir["qrels"]),
         )
     else:
-        write_table(b.eval_rows, tmp / "eval" / spec.name, INSTRUCT_COLUMNS)
+        write_parquet(b.eval_rows, tmp / files[spec.name]["test"], columns, INSTRUCT_COLUMNS, tmp)
+        task = convert.task_from_instruct(b.eval_rows, spec.name, entry, ())
         pool, longest = _pool_stats(b.eval_rows)
         entry.update(
             format="mmeb_instruct",
@@ -82,6 +107,7 @@ def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
             n_candidates=pool,
             candidates_per_query=longest if spec.protocol == "local" else pool,
         )
+    entry["chance"] = card.chance_level(task)
     return entry
 
 
@@ -124,8 +150,12 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
             "fps": 8,
             "holdout_rule": "test queries use attribute combinations with "
             "(sum of attribute indices + seed) % 4 == 0, never seen in training",
+            "license": card.LICENSE,
             "tasks": entries,
         }
+        command = card.generator_command(manifest, [s.name for s in all_tasks()])
+        manifest["command"] = command
+        atomic_write_text(tmp / "README.md", card.dataset_card(manifest, command))
         atomic_write_text(tmp / "tasks.json", json.dumps(manifest, indent=2) + "\n")
     return out
 
@@ -144,9 +174,10 @@ def read_manifest(root) -> dict:
 
 
 def ensure_synth(path, size: str = "tiny", seed: int = 0) -> Path:
-    """SynthMMEB at `path`, generated (atomically) unless a complete copy is there."""
+    """SynthMMEB at `path`, generated (atomically) unless a complete copy of this format is
+    there (a folder of an older format is generated anew: same items, with its card)."""
     path = Path(path)
-    if not (path / "tasks.json").exists():
+    if not (path / "tasks.json").exists() or read_manifest(path).get("format") != FORMAT:
         with atomic_dir(path) as tmp:
             make_synth(tmp, size=size, seed=seed)
     return path
