@@ -37,6 +37,9 @@ class PlumeConfig:
     instruction_prompt: str = "Represent the above input for retrieval."
     protocol: str = "plume_lite"  # prompt layout: plume_lite | plume (the authors' evaluation prompt)
     positions: str = "mrope"  # latent step j at: mrope (p_bot + 1 + j) | authors (prefix length + j)
+    # latent mode: after the forced suffix, greedy-decode up to N tokens until <gen_emb> or
+    # EOS and read the last <gen_emb> (the authors' evaluation: 4096); 0 reads the forced one
+    post_suffix_decode: int = 0
     # LoRA settings (r, alpha, dropout, targets) once enable_lora() ran; None: full weights
     lora: dict | None = field(default=None)
 
@@ -53,6 +56,7 @@ class PlumeConfig:
         _in_range("step_table_size", self.step_table_size, 1, MAX_STEP_TABLE)
         _in_range("latent_steps", self.latent_steps, 0, self.step_table_size)
         _in_range("num_experts", self.num_experts, 1, MAX_EXPERTS)
+        _in_range("post_suffix_decode", self.post_suffix_decode, 0, MAX_DECODE)
         _in_range("top_k", self.top_k, 1, self.num_experts, "num_experts=")
         if not 0.0 <= self.expert_dropout < 1.0:
             raise ConfigError(f"expert_dropout must be in [0, 1), got {self.expert_dropout}")
@@ -106,6 +110,7 @@ def check_keys(cls, values: dict) -> None:
 # before it allocates (a 10**12-row step table would exhaust memory, not raise).
 MAX_STEP_TABLE = 4096
 MAX_EXPERTS = 256
+MAX_DECODE = 65536
 LORA_KEYS = ("r", "alpha", "dropout", "targets")
 
 

@@ -22,6 +22,7 @@ from plume_lite.backbone import load_backbone
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig
 from plume_lite.errors import InputError
 from plume_lite.items import ItemBatcher, as_item, checked_int, is_single_item
+from plume_lite.protocols import post_suffix_decoder
 from plume_lite.rollout import latent_rollout, run_prefix
 from plume_lite.tokens import EOT, GEN_EMB, INFERENCE_SUFFIX, add_plume_tokens
 
@@ -382,10 +383,18 @@ class PlumeModel(nn.Module):
 
             return explicit_encode(self, inputs, anchor_index, return_trace)
         suffix = self.batcher.suffix_ids([EOT + INFERENCE_SUFFIX + GEN_EMB] * len(items), self.device)
+        decode = post_suffix_decoder(self.backbone, self.processor.tokenizer, self.config.post_suffix_decode)
         r = latent_rollout(
-            self.vlm, self.adapter, inputs, anchor_index, steps, *suffix, positions=self.config.positions
+            self.vlm,
+            self.adapter,
+            inputs,
+            anchor_index,
+            steps,
+            *suffix,
+            positions=self.config.positions,
+            decode=decode,
         )
-        emb = r.suffix_hidden[:, -1]
+        emb = r.suffix_hidden[:, -1] if r.decoded is None else r.decoded.embedding
         return emb, (rollout_traces(r, steps) if return_trace else [])
 
     # ----------------------------------------------------------------- training
@@ -438,5 +447,8 @@ def rollout_traces(r, steps: int) -> list[dict]:
         if r.gates:
             trace["gates"] = torch.stack([g[b] for g in r.gates]).float().cpu()  # [K, E]
             trace["chosen"] = torch.stack([c[b] for c in r.chosen]).cpu()  # [K, k]
+        if r.decoded is not None:  # post-suffix decoding (PlumeConfig.post_suffix_decode)
+            trace["post_suffix_tokens"] = len(r.decoded.generated[b])
+            trace["hit_max_new_tokens"] = r.decoded.hit_max_new_tokens[b]
         traces.append(trace)
     return traces

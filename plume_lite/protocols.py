@@ -28,9 +28,17 @@ import io
 import math
 
 from plume_lite.config import POSITIONS, PROTOCOLS
-from plume_lite.tokens import BOT, DISC_EMB, VISION_PLACEHOLDER
+from plume_lite.rollout import PostSuffixDecode
+from plume_lite.tokens import BOT, DISC_EMB, GEN_EMB, VISION_PLACEHOLDER
 
-__all__ = ["PROTOCOLS", "POSITIONS", "AUTHORS_INSTRUCTION", "authors_prompt_text", "blank_image"]
+__all__ = [
+    "PROTOCOLS",
+    "POSITIONS",
+    "AUTHORS_INSTRUCTION",
+    "authors_prompt_text",
+    "blank_image",
+    "post_suffix_decoder",
+]
 
 AUTHORS_SYSTEM_PROMPT = "You are a helpful assistant."  # Qwen2-VL's default system turn
 # the authors' generation prompt (one line); it holds a literal <gen_emb>, so every user
@@ -105,3 +113,17 @@ def blank_image():
     img = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     h, w = smart_resize(img.height, img.width)
     return img.resize((w, h))
+
+
+def post_suffix_decoder(backbone, tokenizer, max_new_tokens: int) -> PostSuffixDecode | None:
+    """The post-suffix decoding of the authors' evaluation for `max_new_tokens` > 0: argmax
+    of the backbone's lm_head, stopping at <gen_emb> or at the EOS ids of the checkpoint's
+    generation_config (the tokenizer's EOS when it has none); None for 0."""
+    if not max_new_tokens:
+        return None
+    eos = getattr(getattr(backbone, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    stop = tuple(int(e) for e in (eos if isinstance(eos, (list, tuple, set)) else [eos]) if e is not None)
+    gen_id = tokenizer.convert_tokens_to_ids(GEN_EMB)
+    return PostSuffixDecode(backbone.get_output_embeddings(), gen_id, stop, int(max_new_tokens))

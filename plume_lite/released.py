@@ -63,7 +63,8 @@ ADAPTER_RENAMES = (
 )
 # Settings the released weights do not record, as the authors' paper evaluation ran
 # (scripts/eval_plume_moe.sh): router context <disc_emb> (adapter "moe"), top-2 of the
-# experts, K = 8, their prompt and their latent positions. expert_dropout is the main
+# experts, K = 8, their prompt, their latent positions and their greedy decoding after
+# the forced suffix (at most 4096 tokens). expert_dropout is the main
 # training run's (it only matters when fine-tuning).
 COMPAT_SETTINGS = {
     "adapter": "moe",
@@ -73,6 +74,7 @@ COMPAT_SETTINGS = {
     "instruction_prompt": AUTHORS_INSTRUCTION,
     "protocol": "plume",
     "positions": "authors",
+    "post_suffix_decode": 4096,
 }
 SHAPE_SETTINGS = ("num_experts", "step_table_size")  # read from the tensors, never overridden
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")

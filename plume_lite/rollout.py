@@ -118,6 +118,7 @@ class Rollout:
     gates: list = field(default_factory=list)  # [B, E] per step (MoE adapters)
     chosen: list = field(default_factory=list)  # [B, k] per step
     suffix_hidden: torch.Tensor | None = None  # [B, S, D]
+    decoded: "Decoded | None" = None  # post-suffix decoding, when asked for
 
     @property
     def last(self) -> torch.Tensor:
@@ -134,9 +135,11 @@ def latent_rollout(
     suffix_ids: torch.Tensor | None = None,
     suffix_mask: torch.Tensor | None = None,
     positions: str = "mrope",
+    decode: "PostSuffixDecode | None" = None,
 ) -> Rollout:
     """Batched rollout. `anchor_index` [B] is the column of <disc_emb> in each row;
-    `positions` places the latent steps ("mrope" or "authors", see run_prefix)."""
+    `positions` places the latent steps ("mrope" or "authors", see run_prefix);
+    `decode` continues greedily after the suffix (see post_suffix_decode)."""
     hidden, state = run_prefix(vlm, inputs, positions=positions)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     result = Rollout(anchor=hidden[rows, anchor_index], z0=hidden[:, -1])
@@ -152,7 +155,55 @@ def latent_rollout(
     if suffix_ids is not None:
         embeds = vlm.get_input_embeddings()(suffix_ids)
         result.suffix_hidden = cached_step(vlm, state, embeds, suffix_mask)
+        if decode is not None:
+            if suffix_mask is not None and not bool(suffix_mask.all()):
+                raise ValueError("post-suffix decoding needs one unpadded suffix for every row")
+            result.decoded = post_suffix_decode(vlm, state, result.suffix_hidden[:, -1], decode)
     return result
+
+
+@dataclass
+class PostSuffixDecode:
+    """Greedy decoding after the forced suffix, as the authors' evaluation does."""
+
+    lm_head: object  # hidden [B, D] -> logits [B, V]
+    gen_id: int  # <gen_emb>
+    stop_ids: tuple  # the checkpoint's EOS ids
+    max_new_tokens: int
+
+
+@dataclass
+class Decoded:
+    embedding: torch.Tensor  # [B, D] hidden state at each row's last <gen_emb>
+    hit_max_new_tokens: list  # per row: the budget ran out before <gen_emb> or EOS
+    generated: list  # per row: the token ids written
+
+
+def post_suffix_decode(vlm, state: CachedSequence, last: torch.Tensor, decode: PostSuffixDecode) -> Decoded:
+    """From the hidden state `last` [B, D] at the forced <gen_emb>, write argmax tokens one
+    per step (each fed at the row's next position) until a row writes <gen_emb> or an EOS
+    id, or `max_new_tokens` run out. A row's embedding is the hidden state at the last
+    <gen_emb> it was fed: the forced one unless it wrote another. Finished rows feed
+    masked padding until every row is done."""
+    B = last.shape[0]
+    embedding = last.clone()
+    active = torch.ones(B, dtype=torch.bool, device=last.device)
+    generated: list = [[] for _ in range(B)]
+    stops = torch.tensor([decode.gen_id, *decode.stop_ids], device=last.device)
+    embed = vlm.get_input_embeddings()
+    for _ in range(decode.max_new_tokens):
+        token = decode.lm_head(last).float().argmax(dim=-1)  # [B]
+        token = torch.where(active, token, torch.zeros_like(token))
+        hidden = cached_step(vlm, state, embed(token)[:, None], active[:, None].long())[:, 0]
+        for b in active.nonzero().flatten().tolist():
+            generated[b].append(int(token[b]))
+        wrote_gen = active & (token == decode.gen_id)
+        embedding[wrote_gen] = hidden[wrote_gen]
+        active = active & ~torch.isin(token, stops)
+        last = hidden
+        if not active.any():
+            break
+    return Decoded(embedding, [bool(a) for a in active.tolist()], generated)
 
 
 def full_sequence_forward(

@@ -328,10 +328,15 @@ def _out_cache(out):
 
 
 @torch.no_grad()
-def authors_latent_embed(model, processor, adapter_state: dict, item: dict, K: int = 8, context="disc"):
-    """The authors' batch-1 latent embedding of one item, fp32 (spec §2.4 steps 1-3, 5).
+def authors_latent_embed(
+    model, processor, adapter_state: dict, item: dict, K: int = 8, context="disc", max_new_tokens: int = 0
+):
+    """The authors' batch-1 latent embedding of one item, fp32 (spec §2.4 steps 1-5).
 
-    The forced <gen_emb> is read (post-suffix decoding, step 4, is not modelled)."""
+    With max_new_tokens = 0 the forced <gen_emb> is read; otherwise step 4 runs: argmax of
+    model.lm_head, fed one token at a time at the next position, until <gen_emb> or an
+    id of generation_config.eos_token_id, and the last <gen_emb> fed is read. Returns the
+    embedding, or (embedding, hit_max_new_tokens, generated ids) when decoding."""
     inputs = authors_inputs(processor, item)
     vlm = model.model
     vlm.rope_deltas = None
@@ -360,4 +365,28 @@ def authors_latent_embed(model, processor, adapter_state: dict, item: dict, K: i
     pos = torch.arange(L + K, L + K + S).view(1, 1, -1).expand(3, 1, -1)
     embeds = model.get_input_embeddings()(suffix)
     out = lm(inputs_embeds=embeds, position_ids=pos, use_cache=True, **_cache_arg(lm, cache))
-    return F.normalize(out.last_hidden_state[0, -1].float(), dim=-1)
+    rep = out.last_hidden_state[0, -1]
+    if not max_new_tokens:
+        return F.normalize(rep.float(), dim=-1)
+    gen = processor.tokenizer.convert_tokens_to_ids("<gen_emb>")
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
+    cache, last, at = _out_cache(out), rep, L + K + S
+    written, stopped = [], False
+    for _ in range(max_new_tokens):
+        token = int(model.lm_head(last[None]).float()[0].argmax())
+        pos = torch.full((3, 1, 1), at, dtype=torch.long)
+        step = lm(
+            inputs_embeds=model.get_input_embeddings()(torch.tensor([[token]])),
+            position_ids=pos,
+            use_cache=True,
+            **_cache_arg(lm, cache),
+        )
+        cache, last, at = _out_cache(step), step.last_hidden_state[0, -1], at + 1
+        written.append(token)
+        if token == gen:
+            rep = last  # the hidden state at the <gen_emb> fed
+        if token == gen or token in eos:
+            stopped = True
+            break
+    return F.normalize(rep.float(), dim=-1), not stopped, written

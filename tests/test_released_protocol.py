@@ -7,7 +7,9 @@
   chat template over the authors' messages plus encode("<think><bot>"), a text item
   carries the blank image, one <gen_emb> sits in the prompt and is never read;
 - positions "authors": a batched mixed encode equals the batch-1 reference per item, and
-  this package's M-RoPE default changes an image item's embedding.
+  this package's M-RoPE default changes an image item's embedding;
+- post-suffix decoding: greedy after the forced suffix, the last <gen_emb> read, the
+  budget's exhaustion reported (lm_head rigged to EOS, to <gen_emb>, to a plain token).
 """
 
 import pytest
@@ -59,7 +61,9 @@ def authors_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(authors_checkpoint):
-    return PlumeModel.from_pretrained(authors_checkpoint).eval()
+    # the forced <gen_emb> is read: a random model's argmax after it is rarely EOS, and
+    # the authors' 4096-token decoding is tested on its own below with a rigged lm_head
+    return PlumeModel.from_pretrained(authors_checkpoint, post_suffix_decode=0).eval()
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +178,7 @@ def test_batched_mixed_encode_equals_the_authors_batch1_reference(model, state):
 
 @torch.no_grad()
 def test_mrope_positions_change_an_image_items_embedding(authors_checkpoint, model):
-    mrope = PlumeModel.from_pretrained(authors_checkpoint, positions="mrope").eval()
+    mrope = PlumeModel.from_pretrained(authors_checkpoint, positions="mrope", post_suffix_decode=0).eval()
     items = [ITEMS["image"], ITEMS["text"]]
     diff = (mrope.encode(items) - model.encode(items)).abs().max(dim=1).values
     assert (diff > 1e-3).all(), diff  # text items too: they carry the blank image
@@ -190,3 +194,86 @@ def test_authors_positions_start_delta_later_than_mrope(model):
     _, mrope = run_prefix(model.vlm, inputs, positions="mrope")
     assert int(authors.next_pos[0]) == inputs["input_ids"].shape[1]  # the cache length
     assert int(authors.next_pos[0] - mrope.next_pos[0]) == 2
+
+
+# ------------------------------------------------------------------ P0.5 post-suffix decoding
+class RiggedHead(torch.nn.Module):
+    """An lm_head whose argmax is `rule(hidden)` (token ids), for steering the decoding."""
+
+    def __init__(self, vocab: int, rule):
+        super().__init__()
+        self.vocab, self.rule = vocab, rule
+
+    def forward(self, hidden):
+        logits = torch.zeros(*hidden.shape[:-1], self.vocab)
+        return logits.scatter(-1, self.rule(hidden)[..., None], 1.0)
+
+
+@pytest.fixture(scope="module")
+def decoding(authors_checkpoint):
+    """(model with the authors' decoding budget N, forced-read model), lm_head to rig."""
+
+    def make(n, rule):
+        model = PlumeModel.from_pretrained(authors_checkpoint, post_suffix_decode=n).eval()
+        vocab = model.backbone.get_output_embeddings().weight.shape[0]
+        model.backbone.lm_head = RiggedHead(vocab, rule)
+        return model
+
+    return make
+
+
+def _constant(token):
+    return lambda h: torch.full(h.shape[:-1], token, dtype=torch.long)
+
+
+@torch.no_grad()
+def test_eos_after_gen_emb_keeps_the_forced_read(decoding, model):
+    items = [ITEMS["image"], ITEMS["text"]]
+    im_end = model.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    rigged = decoding(4096, _constant(im_end))
+    emb, traces = rigged.encode(items, return_trace=True)
+    assert model.config.post_suffix_decode == 0  # the fixture model of the other tests reads the forced one
+    assert torch.allclose(emb, model.encode(items), atol=1e-6)
+    assert [(t["post_suffix_tokens"], t["hit_max_new_tokens"]) for t in traces] == [(1, False), (1, False)]
+
+
+@torch.no_grad()
+def test_a_second_gen_emb_is_the_one_read(decoding, model, state):
+    gen = model.token_ids["<gen_emb>"]
+    rigged = decoding(8, _constant(gen))
+    emb, traces = rigged.encode([ITEMS["image"]], return_trace=True)
+    ref, hit, written = authors_latent_embed(
+        rigged.backbone, rigged.processor, state, ITEMS["image"], max_new_tokens=8
+    )
+    assert written == [gen] and not hit
+    assert (emb[0] - ref).abs().max() <= TOL
+    assert (emb[0] - model.encode([ITEMS["image"]])[0]).abs().max() > 1e-3  # not the forced one
+    assert traces[0]["post_suffix_tokens"] == 1 and not traces[0]["hit_max_new_tokens"]
+
+
+@torch.no_grad()
+def test_a_budget_that_runs_out_keeps_the_forced_read_and_says_so(decoding, model):
+    neutral = model.processor.tokenizer.convert_tokens_to_ids("a")
+    rigged = decoding(3, _constant(neutral))
+    emb, traces = rigged.encode([ITEMS["text"]], return_trace=True)
+    assert torch.allclose(emb, model.encode([ITEMS["text"]]), atol=1e-6)
+    assert traces[0]["post_suffix_tokens"] == 3 and traces[0]["hit_max_new_tokens"]
+
+
+@torch.no_grad()
+def test_batched_decoding_equals_the_batch1_reference_per_item(decoding, model, state):
+    gen = model.token_ids["<gen_emb>"]
+    neutral = model.processor.tokenizer.convert_tokens_to_ids("a")
+    # rows part ways: <gen_emb> where hidden unit 6 is positive, else a plain token (on this
+    # fixture the text and video items write <gen_emb> first, the image item does not)
+    rule = lambda h: torch.where(h[..., 6] > 0, gen, neutral)
+    rigged = decoding(5, rule)
+    items = list(ITEMS.values())
+    emb, traces = rigged.encode(items, batch_size=len(items), return_trace=True)
+    for i, item in enumerate(items):
+        ref, hit, written = authors_latent_embed(
+            rigged.backbone, rigged.processor, state, item, max_new_tokens=5
+        )
+        assert (emb[i] - ref).abs().max() <= TOL, list(ITEMS)[i]
+        assert (traces[i]["post_suffix_tokens"], traces[i]["hit_max_new_tokens"]) == (len(written), hit)
+    assert len({(t["post_suffix_tokens"], t["hit_max_new_tokens"]) for t in traces}) > 1  # rows differed
