@@ -199,16 +199,20 @@ class NotebookSetup:
         saved = json.loads(path.read_text())
         return saved if saved.get("complete") else None
 
-    def evaluate(self, mode: str, steps: int | None = None, model=None) -> dict:
+    def evaluate(self, mode: str, steps: int | None = None, model=None, progress: bool = True) -> dict:
         """Score the shared `mode` checkpoint on every SynthMMEB test task, once.
 
         Results are written to `evaluation_path(mode, steps)` and reused by every later
-        call (from any notebook) for the same checkpoint and setting.
+        call (from any notebook) for the same checkpoint, setting and task data: then
+        neither the model is loaded nor anything scored. A fresh evaluation embeds the
+        tasks one by one under a progress bar (tqdm.auto: a widget in a notebook), into
+        the evaluation's embedding cache, and then scores them all from that cache.
 
         Args:
             mode: ``"latent"``, ``"explicit"`` or ``"direct"``.
             steps: latent steps at inference (None: the checkpoint's own K).
             model: the already loaded checkpoint, to skip loading it again.
+            progress: show the bar over tasks (it is removed when the evaluation is done).
 
         Returns:
             The results dict of `plume_lite.evaluation.protocol.evaluate`
@@ -217,19 +221,48 @@ class NotebookSetup:
         Example:
             >>> NB.evaluate("latent", steps=4)["overall"]["score"]
         """
-        from plume_lite.evaluation.index import checkpoint_fingerprint
-        from plume_lite.evaluation.protocol import evaluate
+        from plume_lite.evaluation.index import checkpoint_fingerprint, setting_key
+        from plume_lite.evaluation.protocol import evaluate, task_fingerprint
 
-        path = self.checkpoint(mode)
+        checkpoint_id = checkpoint_fingerprint(self.checkpoint(mode))
+        out, tasks = self.evaluation_path(mode, steps), self.tasks()
+        saved = self.cached_evaluation(mode, steps)
+        if (
+            saved is not None
+            and saved.get("setting", {}).get("key") == setting_key(checkpoint_id, mode, steps)
+            and {n: r.get("fingerprint") for n, r in saved.get("tasks", {}).items()}
+            == {t.name: task_fingerprint(t) for t in tasks}
+        ):
+            return saved
         model = model if model is not None else self.load(mode)
+        if progress:
+            from tqdm.auto import tqdm
+
+            # protocol.evaluate has no bar of its own: embed task by task into the disk
+            # cache it reads below (its cache_dir="auto" folder), then score them all
+            emb_cache = out.with_name(out.stem + ".work") / "emb"
+            label = f"evaluate {mode}" + ("" if steps is None else f", K={steps}")
+            bar = tqdm(tasks, desc=label, unit="task", leave=False)
+            for task in bar:
+                bar.set_postfix_str(task.name, refresh=True)
+                evaluate(
+                    model,
+                    [task],
+                    mode=mode,
+                    steps=steps,
+                    progress=False,
+                    checkpoint_id=checkpoint_id,
+                    cache_dir=emb_cache,
+                    keep_per_query=False,
+                )
         return evaluate(
             model,
-            self.tasks(),
+            tasks,
             mode=mode,
             steps=steps,
-            out=self.evaluation_path(mode, steps),
+            out=out,
             progress=False,
-            checkpoint_id=checkpoint_fingerprint(path),
+            checkpoint_id=checkpoint_id,
         )
 
 
