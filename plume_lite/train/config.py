@@ -183,7 +183,10 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict:
         """Keyword arguments of PlumeModel.from_backbone (without the backbone name)."""
-        return {name: getattr(self, name) for name in _PC if name not in ("backbone", "lora")}
+        # PlumeConfig fields a run trains with; inference-only settings (the authors'
+        # prompt protocol and positions) keep their defaults during training
+        own = {f.name for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in _PC if name in own and name not in ("backbone", "lora")}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
