@@ -213,6 +213,7 @@ def plot_routing(
     for j, experts in enumerate(_numbers(chosen, int) if chosen is not None else []):
         picked[j, experts] = True
     image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.grid(False)  # a style's grid lines would cut through the cells
     if rows * cols <= 200:  # numbers in bigger grids would overlap
         for (j, e), value in np.ndenumerate(matrix):
             r, g, b, _ = image.cmap(image.norm(value))
