@@ -1,4 +1,4 @@
-"""Applications built on the library: the command line (`cli`), default data and
-checkpoints built on first use (`defaults`), the notebooks' shared set-up (`notebook`),
-plots (`viz`), notebook widgets (`widgets`) and the Gradio demo (`demo`, behind the [demo] extra). The top layer:
-nothing in the library imports it."""
+"""Applications built on the library: the command line (`cli`), default and shipped
+checkpoints (`defaults`), the notebooks' shared set-up (`notebook`), plots (`viz`),
+notebook widgets (`widgets`) and the Gradio demo (`demo`, behind the [demo] extra).
+The top layer: nothing in the library imports it."""
