@@ -137,20 +137,24 @@ def _tensor_names(path: Path) -> list[str]:
 
 def is_authors_layout(folder) -> bool:
     """True for a folder in the authors' released layout: no plume_config.json, a Qwen2-VL /
-    Qwen2.5-VL config.json, and `latent_moe_transition.` tensors among the weights."""
+    Qwen2.5-VL config.json, and `latent_moe_transition.` tensors among the weights.
+
+    Raises CheckpointError for such a folder whose weights are pickle files only (never
+    loaded) or whose index or shards cannot be read: that is the error worth reporting."""
     folder = Path(folder)
     if not folder.is_dir() or (folder / "plume_config.json").exists():
         return False
     try:
         config = read_json(folder / "config.json")
-        if not isinstance(config, dict) or config.get("model_type") not in BACKBONE_TYPES:
-            return False
-        index = folder / "model.safetensors.index.json"
-        if index.exists():
-            return any(ADAPTER_PREFIX in str(k) for k in read_json(index).get("weight_map") or {})
-        return any(ADAPTER_PREFIX in k for path in weight_files(folder) for k in _tensor_names(path))
     except PlumeError:
         return False
+    if not isinstance(config, dict) or config.get("model_type") not in BACKBONE_TYPES:
+        return False
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = read_json(index).get("weight_map")
+        return isinstance(weight_map, dict) and any(ADAPTER_PREFIX in str(k) for k in weight_map)
+    return any(ADAPTER_PREFIX in k for path in weight_files(folder) for k in _tensor_names(path))
 
 
 # ------------------------------------------------------------------ the adapter tensors

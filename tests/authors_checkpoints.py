@@ -146,7 +146,7 @@ def _rewrite_weights(folder: Path, extra: dict, sharded: bool) -> None:
     if not sharded:
         save_file({**tensors, **extra}, str(path), metadata={"format": "pt"})
         return
-    first = {k: v for k, v in tensors.items() if k.startswith("visual.")}
+    first = {k: v for k, v in tensors.items() if k.startswith(("visual.", "model.visual."))}
     second = {**{k: v for k, v in tensors.items() if k not in first}, **extra}
     names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     weight_map = {}
@@ -164,6 +164,7 @@ def build_authors_checkpoint(
     sharded: bool = False,
     seed: int = 0,
     latent_tokens: float | None = 8.0,
+    legacy_names: bool = True,
 ) -> Path:
     """Write a tiny checkpoint in the authors' layout (spec §7, fixture); return its folder.
 
@@ -171,7 +172,8 @@ def build_authors_checkpoint(
     (it shrinks, as the released one does), new rows copied and then perturbed (as training
     would), the 25 adapter tensors in bf16 under `latent_moe_transition.` inside the model
     weights, trainer_state.json, no plume_config.json. ume: the two UME-R1 tokens only,
-    no resize, no adapter."""
+    no resize, no adapter. `legacy_names=False` saves the backbone under transformers 5's
+    own names (model.language_model.*, model.visual.*), which the spec cannot rule out."""
     from plume_lite.backbone import make_backbone
 
     out = Path(out_dir)
@@ -208,7 +210,7 @@ def build_authors_checkpoint(
         copy_rows([t for t in PLUME_ALL_TOKENS if t not in before])
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
     model.generation_config.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
-    model.save_pretrained(out)
+    model.save_pretrained(out, save_original_format=legacy_names)
     processor.save_pretrained(out)
     if kind == "plume":
         D = model.config.text_config.hidden_size

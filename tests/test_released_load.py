@@ -121,6 +121,15 @@ def test_the_backbone_is_the_saved_one(authors_checkpoint, loaded, sharded):
     assert torch.equal(loaded[sharded].backbone.lm_head.weight, emb)  # tied, as saved
 
 
+def test_transformers5_names_load_the_same_model(authors_checkpoint, loaded):
+    folder = authors_checkpoint(legacy_names=False)
+    saved = read_backbone_tensors(folder)
+    assert any(k.startswith("model.language_model.") for k in saved)
+    model = PlumeModel.from_pretrained(folder)
+    a, b = loaded[False].state_dict(), model.state_dict()
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_token_ids_and_rows_are_the_checkpoints(authors_checkpoint, loaded):
     from transformers import AutoTokenizer
 
@@ -219,6 +228,13 @@ def test_a_tokenizer_without_the_plume_tokens_is_refused(authors_checkpoint, tmp
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(ume / name, folder / name)
     with pytest.raises(CheckpointError, match=r"lacks the PLUME tokens \['<bot>', '<ct>', '<eot>'\]"):
+        PlumeModel.from_pretrained(folder)
+
+
+def test_pickle_only_weights_are_refused_by_name(authors_checkpoint, tmp_path):
+    folder = _copy(authors_checkpoint(), tmp_path)
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"only pickle weights \['pytorch_model.bin'\]"):
         PlumeModel.from_pretrained(folder)
 
 
