@@ -7,6 +7,7 @@ package's code and not from the authors' code. Nothing here imports plume_lite e
     build_authors_checkpoint(out, "plume")            # PLUME-Qwen2-VL-2B layout (spec §1)
     build_authors_checkpoint(out, "plume", sharded=True)
     build_authors_checkpoint(out, "ume")              # UME-R1-2B: <gen_emb>, <disc_emb>, no adapter
+    build_authors_checkpoint(out, "vlm2vec")          # VLM2Vec-V2.0 (full weights): no tokens added
 
     authors_adapter(state, z, step, context)          # spec §1.3, restated with the authors' names
     authors_prompt(item) / authors_inputs(processor, item)   # spec §2.1
@@ -172,10 +173,13 @@ def build_authors_checkpoint(
     (it shrinks, as the released one does), new rows copied and then perturbed (as training
     would), the 25 adapter tensors in bf16 under `latent_moe_transition.` inside the model
     weights, trainer_state.json, no plume_config.json. ume: the two UME-R1 tokens only,
-    no resize, no adapter. `legacy_names=False` saves the backbone under transformers 5's
-    own names (model.language_model.*, model.visual.*), which the spec cannot rule out."""
+    no resize, no adapter. vlm2vec: the backbone as it is. `legacy_names=False` saves
+    the backbone under transformers 5's own names (model.language_model.*,
+    model.visual.*), which the spec cannot rule out."""
     from plume_lite.backbone import make_backbone
 
+    if kind not in ("plume", "ume", "vlm2vec"):
+        raise ValueError(f"kind must be plume, ume or vlm2vec, got {kind!r}")
     out = Path(out_dir)
     model, processor = make_backbone(seed=seed)
     with torch.no_grad():  # sharper attention: random init attends almost uniformly, blind to positions
