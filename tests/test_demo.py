@@ -1,7 +1,10 @@
 """The Gradio demo, served on 127.0.0.1 and driven with gradio_client: image, video and
-PDF queries, every bad file of the data issue, concurrency, the upload limit, adding
-files to the corpus, the embedding cache across restarts, and both entry points run
-as subprocesses: the Space's `python app.py` and `plume-lite demo`.
+PDF queries (a one-page PDF too), every bad file of the data issue, concurrency, the
+upload limit, additions that belong to the visitor's session (refused when the model
+refuses them, bounded per session), bad corpus items skipped at start-up, the
+embedding cache across restarts, a cache folder outside the working and temporary
+folders, no URL fetched for a request, the command line's checks, and both entry
+points run as subprocesses: the Space's `python app.py` and `plume-lite demo`.
 
 One small server per module: an untrained tiny checkpoint and a ~12-item corpus. The
 Space test starts the app with no arguments, as a Space does: its first run trains the
@@ -198,6 +201,21 @@ def test_pdf_preview_and_page_picker(client, server):
         search(Client(server["url"], verbose=False), server["media"]["pdf"], page=3)
 
 
+def test_one_page_pdf_preview_and_search(client, server):
+    """gradio refuses a slider whose minimum equals its maximum: a 1-page PDF hides it."""
+    one = server["root"] / "one-page.pdf"
+    Image.new("RGB", (64, 80), (30, 160, 90)).save(one, "PDF", resolution=72)
+    preview, page, info = client.predict(handle_file(str(one)), api_name="/preview")
+    assert info == "PDF, 1 page" and Image.open(preview).size[0] >= 64
+    assert page["visible"] is False and page["minimum"] < page["maximum"]  # hidden, and valid
+    again, _, _ = client.predict(handle_file(str(one)), 1, api_name="/preview_page")
+    assert Image.open(again).size == Image.open(preview).size
+    check_result(search(client, one, page=1))
+    with pytest.raises(Exception, match="page 2 is out of range; the document has 1 page"):
+        search(client, one, page=2)
+    check_result(search(client, server["media"]["pdf"], page=2))  # a 2-page PDF after it
+
+
 def test_modes_latency_and_rationale(client, server):
     image = server["root"] / "blue-square.png"
     direct = search(client, image, mode="direct", time_all=True)
@@ -282,17 +300,25 @@ def test_deadline_turns_a_stuck_request_into_an_error(server):
 # ----------------------------------------------------------------------------- corpus
 
 
-def test_added_files_are_searchable_and_cached_across_restarts(client, server, tmp_path):
+def add(client, files=(), text=""):
+    return client.predict([handle_file(str(f)) for f in files], text, api_name="/add_to_corpus")
+
+
+def test_additions_belong_to_the_session_and_the_cache_survives_restarts(server, tmp_path):
     from plume_lite.apps.demo.startup import Startup
 
+    mine, other = Client(server["url"], verbose=False), Client(server["url"], verbose=False)
     new = shape_image(tmp_path / "purple-circle.png", "purple")
-    msg = client.predict([handle_file(new)], "a purple circle", api_name="/add_to_corpus")
-    assert "Added 2 items" in msg
-    details = check_result(search(client, new))
-    assert details["results"][0]["score"] > 0.999  # the added file is found first
+    msg = add(mine, [new], "a purple circle")
+    assert "Added 2 items to your session" in msg and "2/64 items" in msg
+    top = check_result(search(mine, new))["results"][0]
+    assert top["score"] > 0.999 and top["source"] == "session"  # the added file is found first
+    theirs = check_result(search(other, new))["results"]
+    assert all(r["source"] == "corpus" for r in theirs)  # another visitor never sees it
     engine = server["demo"].plume_startup.engine
     n = len(engine.items)
-    # a restart on the same cache folder: the same corpus, nothing embedded again
+    assert n == len(server["items"])  # the shared corpus did not grow
+    # a restart on the same cache folder: the same corpus, nothing embedded again, no addition
     again = Startup(
         engine.checkpoint_path, server["items"], server["root"] / "cache", prefetch=("direct",), log=False
     )
@@ -301,6 +327,195 @@ def test_added_files_are_searchable_and_cached_across_restarts(client, server, t
     assert len(fresh.items) == n
     assert fresh.indexes[("latent", 8)].cache.n_encoded == 0
     assert fresh.ready_settings()[("direct", None)] == (n, n)  # the background prefetch
+
+
+def test_a_refused_addition_is_never_stored_and_search_goes_on(server, tmp_path):
+    """The items that made every later search fail: a special-token text (now escaped
+    at encode: it is text) and an image of extreme aspect ratio (refused at once)."""
+    c = Client(server["url"], verbose=False)
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (5000, 10), (200, 30, 30)).save(wide)
+    with pytest.raises(Exception, match=r"wide.png: image is 5000x10, more than 200:1"):
+        add(c, [wide])
+    msg = add(
+        c, [wide, shape_image(tmp_path / "ok.png", "orange")], "what is <|image_pad|><|image_pad|> this"
+    )
+    assert "Added 2 items" in msg  # the two good ones; the wide one is reported and left out
+    with pytest.raises(Exception, match=r"wide.png: image is 5000x10"):  # as a query too
+        search(c, wide)
+    details = check_result(search(c, server["root"] / "red-circle.png", k=24), k=24)
+    assert {"what is <|image_pad|><|image_pad|> this"} <= {r["text"] for r in details["results"]}
+    assert not any("wide" in str(it) for it in server["demo"].plume_startup.engine.items)
+    check_result(search(Client(server["url"], verbose=False), server["root"] / "red-circle.png"))
+
+
+def test_additions_are_bounded_per_session_and_linear(server):
+    from plume_lite.apps.demo.corpus import MAX_ADD_TEXT_CHARS, MAX_SESSION_ITEMS
+
+    c = Client(server["url"], verbose=False)
+    # 30k lines: over the text box's size; 20k short ones: over the session's item count
+    for text in ("\n".join(f"line {i}" for i in range(30_000)), "\n".join(f"{i:x}" for i in range(20_000))):
+        start = time.monotonic()
+        with pytest.raises(Exception, match="at most"):
+            add(c, text=text)
+        assert time.monotonic() - start < 10
+    with pytest.raises(Exception, match=f"at most {MAX_ADD_TEXT_CHARS:,}"):
+        add(c, text="word " * 200_000)  # one line of a megabyte
+    start = time.monotonic()
+    msg = add(c, text="\n".join(f"caption number {i}" for i in range(MAX_SESSION_ITEMS - 1)))
+    took = time.monotonic() - start
+    assert f"{MAX_SESSION_ITEMS - 1}/{MAX_SESSION_ITEMS} items" in msg
+    with pytest.raises(Exception, match=f"at most {MAX_SESSION_ITEMS} added items"):
+        add(c, text="one more\ntwo more")
+    assert "Added 1 item" in add(c, text="caption number 0\nthe last one")  # repeats are not counted
+    print(f"\nadding {MAX_SESSION_ITEMS - 1} text lines to a session: {took:.1f} s")
+    assert len(server["demo"].plume_startup.engine.items) == len(server["items"])
+
+
+def test_session_limits_on_files_and_the_server_quota(tmp_path, monkeypatch):
+    from plume_lite.apps.demo import corpus
+
+    monkeypatch.setattr(corpus, "MAX_SESSION_BYTES", 3000)
+    quota = corpus.DiskQuota(limit=7000)  # two of the pictures below, not three
+    one, two = corpus.SessionCorpus(tmp_path / "one", quota), corpus.SessionCorpus(tmp_path / "two", quota)
+    pictures = []
+    for i in range(3):
+        pictures.append(tmp_path / f"noise{i}.png")
+        Image.frombytes("RGB", (30, 30), os.urandom(2700)).save(pictures[-1])  # ~2.7 kB each
+    items, copy = one.file(pictures[0])
+    assert one.add(items) == items and copy.is_file() and copy.name == "noise0.png"
+    with pytest.raises(corpus.LimitError, match="a session holds at most 2.9 kB"):
+        one.file(pictures[1])  # over this session's bytes
+    two.add(two.file(pictures[1])[0])
+    with pytest.raises(corpus.LimitError, match="space for added files is full"):
+        corpus.SessionCorpus(tmp_path / "three", quota).file(pictures[2])  # over the server's
+    one.close()
+    assert not (tmp_path / "one").exists() and quota.used == two.bytes
+    assert corpus.SessionCorpus(tmp_path / "four", quota).file(pictures[2])[0]
+
+
+def test_bad_corpus_files_and_stored_additions_are_skipped_at_start_up(server, tmp_path):
+    import json
+
+    from plume_lite.apps.demo.startup import Startup
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shape_image(corpus / "good.png", "red")
+    Image.new("RGB", (10, 5000)).save(corpus / "tall.png")  # readable; the model refuses it
+    (corpus / "tokens.txt").write_text("<|image_pad|> and <|im_end|> in a caption\nplain words\n")
+    cache = tmp_path / "cache"
+    stored = cache / "user_corpus"  # the shared additions of an earlier version
+    (stored / "files").mkdir(parents=True)
+    Image.new("RGB", (6000, 10)).save(stored / "files" / "abc-wide.png")
+    entries = [{"kind": "image", "file": "abc-wide.png"}, {"text": "<|image_pad|>"}, {"kind": 3}]
+    (stored / "manifest.json").write_text(json.dumps({"entries": entries}))
+    checkpoint = server["demo"].plume_startup.engine.checkpoint_path
+    for _ in range(2):  # and the next start too
+        s = Startup(checkpoint, corpus, cache, warm=("latent", "direct"), log=False)
+        s.run()
+        engine = s.require()
+        assert engine.corpus_size == 4  # good.png, the two lines, the stored text
+        assert sorted(r.split(":")[0] for r in engine.rejected.values()) == ["abc-wide.png", "tall.png"]
+        assert s.skipped_count() == 3  # and the damaged entry
+        q = {"image": str(corpus / "good.png")}
+        hits = engine.search(q, "latent", 4, k=8).hits
+        assert hits[0].score > 0.999 and len(hits) == 4
+
+
+def test_cache_dir_outside_the_working_and_temporary_folders(server, tmp_path):
+    """gradio serves files from the working and temporary folders only: the thumbnails
+    folder of a cache elsewhere is passed to its allowed_paths."""
+    import tempfile
+
+    home = Path.home() / f".plume-demo-test-{os.getpid()}"
+    for other in (Path.cwd(), Path(tempfile.gettempdir())):
+        assert not home.resolve().is_relative_to(other.resolve())
+    from plume_lite.apps.demo.server import build_app, launch
+
+    items = [{"image": shape_image(tmp_path / "a.png", "red")}, {"text": "a red circle"}]
+    checkpoint = server["demo"].plume_startup.engine.checkpoint_path
+    demo = build_app(checkpoint, items, home / "cache", wait=True, log=False)
+    try:
+        _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+        out = search(Client(url, verbose=False), tmp_path / "a.png", k=2)
+        assert check_result(out, k=2)["results"][0]["score"] > 0.999
+        assert any((home / "cache" / "thumbs").iterdir())
+    finally:
+        demo.close()
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
+
+
+class CountingServer:
+    """An HTTP server on 127.0.0.1 that counts the requests it gets (and serves a PNG)."""
+
+    def __init__(self, png: bytes):
+        import http.server
+
+        hits = self.hits = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(png)))
+                self.end_headers()
+                self.wfile.write(png)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_no_url_is_fetched_for_a_request(client, server, monkeypatch):
+    """gradio fetches the URL a file field carries, and GET /gradio_api/file=<url>, for
+    hosts its check allows (public ones; for others it asks dns.google). The demo makes
+    every host fail that check. Loopback only: the check is shown to be the only thing
+    in the way by letting 127.0.0.1 through, which makes gradio fetch it."""
+    import httpx
+    import safehttpx
+
+    import plume_lite.apps.demo.server as demo_server
+
+    png = (server["root"] / "red-circle.png").read_bytes()
+    target = CountingServer(png)
+    try:
+        url = f"{target.url}/picture.png"
+        for api in ("/search", "/preview"):
+            args = (1, "", "latent", 4, 5, False) if api == "/search" else ()
+            with pytest.raises(Exception, match="the demo fetches no URL"):
+                client.predict(handle_file(url), *args, api_name=api)
+        with pytest.raises(Exception, match="the demo fetches no URL"):
+            client.predict([handle_file(url)], "", api_name="/add_to_corpus")
+        served = httpx.get(f"{server['url']}gradio_api/file={url}", timeout=30)
+        assert served.status_code == 403 and target.hits == []
+        check_result(search(client, server["root"] / "red-circle.png"))
+        # what gradio does without the demo's refusal, for a host its check lets through
+
+        async def as_if_public(host, *args):
+            if host != "127.0.0.1":
+                raise ValueError(f"{host}: not in this test")
+            return host
+
+        monkeypatch.setattr(safehttpx, "async_validate_url", as_if_public)
+        served = httpx.get(f"{server['url']}gradio_api/file={url}", timeout=30)
+        assert served.status_code == 200 and served.content == png and target.hits == ["/picture.png"]
+        out = client.predict(handle_file(url), 1, "", "latent", 4, 5, False, api_name="/search")
+        assert check_result(out)["results"][0]["score"] > 0.999 and len(target.hits) == 2
+    finally:
+        target.close()
+        monkeypatch.undo()
+        demo_server.refuse_downloads()
 
 
 # ----------------------------------------------------------------------------- K limit
@@ -373,6 +588,26 @@ print(json.dumps([imported, changed, gradio.analytics.analytics_enabled(),
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, {}, False, True, True]
+
+
+def test_command_line_numbers_are_checked(capsys):
+    from plume_lite.apps import cli
+
+    parser = cli.build_parser()
+    for bad, words in [
+        (["--max-file-size", "abc"], "expected a size such as 25mb"),
+        (["--max-file-size", "0mb"], "expected a size such as 25mb"),
+        (["--port", "abc"], "expected an integer"),
+        (["--port", "70000"], "at most 65535"),
+        (["--port", "0"], "must be >= 1"),
+        (["--warm", "latnet"], "unknown mode 'latnet'"),
+        (["--prefetch", "direct,sideways"], "unknown mode 'sideways'"),
+    ]:
+        with pytest.raises(SystemExit) as exit:
+            parser.parse_args(["demo", *bad])
+        assert exit.value.code == 2 and words in capsys.readouterr().err, bad
+    args = parser.parse_args(["demo", "--max-file-size", "5mb", "--warm", "direct", "--prefetch", ""])
+    assert (args.max_file_size, args.warm, args.prefetch) == ("5mb", ("direct",), ())
 
 
 def test_entry_points_are_the_package():

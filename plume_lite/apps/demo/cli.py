@@ -18,11 +18,31 @@ import logging
 import os
 
 from plume_lite.apps.demo.server import MAX_FILE_SIZE
+from plume_lite.arguments import file_size, int_at_least
+from plume_lite.config import MODES
 
 DESCRIPTION = (
     "Gradio demo: search a corpus by image, video or PDF page, with the ranked "
     "results, the routing trace of the query and its latency in each mode."
 )
+
+
+def port(text: str) -> int:
+    """An argparse `type`: a TCP port, 1 to 65535."""
+    value = int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
+def mode_list(text: str) -> tuple[str, ...]:
+    """The modes of a comma-separated list: "latent, direct" -> ("latent", "direct");
+    "" -> (); an unknown mode is an argparse error."""
+    modes = tuple(m.strip() for m in str(text).split(",") if m.strip())
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown mode {unknown[0]!r}; choose among {', '.join(MODES)}")
+    return modes
 
 
 def add_arguments(parser):
@@ -43,18 +63,26 @@ def add_arguments(parser):
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="address to listen on (0.0.0.0 serves the network)",
     )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument(  # a string default goes through `type` too: a bad variable is a usage error
+        "--port", type=port, default=os.environ.get("GRADIO_SERVER_PORT", "7860"), help="TCP port (1-65535)"
+    )
     parser.add_argument(
         "--cache-dir",
         default=None,
         help="corpus embeddings, thumbnails and added files (default: <plume cache>/demo)",
     )
-    parser.add_argument("--max-file-size", default=MAX_FILE_SIZE, help="upload size limit, e.g. 25mb")
     parser.add_argument(
-        "--warm", default="latent", help="modes whose corpus embeddings are computed before the page is ready"
+        "--max-file-size", type=file_size, default=MAX_FILE_SIZE, help="upload size limit, e.g. 25mb"
+    )
+    parser.add_argument(
+        "--warm",
+        type=mode_list,
+        default="latent",
+        help="modes whose corpus embeddings are computed before the page is ready",
     )
     parser.add_argument(
         "--prefetch",
+        type=mode_list,
         default="direct,explicit",
         help="modes embedded in the background once the page is ready (any other mode: on its first search)",
     )
@@ -69,11 +97,6 @@ def add_cli(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def mode_list(text: str) -> tuple[str, ...]:
-    """The modes of a comma-separated list: "latent, direct" -> ("latent", "direct")."""
-    return tuple(m.strip() for m in text.split(",") if m.strip())
-
-
 def run(args) -> int:
     """Build the demo from parsed arguments and serve it until interrupted."""
     from plume_lite.apps.demo.server import build_app, launch
@@ -84,8 +107,8 @@ def run(args) -> int:
         args.checkpoint,
         corpus_dir=args.corpus,
         cache_dir=args.cache_dir,
-        warm=mode_list(args.warm),
-        prefetch=mode_list(args.prefetch),
+        warm=args.warm,
+        prefetch=args.prefetch,
     )
     launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0

@@ -1,6 +1,6 @@
 """What can be asked and what can be searched: a query item built from one upload,
-the corpus items read from a data folder or a folder of files, and the files users
-add, kept on disk so they survive a restart.
+the corpus items read from a data folder or a folder of files, and what a visitor
+adds (SessionCorpus: that visitor's session only, within fixed limits).
 
 Every upload is decoded here, through plume_lite.media (files into items:
 plume_lite.files), before the model sees it: a bad file ends in one MediaError that
@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from plume_lite import media
 from plume_lite.apps import viz
 from plume_lite.apps.demo import render
 from plume_lite.errors import PlumeError
-from plume_lite.files import VISUAL_KINDS, extensions, item_kind, items_from_path, require_kind, text_items
-from plume_lite.io import atomic_write_text
+from plume_lite.files import VISUAL_KINDS, extensions, items_from_path, require_kind, text_items
+from plume_lite.io import atomic_write_bytes
+from plume_lite.items import item_digest
 from plume_lite.media import MediaError
 
 UPLOAD_EXTS = extensions(VISUAL_KINDS)  # queries and additions; .txt only in corpus folders
@@ -117,73 +119,206 @@ def load_corpus(path) -> tuple[list[dict], list[str]]:
 
 # ----------------------------------------------------------------------------- user files
 
+MAX_SESSION_ITEMS = 64  # items one visitor's session may add
+MAX_SESSION_TEXT_CHARS = 32_000  # characters of added text per session (lines are cut at 1000)
+MAX_SESSION_BYTES = 64 * 2**20  # bytes of added files per session
+MAX_TOTAL_SESSION_BYTES = 2 * 2**30  # added files of all open sessions together
+MAX_ADD_TEXT_CHARS = 100_000  # the text box of one "add" click, read at all
+SESSION_TTL_S = 3 * 3600  # a session's additions are dropped this long after the last one
+
+
+class LimitError(PlumeError):
+    """An addition beyond a session's (or the server's) limits; nothing was added."""
+
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-80:] or "file"
 
 
-class UserCorpus:
-    """Files and texts users added, copied under `root` and listed in manifest.json.
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
-    Copies keep the upload's bytes and are never rewritten, so their embeddings (keyed
-    by path, size and mtime) are found in the cache again after a restart."""
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+class DiskQuota:
+    """Bytes of added files held by all open sessions together (thread-safe)."""
+
+    def __init__(self, limit: int = MAX_TOTAL_SESSION_BYTES):
+        self.limit, self.used = limit, 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        with self._lock:
+            if self.used + n > self.limit:
+                raise LimitError(
+                    "the server's space for added files is full right now; try again later, "
+                    "or search without adding files"
+                )
+            self.used += n
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used = max(0, self.used - n)
+
+
+class SessionCorpus:
+    """What one visitor added to the corpus: searched, beside the shared corpus, for
+    that visitor's session only (the page keeps it in a gr.State), and dropped with the
+    session (`close`). Nothing a visitor adds reaches another visitor or a later start.
+
+    Bounded per session: MAX_SESSION_ITEMS items, MAX_SESSION_TEXT_CHARS characters of
+    text, MAX_SESSION_BYTES of files (and, for all sessions together, the server's
+    DiskQuota). Uploads are copied into the session's own folder `root`; the items'
+    embeddings live in memory, in `caches` (one EmbeddingCache per setting, filled by
+    the engine), never in the shared embedding cache."""
+
+    def __init__(self, root, quota: DiskQuota | None = None):
+        self.root = Path(root)
+        self.quota = quota or DiskQuota()
+        self.items: list[dict] = []
+        self.keys: set[str] = set()
+        self.chars = 0
+        self.files: dict[Path, int] = {}  # copies -> bytes
+        self.caches: dict = {}  # setting -> EmbeddingCache (in memory)
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.files.values())
+
+    def usage(self) -> str:
+        return (
+            f"{len(self.items)}/{MAX_SESSION_ITEMS} items, {self.chars:,}/{MAX_SESSION_TEXT_CHARS:,} "
+            f"characters, {_size(self.bytes)} of {_size(MAX_SESSION_BYTES)} of files"
+        )
+
+    def check(self, items: int = 0, chars: int = 0, nbytes: int = 0) -> None:
+        """LimitError if adding this much would go past a limit of the session."""
+        if len(self.items) + items > MAX_SESSION_ITEMS:
+            raise LimitError(
+                f"this adds {_plural(items, 'item')}, and a session holds at most "
+                f"{MAX_SESSION_ITEMS} added items ({len(self.items)} so far); add fewer"
+            )
+        if self.chars + chars > MAX_SESSION_TEXT_CHARS:
+            raise LimitError(
+                f"this adds {_plural(chars, 'character')} of text, and a session holds at most "
+                f"{MAX_SESSION_TEXT_CHARS:,} ({self.chars:,} so far); add less text"
+            )
+        if self.bytes + nbytes > MAX_SESSION_BYTES:
+            raise LimitError(
+                f"this adds {_size(nbytes)} of files, and a session holds at most "
+                f"{_size(MAX_SESSION_BYTES)} ({_size(self.bytes)} so far)"
+            )
+
+    def texts(self, text: str) -> list[dict]:
+        """The new text items of a text box, one per non-empty line (cut at 1000
+        characters), repeats left out; not added yet. One pass over the text."""
+        text = text or ""
+        if len(text) > MAX_ADD_TEXT_CHARS:
+            raise LimitError(
+                f"the text is {len(text):,} characters long; add at most {MAX_ADD_TEXT_CHARS:,} at once"
+            )
+        new, seen = [], set()
+        for item in text_items(text.splitlines()):
+            key = item_digest(item)
+            if key not in seen and key not in self.keys:
+                seen.add(key)
+                new.append(item)
+        self.check(items=len(new), chars=sum(len(it["text"]) for it in new))
+        return new
+
+    def file(self, path) -> tuple[list[dict], Path]:
+        """Check one upload against the limits, copy it into the session's folder and
+        decode it there: its new items (not added yet) and the copy."""
+        path = Path(path)
+        require_kind(path, VISUAL_KINDS)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise MediaError(f"{path.name}: cannot read the upload ({e.strerror or e})") from None
+        self.check(nbytes=len(data))
+        # one folder per content: the copy keeps the upload's name, for messages
+        dest = self.root / hashlib.sha256(data).hexdigest()[:16] / _safe_name(path.name)
+        try:
+            if dest not in self.files:
+                self.quota.take(len(data))
+                self.files[dest] = len(data)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(dest, data)
+            items = items_from_path(dest)
+        except MediaError as e:
+            self.drop_unused([dest])
+            raise MediaError(str(e).replace(str(dest), path.name)) from None
+        except BaseException:
+            self.drop_unused([dest])
+            raise
+        return [it for it in items if item_digest(it) not in self.keys], dest
+
+    def add(self, items) -> list[dict]:
+        """Add items (already embedded by the engine); returns those that were new."""
+        new = []
+        for item in items:
+            key = item_digest(item)
+            if key not in self.keys:
+                self.keys.add(key)
+                self.chars += len(item.get("text", ""))
+                self.items.append(item)
+                new.append(item)
+        return new
+
+    def drop_unused(self, copies) -> None:
+        """Delete the copies that no added item refers to (refused or failed uploads)."""
+        used = {str(it[k]) for it in self.items for k in VISUAL_KINDS if k in it}
+        for dest in copies:
+            if str(dest) not in used and dest in self.files:
+                self.quota.give(self.files.pop(dest))
+                shutil.rmtree(dest.parent, ignore_errors=True)
+
+    def close(self) -> None:
+        """The session ended: its files, items and embeddings go."""
+        self.quota.give(self.bytes)
+        self.files.clear()
+        self.items, self.keys, self.caches, self.chars = [], set(), {}, 0
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class UserCorpus:
+    """Additions stored by earlier versions of the demo, when they were shared by every
+    visitor: `root`/manifest.json and its files. Read at start-up only (nothing writes
+    there any more); an entry that cannot be read, or that the model refuses, is
+    skipped with a warning (DemoEngine.rejected) instead of stopping the start."""
 
     def __init__(self, root):
         self.root = Path(root)
         self.manifest = self.root / "manifest.json"
-        self.entries: list[dict] = []
+        self.entries: list = []
         if self.manifest.exists():
             try:
-                self.entries = json.loads(self.manifest.read_text())["entries"]
-            except (ValueError, KeyError, TypeError):
+                entries = json.loads(self.manifest.read_text())["entries"]
+                self.entries = entries if isinstance(entries, list) else []
+            except (OSError, ValueError, KeyError, TypeError):
                 self.entries = []  # a damaged list loses the additions, not the app
 
-    def items(self) -> list[dict]:
-        out = []
+    def items(self) -> tuple[list[dict], list[str]]:
+        """The stored items, and one line per entry skipped."""
+        out, skipped = [], []
         for e in self.entries:
-            if "text" in e:
-                out.append({"text": e["text"]})
-            elif (self.root / "files" / e["file"]).exists():
-                item = {e["kind"]: str(self.root / "files" / e["file"])}
+            try:
+                if "text" in e:
+                    out.extend(text_items([e["text"]]))
+                    continue
+                file = self.root / "files" / Path(str(e["file"])).name
+                if not file.is_file():
+                    skipped.append(f"{file.name}: stored addition not found")
+                    continue
+                item = {e["kind"]: str(file)}
                 if e["kind"] == "pdf":
-                    item["page"] = e["page"]
+                    item["page"] = int(e["page"])
+                if e["kind"] not in VISUAL_KINDS:
+                    raise ValueError(e["kind"])
                 out.append(item)
-        return out
-
-    def add_file(self, path) -> list[dict]:
-        """Validate and copy one upload; returns the new corpus items."""
-        path = Path(path)
-        try:
-            require_kind(path, VISUAL_KINDS)
-            items = items_from_path(path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        except MediaError as e:
-            raise _short(e, path) from None
-        dest = self.root / "files" / f"{digest}-{_safe_name(path.name)}"
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name("." + dest.name + ".tmp")
-            shutil.copyfile(path, tmp)
-            tmp.replace(dest)
-        new = []
-        for item in items:
-            kind = item_kind(item)
-            page = {"page": item["page"]} if kind == "pdf" else {}
-            entry = {"kind": kind, "file": dest.name, **page}
-            if entry not in self.entries:
-                self.entries.append(entry)
-                new.append({kind: str(dest), **page})
-        self._save()
-        return new
-
-    def add_texts(self, lines) -> list[dict]:
-        new = []
-        for item in text_items(lines):
-            if item not in self.entries:
-                self.entries.append(item)
-                new.append(dict(item))
-        self._save()
-        return new
-
-    def _save(self):
-        atomic_write_text(self.manifest, json.dumps({"entries": self.entries}, indent=1))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                skipped.append(f"stored addition {str(e)[:80]!r}: damaged entry")
+        return out, skipped

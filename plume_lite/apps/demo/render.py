@@ -9,13 +9,20 @@ pictures are enlarged here with nearest-neighbour sampling, which keeps edges cr
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import textwrap
+import threading
+import time
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from plume_lite import media
 from plume_lite.apps.viz import item_picture
 from plume_lite.files import item_kind
+from plume_lite.io import atomic_write_bytes
 
 THUMB = 192  # gallery thumbnails and previews are at least this wide
 CARD = (240, 240)  # text cards
@@ -108,3 +115,49 @@ def caption(rank: int, score: float, item: dict, width: int = 60) -> str:
     words = textwrap.shorten(words, width=width, placeholder=" …") if words else ""
     head = f"#{rank} · {score:.3f} · {kind}"
     return f"{head} · {words}" if words else head
+
+
+class RenderFolder:
+    """The pictures of replies (previews, heatmaps, visitors' thumbnails) as PNG files,
+    written atomically under the hash of their bytes, for gradio to serve.
+
+    gradio writes a PIL image handed to it without care, truncating the file at a
+    name given by the image's bytes: two identical replies at once (the same query
+    twice) truncate the file while the first is being sent, and its download fails.
+    A path is copied by gradio atomically instead. The folder keeps the `keep` newest
+    files; an older one goes once it is `min_age_s` old (gradio has long copied it)."""
+
+    def __init__(self, root, keep: int = 2000, min_age_s: float = 600.0):
+        self.root = Path(root).resolve()
+        self.keep, self.min_age_s = keep, min_age_s
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    def save(self, img: Image.Image) -> str:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        data = buf.getvalue()
+        path = self.root / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        try:
+            os.utime(path)  # in use again: kept longer
+        except OSError:
+            atomic_write_bytes(path, data)
+            with self._lock:
+                self._writes += 1
+                prune = self._writes % 100 == 0
+            if prune:
+                self.prune()
+        return str(path)
+
+    def prune(self) -> None:
+        try:
+            files = sorted(self.root.glob("*.png"), key=lambda p: p.stat().st_mtime)
+        except OSError:  # a file went while listing: next time
+            return
+        now = time.time()
+        for old in files[: max(0, len(files) - self.keep)]:
+            try:
+                if now - old.stat().st_mtime > self.min_age_s:
+                    old.unlink()
+            except OSError:
+                pass

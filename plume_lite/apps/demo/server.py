@@ -30,6 +30,26 @@ CSS = """
 """
 
 
+def refuse_downloads() -> None:
+    """Make the gradio server fetch no URL. gradio downloads the http(s) URL that a
+    request puts in a file field (`{"path": "https://..."}`, or gradio_client's
+    handle_file(url)), and GET /gradio_api/file=<url> streams any public URL back: an
+    open proxy. Both fetch through safehttpx, which lets hf.co and huggingface.co
+    through unchecked, checks that other hosts resolve to a public address, and asks
+    dns.google about those that do not. Here every host fails that check, allow-listed
+    or not, so such a request ends in an error and nothing leaves the machine.
+    Process-wide: it concerns every gradio app of this process."""
+    import safehttpx
+
+    async def refuse(hostname, *args, **kwargs):
+        raise ValueError(
+            f"{hostname}: the demo fetches no URL; upload the file itself (outbound requests are off)"
+        )
+
+    safehttpx.async_validate_url = refuse
+    safehttpx.matches_domain_whitelist = lambda hostname, domain_whitelist: False
+
+
 def build_app(
     checkpoint=None,
     corpus_items=None,
@@ -53,12 +73,15 @@ def build_app(
     wait          block until ready (raises if start-up failed)
     The start-up object is `demo.plume_startup` (`.wait()`, `.engine`, `.timings`)."""
     # Forced, and before gradio is imported (it reads these at import and at launch):
-    # the demo promises no outbound request, whatever the caller's environment says.
+    # the demo promises no outbound request, whatever the caller's environment says
+    # (and refuse_downloads stops gradio fetching URLs a request names).
     apply_env(offline=True, force=True)
     if importlib.util.find_spec("gradio") is None:
         raise PlumeError("gradio is not installed: pip install 'plume_lite[demo]'")
     from plume_lite.apps.demo.startup import Startup
     from plume_lite.apps.demo.ui import build_blocks
+
+    refuse_downloads()
 
     corpus = corpus_items if corpus_items is not None else corpus_dir
     startup = Startup(
@@ -81,9 +104,18 @@ def launch(
     **kwargs,
 ):
     """Serve `demo` (from build_app). With block=False it returns at once (tests), else
-    serves until interrupted. Returns gradio's (app, local_url, share_url)."""
+    serves until interrupted. Returns gradio's (app, local_url, share_url).
+
+    The thumbnails and renders folders of the demo's cache are added to gradio's
+    `allowed_paths`: it serves files from the working and temporary folders only, and
+    a --cache-dir elsewhere would otherwise fail every search. Nothing else of the
+    cache (embeddings, visitors' uploads) is served."""
     import gradio as gr
 
+    startup = getattr(demo, "plume_startup", None)
+    if startup is not None:
+        thumbs = (startup.cache_dir / "thumbs").resolve()
+        kwargs["allowed_paths"] = [*kwargs.get("allowed_paths", []), str(thumbs), str(startup.renders.root)]
     return demo.launch(
         server_name=host,
         server_port=port,

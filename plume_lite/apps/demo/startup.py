@@ -4,18 +4,34 @@ background thread, so the page is up at once and shows what is happening.
 On a fresh machine the default path generates SynthMMEB tiny and trains the default
 checkpoint (plume_lite.apps.defaults, minutes on a CPU); later starts find both in the
 cache folder, and the corpus embeddings in the demo's embedding cache.
+
+A corpus file that cannot be read, or that the model refuses (an extreme aspect ratio),
+is skipped with a warning and the rest serves; so is an addition stored by an earlier
+version of the demo (when additions were shared). Visitors' additions now live in their
+sessions (`new_session`), under `sessions/` of the cache folder, and no start reads them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
+import shutil
 import threading
 import time
 from pathlib import Path
 
-from plume_lite.apps.demo.corpus import UserCorpus, load_corpus, task_corpus
+from plume_lite.apps.demo.corpus import (
+    SESSION_TTL_S,
+    DiskQuota,
+    SessionCorpus,
+    UserCorpus,
+    load_corpus,
+    task_corpus,
+)
 from plume_lite.apps.demo.engine import DemoEngine
+from plume_lite.apps.demo.render import RenderFolder
 from plume_lite.config import MODES
 from plume_lite.runtime import DEFAULT_THREADS, using_threads
 
@@ -61,7 +77,11 @@ class Startup:
         self.status = "Starting…"
         self.error: str | None = None
         self.engine: DemoEngine | None = None
-        self.user = UserCorpus(self.cache_dir / "user_corpus")
+        self.user = UserCorpus(self.cache_dir / "user_corpus")  # earlier versions' additions
+        # this server's sessions: a folder of its own (another server may share the cache)
+        self.sessions_dir = self.cache_dir / "sessions" / f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.quota = DiskQuota()
+        self.renders = RenderFolder(self.cache_dir / "renders")  # the pictures of replies
         self.skipped: list[str] = []
         self.timings: dict = {}
         self.ready = threading.Event()
@@ -79,6 +99,25 @@ class Startup:
         if not self.ready.is_set():
             raise NotReady(f"the demo is still starting: {self.status}")
         return self.engine
+
+    def new_session(self) -> SessionCorpus:
+        """An empty SessionCorpus for one visitor, in a folder of its own."""
+        return SessionCorpus(self.sessions_dir / secrets.token_hex(8), self.quota)
+
+    def skipped_count(self) -> int:
+        """Corpus files or items left out: unreadable, or refused by the model."""
+        return len(self.skipped) + (len(self.engine.rejected) if self.engine else 0)
+
+    def _clean_sessions(self) -> None:
+        """Remove the session folders of servers that stopped long ago (a live server
+        touches its folder whenever a visitor adds a file)."""
+        root = self.cache_dir / "sessions"
+        for folder in root.iterdir() if root.is_dir() else []:
+            try:
+                if time.time() - folder.stat().st_mtime > 2 * SESSION_TTL_S:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
     def wait(self, timeout: float | None = None) -> DemoEngine:
         self.ready.wait(timeout)
@@ -142,7 +181,12 @@ class Startup:
                 self.report(f"skipped an unreadable corpus file: {line}")
         else:
             items = list(self.corpus)
-        items = items + self.user.items()
+        stored, skipped = self.user.items()
+        for line in skipped:
+            self.report(f"skipped a stored addition: {line}")
+        self.skipped += skipped
+        items = items + stored
+        self._clean_sessions()
         self.report(f"Loading the model from {checkpoint}…")
         self.engine = self._timed(
             "model_s",
@@ -160,10 +204,13 @@ class Startup:
 
             self._timed(f"embed_{mode}_s", self.engine.embed_corpus, mode, None, progress)
         self._timed("warmup_s", self.engine.warmup, self.warm)
+        for why in self.engine.rejected.values():
+            self.report(f"skipped a corpus item the model refuses: {why}")
         self.timings["ready_s"] = round(time.monotonic() - self._t0, 2)
         self.report(
-            f"Ready in {self.timings['ready_s']:.1f} s: {len(self.engine.items)} corpus "
-            f"items, checkpoint {checkpoint}. Timings: {json.dumps(self.timings)}"
+            f"Ready in {self.timings['ready_s']:.1f} s: {self.engine.corpus_size} corpus "
+            f"items ({self.skipped_count()} skipped), checkpoint {checkpoint}. "
+            f"Timings: {json.dumps(self.timings)}"
         )
 
     def _default_checkpoint(self, data):

@@ -1,7 +1,9 @@
 """The page: a query upload with preview and page picker, search settings, the ranked
 gallery, the routing heatmap, per-mode latency, the explicit rationale, and a panel to
-add files to the corpus. Handlers turn every user-fixable problem into gr.Error, so the
-message shows in the page and the server keeps serving.
+add files and texts to the corpus of the visitor's own session (a gr.State holding a
+corpus.SessionCorpus: nobody else sees them, within fixed limits). Handlers turn every
+user-fixable problem into gr.Error, so the message shows in the page and the server
+keeps serving.
 
 This module imports gradio: reach it through server.build_app, which turns the
 outbound lookups off first.
@@ -10,15 +12,17 @@ outbound lookups off first.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import gradio as gr
 
-from plume_lite.apps.demo.corpus import UPLOAD_EXTS, load_query
-from plume_lite.apps.demo.engine import MAX_RESULTS, MAX_STEPS, Busy, run_bounded
-from plume_lite.apps.demo.render import caption, message_image
+from plume_lite.apps.demo.corpus import SESSION_TTL_S, UPLOAD_EXTS, LimitError, load_query
+from plume_lite.apps.demo.engine import MAX_RESULTS, MAX_STEPS, Busy, describe, run_bounded
+from plume_lite.apps.demo.render import caption, message_image, thumbnail
 from plume_lite.apps.demo.startup import NotReady, Startup
 from plume_lite.apps.viz import routing_image
 from plume_lite.config import MODES, PlumeConfig
+from plume_lite.errors import PlumeError
 from plume_lite.files import item_kind
 from plume_lite.media import MediaError
 
@@ -33,12 +37,20 @@ experts (the routing is drawn below), `direct` reads one forward pass, `explicit
 rationale first."""
 
 
-def _fail(e: Exception):
-    """A gr.Error the page shows as a message; the server carries on."""
+def _fail(e: Exception, name: str | None = None):
+    """A gr.Error the page shows as a message; the server carries on. `name`: the
+    upload the model refused, named in the message."""
+    if isinstance(e, gr.Error):
+        return e
     if isinstance(e, MediaError):
         return gr.Error(str(e), title="This file cannot be used")
+    if isinstance(e, LimitError):
+        return gr.Error(str(e), title="Over the limit")
     if isinstance(e, (Busy, NotReady)):
         return gr.Error(str(e), title="Please wait")
+    if isinstance(e, PlumeError):  # the model refuses the input (InputError)
+        reason = str(e).removeprefix("item 0: ")
+        return gr.Error(f"{name}: {reason}" if name else reason, title="This input cannot be used")
     if isinstance(e, ValueError):
         return gr.Error(str(e), title="Invalid setting")
     log.exception("unexpected error in the demo")
@@ -56,9 +68,11 @@ class Handlers:
         elif s.ready.is_set():
             e = s.engine
             text = (
-                f"**Ready:** {len(e.items)} corpus items · checkpoint K = {e.default_steps}, "
+                f"**Ready:** {e.corpus_size} corpus items · checkpoint K = {e.default_steps}, "
                 f"{e.num_experts} routed experts"
             )
+            if s.skipped_count():
+                text += f" · {s.skipped_count()} unreadable or refused corpus items skipped (see the log)"
         else:
             text = f"**Starting:** {s.status}"
         if s.background:
@@ -78,23 +92,31 @@ class Handlers:
         except Exception as e:
             raise _fail(e) from None
         if q.kind == "pdf":
-            slider = gr.Slider(
+            slider = gr.Slider(  # gradio wants minimum < maximum: a 1-page PDF hides it
                 minimum=1,
-                maximum=max(q.pages, 1),
+                maximum=max(q.pages, 2),
                 visible=q.pages > 1,
                 label=f"PDF page (1–{q.pages})",
                 **({"value": 1} if reset else {}),
             )
-            return q.preview, slider, f"PDF, {q.pages} page{'s' if q.pages != 1 else ''}"
+            return (
+                self.startup.renders.save(q.preview),
+                slider,
+                f"PDF, {q.pages} page{'s' if q.pages != 1 else ''}",
+            )
         if q.kind == "video":
-            return q.preview, gr.Slider(visible=False), "video: the 8 sampled frames"
+            return (
+                self.startup.renders.save(q.preview),
+                gr.Slider(visible=False),
+                "video: the 8 sampled frames",
+            )
         w, h = q.item["image"].size
-        return q.preview, gr.Slider(visible=False), f"image, {w}×{h} pixels"
+        return self.startup.renders.save(q.preview), gr.Slider(visible=False), f"image, {w}×{h} pixels"
 
     def on_upload(self, path):
         return self.preview(path, 1, reset=True)
 
-    def search(self, path, page, instruction, mode, steps, k, time_all, progress=gr.Progress()):  # noqa: B008  (gradio's idiom)
+    def search(self, path, page, instruction, mode, steps, k, time_all, session=None, progress=gr.Progress()):  # noqa: B008  (gradio's idiom)
         try:
             engine = self.startup.require()
             query = run_bounded(load_query, path, page or 1, instruction, timeout_s=DECODE_TIMEOUT_S)
@@ -107,46 +129,71 @@ class Handlers:
                 timeout_s=max(engine.timeout_s, 600),
             )
             progress(0.9, desc="Searching…")
-            result = engine.search(query.item, mode, steps, k, bool(time_all))
-            return _outputs(result, engine)
+            result = engine.search(query.item, mode, steps, k, bool(time_all), session)
+            if result.skipped:
+                gr.Warning(
+                    f"Left out of this search (your additions, refused in {mode} mode): "
+                    + " · ".join(result.skipped)
+                )
+            return _outputs(result, engine, self.startup.renders)
         except Exception as e:
-            raise _fail(e) from None
+            raise _fail(e, Path(path).name if path else None) from None
 
-    def add(self, files, texts):
+    def add(self, files, texts, session=None):
+        """Add files and text lines to the visitor's session: each new item is embedded
+        first, and what the model refuses is reported and left out. Returns the message
+        and the session (a gr.State)."""
         try:
             engine = self.startup.require()
-        except Exception as e:
-            raise _fail(e) from None
-        files = [f for f in (files or []) if f]
-        lines = [s for s in (texts or "").splitlines() if s.strip()]
-        if not files and not lines:
-            raise gr.Error("choose files or type text lines to add", title="Nothing to add")
-        if len(files) > MAX_ADD_FILES:
-            raise gr.Error(f"add at most {MAX_ADD_FILES} files at once", title="Too many files")
-        added, problems = [], []
-        for path in files:
+            files = [f for f in (files or []) if f]
+            if not files and not (texts or "").strip():
+                raise gr.Error("choose files or type text lines to add", title="Nothing to add")
+            if len(files) > MAX_ADD_FILES:
+                raise gr.Error(f"add at most {MAX_ADD_FILES} files at once", title="Too many files")
+            session = session or self.startup.new_session()
+            new = session.texts(texts or "")  # LimitError before any other work
+            session.check(items=len(new) + len(files))
+            problems, copies = [], []
             try:
-                added += run_bounded(self.startup.user.add_file, path, timeout_s=DECODE_TIMEOUT_S)
-            except (MediaError, Busy) as e:
-                problems.append(str(e))
-        added += self.startup.user.add_texts(lines)
-        try:
-            new = engine.bounded(engine.extend, added, timeout_s=600)
+                for path in files:
+                    try:
+                        items, copy = run_bounded(session.file, path, timeout_s=DECODE_TIMEOUT_S)
+                    except (MediaError, Busy) as e:
+                        problems.append(str(e))
+                        continue
+                    copies.append(copy)
+                    new += items
+                session.check(items=len(new))  # PDFs count a page each
+                good, refused = engine.bounded(engine.vet, new, session.caches, timeout_s=600)
+                problems += [f"{describe(item)}: {why}" for item, why in refused]
+                added = session.add(good)
+            finally:
+                session.drop_unused(copies)
         except Exception as e:
             raise _fail(e) from None
-        if problems and not new:
+        if problems and not added:
             raise gr.Error(" · ".join(problems), title="Nothing was added")
         if problems:
             gr.Warning("Skipped: " + " · ".join(problems))
-        return (
-            f"Added {len(new)} item{'s' if len(new) != 1 else ''}; the corpus now holds "
-            f"{len(engine.items)}, and they are kept for later starts."
+        message = (
+            f"Added {len(added)} item{'s' if len(added) != 1 else ''} to your session: you search "
+            f"them with the {engine.corpus_size} shared corpus items, nobody else sees them, and they "
+            f"go when the session ends. Your session holds {session.usage()}."
         )
+        return message, session
 
 
-def _outputs(result, engine):
-    """gallery, heatmap, latency table, rationale and JSON details of one search."""
-    gallery = [(engine.thumbnail_path(h.item), _caption(h)) for h in result.hits]
+def _outputs(result, engine, renders):
+    """gallery, heatmap, latency table, rationale and JSON details of one search; the
+    pictures as files (see render.RenderFolder)."""
+    # shared items: a thumbnail file drawn once; a visitor's own: drawn for this reply
+    gallery = [
+        (
+            engine.thumbnail_path(h.item) if h.source == "corpus" else renders.save(thumbnail(h.item)),
+            _caption(h),
+        )
+        for h in result.hits
+    ]
     trace = result.trace
     if "gates" in trace:
         picture = routing_image(
@@ -163,7 +210,9 @@ def _outputs(result, engine):
             {
                 "rank": h.rank,
                 "score": round(h.score, 4),
-                "corpus_index": h.index,
+                "source": h.source,
+                "corpus_index": h.index if h.source == "corpus" else None,
+                "added_index": h.index if h.source == "session" else None,
                 "kind": item_kind(h.item),
                 "text": h.item.get("text", ""),
             }
@@ -174,11 +223,18 @@ def _outputs(result, engine):
         "rationale": rationale or None,
         "generated_tokens": trace.get("generated_tokens"),
     }
-    return gallery, picture, _latency_table(result), rationale, details
+    return gallery, renders.save(picture), _latency_table(result), rationale, details
 
 
 def _caption(hit):
-    return caption(hit.rank, hit.score, hit.item)
+    text = caption(hit.rank, hit.score, hit.item)
+    return f"{text} · added by you" if hit.source == "session" else text
+
+
+def _close_session(session) -> None:
+    """gradio calls this when a session's state goes (tab closed, or idle too long)."""
+    if session is not None:
+        session.close()
 
 
 def _no_routing(mode, steps, engine) -> str:
@@ -208,6 +264,7 @@ def build_blocks(startup: Startup) -> gr.Blocks:
     h = Handlers(startup)
     with gr.Blocks(title="PLUME-lite demo", delete_cache=(3600, 7200)) as demo:
         gr.Markdown(DESCRIPTION)
+        session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close_session)
         status = gr.Markdown("**Starting…**", label="status", elem_id="status")
         timer = gr.Timer(1.0)
         with gr.Row():
@@ -267,7 +324,7 @@ def build_blocks(startup: Startup) -> gr.Blocks:
                         )
                 with gr.Accordion("Result details (JSON)", open=False):
                     details = gr.JSON(label="details")
-        with gr.Accordion("Add your own files to the corpus", open=False):
+        with gr.Accordion("Add your own files to the corpus (for your session only)", open=False):
             add_files = gr.File(
                 label="Images, videos or PDFs", file_count="multiple", file_types=UPLOAD_EXTS, type="filepath"
             )
@@ -293,7 +350,7 @@ def build_blocks(startup: Startup) -> gr.Blocks:
         page.release(h.preview, inputs=[query, page], outputs=[preview, page, info], api_name="preview_page")
         go.click(
             h.search,
-            inputs=[query, page, instruction, mode, steps, k, time_all],
+            inputs=[query, page, instruction, mode, steps, k, time_all, session],
             outputs=[gallery, heat, latency, rationale, details],
             api_name="search",
             concurrency_limit=2,
@@ -301,8 +358,8 @@ def build_blocks(startup: Startup) -> gr.Blocks:
         )
         add_go.click(
             h.add,
-            inputs=[add_files, add_text],
-            outputs=add_info,
+            inputs=[add_files, add_text, session],
+            outputs=[add_info, session],
             api_name="add_to_corpus",
             concurrency_limit=1,
         )
