@@ -13,7 +13,7 @@ one.
     model = PlumeModel.from_pretrained("CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B")   # or a folder
     convert_authors_checkpoint("PLUME-Qwen2-VL-2B", "plume-2b")               # plume_lite layout
 
-Loading is strict: every adapter tensor is renamed (ADAPTER_RENAMES) into this package's
+Loading is strict: every adapter tensor is renamed (ADAPTER_NAMES) into this package's
 TransitionAdapter, and a missing or unknown one is one CheckpointError that names it. The
 tokenizer and its token ids are the checkpoint's; no token is added, no embedding row
 re-initialised and no matrix resized.
@@ -49,18 +49,18 @@ ADAPTER_PREFIX = "latent_moe_transition."
 BACKBONE_TYPES = ("qwen2_vl", "qwen2_5_vl")
 # the weight files the authors' evaluation scans; plume_lite reads only the safetensors ones
 WEIGHT_FILE = re.compile(r"^(model(-\d{5}-of-\d{5})?|pytorch_model(-\d{5}-of-\d{5})?)\.(safetensors|bin)$")
-# authors' LatentMoETransition name -> plume_lite TransitionAdapter name (a pure rename:
+# authors' LatentMoETransition name <-> plume_lite TransitionAdapter name (a pure rename:
 # both use LayerNorm eps 1e-5, exact GELU and biases; index 1 / 2 of an expert's
 # nn.Sequential are GELU and Dropout, which hold no tensors)
-ADAPTER_RENAMES = (
-    (r"ln\.(weight|bias)", r"norm.\1"),
-    (r"step_embed\.weight", "step_emb.weight"),
-    (r"router\.(weight|bias)", r"router.\1"),
-    (r"experts\.(\d+)\.fc1\.(weight|bias)", r"experts.\1.0.\2"),
-    (r"experts\.(\d+)\.fc2\.(weight|bias)", r"experts.\1.3.\2"),
-    (r"shared_expert\.fc1\.(weight|bias)", r"shared.0.\1"),
-    (r"shared_expert\.fc2\.(weight|bias)", r"shared.3.\1"),
-)
+ADAPTER_NAMES = (
+    ("ln.{p}", "norm.{p}"),
+    ("step_embed.weight", "step_emb.weight"),
+    ("router.{p}", "router.{p}"),
+    ("experts.{i}.fc1.{p}", "experts.{i}.0.{p}"),
+    ("experts.{i}.fc2.{p}", "experts.{i}.3.{p}"),
+    ("shared_expert.fc1.{p}", "shared.0.{p}"),
+    ("shared_expert.fc2.{p}", "shared.3.{p}"),
+)  # templates: {i} an expert index, {p} weight or bias; one table serves both directions
 # Settings the released weights do not record, as the authors' paper evaluation ran
 # (scripts/eval_plume_moe.sh): router context <disc_emb> (adapter "moe"), top-2 of the
 # experts, K = 8, their prompt, their latent positions and their greedy decoding after
@@ -110,15 +110,10 @@ def resolve_checkpoint(path_or_hub_id) -> Path:
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors weight files of a transformers folder (the index's shards, or the
     files named like the authors' weights); pickle-only weights are refused."""
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{index}: no weight_map of tensor names to shard files")
-        names = sorted(set(map(str, weight_map.values())))
-        for name in names:
-            if Path(name).name != name:
-                raise CheckpointError(f"{index}: shard name {name!r} points outside {folder}")
+    from plume_lite.saving import index_shards
+
+    names = index_shards(folder)
+    if names is not None:
         return [folder / n for n in names]
     found = sorted(p for p in folder.iterdir() if WEIGHT_FILE.match(p.name))
     safetensors = [p for p in found if p.suffix == ".safetensors"]
@@ -196,28 +191,26 @@ def read_adapter_tensors(folder) -> dict:
     return state
 
 
+def _rename(name: str, source: str, target: str) -> str | None:
+    """`name` rewritten from the `source` template to `target`, or None if it does not fit."""
+    pattern = re.escape(source).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    match = re.fullmatch(pattern, name)
+    return target.format(**match.groupdict()) if match else None
+
+
 def package_name(authors_name: str) -> str | None:
     """This package's adapter name for an authors' name, or None when no rule matches."""
-    for pattern, replacement in ADAPTER_RENAMES:
-        if re.fullmatch(pattern, authors_name):
-            return re.sub(pattern, replacement, authors_name)
+    for theirs, ours in ADAPTER_NAMES:
+        if (renamed := _rename(authors_name, theirs, ours)) is not None:
+            return renamed
     return None
 
 
 def authors_name(package_key: str) -> str:
     """The authors' name of a package adapter name (the inverse rename)."""
-    reverse = (
-        (r"norm\.(weight|bias)", r"ln.\1"),
-        (r"step_emb\.weight", "step_embed.weight"),
-        (r"router\.(weight|bias)", r"router.\1"),
-        (r"experts\.(\d+)\.0\.(weight|bias)", r"experts.\1.fc1.\2"),
-        (r"experts\.(\d+)\.3\.(weight|bias)", r"experts.\1.fc2.\2"),
-        (r"shared\.0\.(weight|bias)", r"shared_expert.fc1.\1"),
-        (r"shared\.3\.(weight|bias)", r"shared_expert.fc2.\1"),
-    )
-    for pattern, replacement in reverse:
-        if re.fullmatch(pattern, package_key):
-            return re.sub(pattern, replacement, package_key)
+    for theirs, ours in ADAPTER_NAMES:
+        if (renamed := _rename(package_key, ours, theirs)) is not None:
+            return renamed
     return package_key
 
 

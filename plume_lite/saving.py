@@ -281,22 +281,31 @@ def check_hf_folder(folder: Path, weights: bool) -> None:
     if not weights:
         return
     need("config.json", what="the model config")
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{index}: no weight_map of tensor names to shard files")
-        shards = sorted(set(map(str, weight_map.values())))
-    elif (folder / "model.safetensors").exists():
+    shards = index_shards(folder)
+    if shards is None and (folder / "model.safetensors").exists():
         shards = ["model.safetensors"]
-    else:
+    elif shards is None:
         pickled = sorted(p.name for p in folder.glob("*.bin"))
         extra = f" (only pickle weights {pickled}, which plume_lite never loads)" if pickled else ""
         raise CheckpointError(f"{folder / 'model.safetensors'} is missing{extra}")
     for shard in shards:
+        tensor_header(folder / shard)
+
+
+def index_shards(folder: Path) -> list[str] | None:
+    """The shard file names listed by `model.safetensors.index.json` (checked to lie in
+    `folder`), or None when the folder has no index."""
+    index = folder / "model.safetensors.index.json"
+    if not index.exists():
+        return None
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: no weight_map of tensor names to shard files")
+    shards = sorted(set(map(str, weight_map.values())))
+    for shard in shards:
         if Path(shard).name != shard:
             raise CheckpointError(f"{index}: shard name {shard!r} points outside {folder}")
-        tensor_header(folder / shard)
+    return shards
 
 
 def _check_lora_folder(lora_dir: Path, config: PlumeConfig) -> dict:
