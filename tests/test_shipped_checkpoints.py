@@ -24,6 +24,8 @@ def test_shipped_checkpoint_loads_and_states_its_recipe(mode):
     record = json.loads((folder / "shipped.json").read_text())
     assert record["mode"] == mode and record["overrides"] == list(DEFAULT_OVERRIDES)
     assert record["command"] == "python -m plume_lite.apps.defaults" and record["seed"] == 0
+    steps = [json.loads(line)["step"] for line in (folder / "log.jsonl").read_text().splitlines()]
+    assert steps[-1] == 150  # its training log ships with it
     assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 20 * 2**20
     model = PlumeModel.from_pretrained(folder)
     assert model.encode(["a red circle"]).shape[0] == 1

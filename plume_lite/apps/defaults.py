@@ -125,6 +125,7 @@ def build_shipped(modes=MODES) -> list[dict]:
                 }
                 with atomic_dir(SHIPPED / f"tiny-{mode}") as tmp:
                     shutil.copytree(folder, tmp, dirs_exist_ok=True)
+                    shutil.copy2(folder.parent / "log.jsonl", tmp / "log.jsonl")  # for the notebooks' plots
                     atomic_write_text(tmp / "shipped.json", json.dumps(record, indent=1))
                 records.append(record)
                 log.info("shipped tiny-%s: score %.2f, trained in %.0f s", mode, score, train_s)

@@ -122,12 +122,23 @@ class NotebookSetup:
             mode: ``"latent"`` (PLUME), ``"explicit"`` or ``"direct"``.
 
         Returns:
-            The model folder (its training log `log.jsonl` is in the parent folder).
+            The model folder (its training log: `training_log(mode)`).
 
         Example:
-            >>> records = viz.read_log(NB.checkpoint("latent").parent)
+            >>> model_dir = NB.checkpoint("latent")
         """
         return default_checkpoint(mode, self.profile, self.overrides)
+
+    def training_log(self, mode: str) -> Path:
+        """The `log.jsonl` of the training run that made `checkpoint(mode)`: inside a
+        shipped checkpoint's folder, or beside the model folder of a run in the cache.
+
+        Example:
+            >>> records = viz.read_log(NB.training_log("latent"))
+        """
+        folder = self.checkpoint(mode)
+        inside = folder / "log.jsonl"
+        return inside if inside.exists() else folder.parent / "log.jsonl"
 
     def load(self, mode: str):
         """The notebooks' trained checkpoint of `mode` on this profile's device.
