@@ -59,7 +59,7 @@ think step first second then finally summary result is not and or with without e
 """
 
 
-def _train_tokenizer(vocab_size: int):
+def _train_tokenizer(vocab_size: int, extra_text: str = ""):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -71,7 +71,7 @@ def _train_tokenizer(vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: any text encodes
         show_progress=False,
     )
-    lines = [line for line in _VOCAB_TEXT.splitlines() if line.strip()]
+    lines = [line for line in (_VOCAB_TEXT + extra_text).splitlines() if line.strip()]
     tok.train_from_iterator(lines * 4 + [" ".join(str(i) for i in range(100))], trainer=trainer)
     return tok
 
@@ -117,10 +117,14 @@ def make_backbone(
     patch_size: int = 8,
     image_pixels: int = 64 * 64,
     vocab_size: int = 1024,
+    vocab_text: str = "",
     pad_vocab_to: int | None = None,
     dtype: torch.dtype = torch.float32,
 ):
-    """(model, processor) of a randomly initialised Qwen2-VL-architecture backbone, in memory."""
+    """(model, processor) of a randomly initialised Qwen2-VL-architecture backbone, in memory.
+
+    `vocab_text`: more words for the tokenizer to learn merges for (the pre-trained tiny
+    backbone adds its corpus's words); "" gives the default tiny tokenizer."""
     from transformers import (
         Qwen2TokenizerFast,
         Qwen2VLConfig,
@@ -136,7 +140,7 @@ def make_backbone(
     half = head_dim // 2  # M-RoPE splits the rotary half-dimensions over (t, h, w)
     mrope_section = [half - 2 * (half // 3), half // 3, half // 3]
 
-    backend = _train_tokenizer(vocab_size)
+    backend = _train_tokenizer(vocab_size, vocab_text)
     tokenizer = Qwen2TokenizerFast(
         tokenizer_object=backend,
         unk_token=None,
@@ -215,14 +219,32 @@ def tiny_backbone_path(seed: int = 0) -> Path:
     return path
 
 
+# The tiny backbone after `plume-lite pretrain` (captions and lookups; README §Pre-trained
+# tiny backbone), shipped inside the package so a fresh clone never has to pre-train.
+PRETRAINED_TINY = "tiny-pretrained"
+
+
+def pretrained_tiny_path() -> Path:
+    path = Path(__file__).resolve().parent / "weights" / PRETRAINED_TINY
+    if not (path / "config.json").exists():
+        raise CheckpointError(
+            f"the shipped pre-trained tiny backbone is missing from {path}; "
+            f"rebuild it with `plume-lite pretrain --out {path}`"
+        )
+    return path
+
+
 def load_backbone(name_or_path: str, dtype: torch.dtype | None = None, device=None):
     """Load (model, processor) for a Qwen2-VL or Qwen2.5-VL hub id or local folder.
 
-    "tiny" / "tiny:SEED" resolve to the offline tiny backbone."""
+    "tiny" / "tiny:SEED" resolve to the offline random-init tiny backbone,
+    "tiny-pretrained" to the shipped pre-trained one."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     name = str(name_or_path)
-    if name == "tiny" or name.startswith("tiny:"):
+    if name == PRETRAINED_TINY:
+        name = str(pretrained_tiny_path())
+    elif name == "tiny" or name.startswith("tiny:"):
         name = str(tiny_backbone_path(int(name.split(":")[1]) if ":" in name else 0))
     local = Path(name)
     if local.exists() and not (local / "config.json").exists():

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "plume_lite.released_cli",  # convert
     "plume_lite.data.cli",  # synth, data show
     "plume_lite.train.cli",  # train
+    "plume_lite.train.pretrain_cli",  # pretrain
     "plume_lite.evaluation.cli",  # eval
     "plume_lite.experiments.cli",  # reproduce, bench
     "plume_lite.apps.demo.cli",  # demo

@@ -1,0 +1,45 @@
+"""`plume-lite pretrain`: the parser, torch-free, and its handler (plume_lite/train/pretrain.py)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from plume_lite.arguments import int_at_least
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pretrain",
+        help="pre-train the tiny backbone on captions and lookups (language-model loss)",
+        description="Pre-train a fresh tiny Qwen2-VL backbone (plume_lite/train/pretrain.py); "
+        "the result is a backbone folder, usable as `backbone=DIR` in training.",
+    )
+    p.add_argument("--out", required=True, help="backbone folder to write (replaced atomically)")
+    p.add_argument("--steps", type=int_at_least(1), default=4000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int_at_least(1), default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--threads", type=int_at_least(1), default=1)
+    p.add_argument("--gate-queries", type=int_at_least(1), default=64, help="held-out samples per kind")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args) -> int:
+    from plume_lite.train.pretrain import pretrain
+
+    command = "plume-lite " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    record = pretrain(
+        args.out,
+        steps=args.steps,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        threads=args.threads,
+        gate_queries=args.gate_queries,
+        command=command,
+    )
+    gate = ", ".join(f"{k} {v}" for k, v in record["gate"]["exact_match"].items())
+    print(f"pre-trained {record['steps']} steps in {record['train_cpu_s']} CPU-s; exact match %: {gate}")
+    print(f"backbone: {args.out}")
+    return 0
