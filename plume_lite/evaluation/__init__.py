@@ -13,6 +13,7 @@ from plume_lite.lazy import lazy_exports
 _EXPORTS = {
     "evaluate": ".protocol", "EmbeddingIndex": ".index", "EmbeddingCache": ".index",
     "hit_at_k": ".metrics", "ndcg_at_k": ".metrics",
+    "paired_difference": ".stats", "mcnemar": ".stats", "compare_table": ".stats",
 }
 # fmt: on
 __all__ = list(_EXPORTS)
