@@ -12,6 +12,11 @@ equally; in the last half of the final stage the answer is dropped, so training
 ends in exactly the inference format `</think>\\n` (INFERENCE_SUFFIX of model.py).
 With the curriculum off, the run is one all-latent stage from step 0 and the
 answer is dropped in its last half (the final stage stretched over the whole run).
+
+Where `<gen_emb>` is read during training (READ_POSITIONS, `place_gen_emb`):
+"after_text" (the paper's layout) reads it after the suffix text; "after_latents"
+reads it right after `</think>\n`, where inference reads it, and the suffix text is
+predicted after it, so the embedding cannot copy the answer it has not yet seen.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import math
 import re
 from dataclasses import dataclass
 
+from plume_lite.errors import InputError
+
 STAGE_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 THINK_END = "</think>"
+READ_POSITIONS = ("after_text", "after_latents")
 # a sentence ends at . ! ? (optionally followed by a closing quote/bracket) + space
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
 
@@ -138,3 +146,18 @@ def build_suffix(rationale: str, answer: str, stage: Stage) -> tuple[int, str]:
 def explicit_suffix(rationale: str, answer: str) -> str:
     """The explicit (UME-R1-style) target: the whole rationale, `</think>`, the answer."""
     return f"{' '.join(rationale.split())}{THINK_END}{' '.join(answer.split())}\n"
+
+
+def place_gen_emb(suffix_text: str, read_position: str, gen_token: str) -> str:
+    """The latent training suffix (after `<eot>`) with the embedding token placed.
+
+    "after_text": `{suffix_text}<gen_emb>`, the paper's layout. "after_latents":
+    `</think>\n<gen_emb>{suffix_text}`: the inference suffix, then the text still to
+    predict; a suffix that is only `</think>\n` (answer dropped, all latent) adds
+    nothing, so that stage trains exactly the inference format."""
+    if read_position == "after_text":
+        return f"{suffix_text}{gen_token}"
+    if read_position != "after_latents":
+        raise InputError(f"read_position must be one of {', '.join(READ_POSITIONS)}, got {read_position!r}")
+    closing = f"{THINK_END}\n"
+    return f"{closing}{gen_token}{'' if suffix_text == closing else suffix_text}"

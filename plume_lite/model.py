@@ -20,6 +20,7 @@ from torch import nn
 from plume_lite.adapter import TransitionAdapter, balance_loss
 from plume_lite.backbone import load_backbone
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig
+from plume_lite.curriculum import READ_POSITIONS, place_gen_emb
 from plume_lite.errors import InputError
 from plume_lite.items import ItemBatcher, as_item, checked_int, is_single_item
 from plume_lite.protocols import post_suffix_decoder
@@ -398,10 +399,27 @@ class PlumeModel(nn.Module):
         return emb, (rollout_traces(r, steps) if return_trace else [])
 
     # ----------------------------------------------------------------- training
-    def forward_train(self, items: list, suffix_texts: list | None, n_latent: int, mode: str) -> TrainForward:
-        """Teacher-forced forward for the training losses (see plume_lite.train.loop)."""
+    def forward_train(
+        self,
+        items: list,
+        suffix_texts: list | None,
+        n_latent: int,
+        mode: str,
+        *,
+        read_position: str = "after_text",
+    ) -> TrainForward:
+        """Teacher-forced forward for the training losses (see plume_lite.train.loop).
+
+        `read_position` (latent mode): "after_text" reads `<gen_emb>` after the suffix
+        text (the paper's layout); "after_latents" reads it right after `<eot></think>\n`,
+        as inference does, with the suffix text predicted after it (curriculum.place_gen_emb).
+        Explicit mode reads after its text only, as its inference does."""
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
+        if read_position not in READ_POSITIONS:
+            raise InputError(
+                f"read_position must be one of {', '.join(READ_POSITIONS)}, got {read_position!r}"
+            )
         inputs, anchor_index = self.batcher(items, mode, self.device)
         if mode == "direct":
             hidden, _ = run_prefix(self.vlm, inputs, use_cache=False)
@@ -409,8 +427,14 @@ class PlumeModel(nn.Module):
             return TrainForward(None, hidden[:, -1], None, zero, None)
         if mode == "explicit" and n_latent:
             raise InputError("explicit mode has no latent steps; pass n_latent=0")
-        head = EOT if mode == "latent" else ""
-        texts = [head + t + GEN_EMB for t in suffix_texts]
+        if mode == "explicit" and read_position != "after_text":
+            raise InputError(
+                "explicit mode reads <gen_emb> after the text it writes; pass read_position='after_text'"
+            )
+        if mode == "latent":
+            texts = [EOT + place_gen_emb(t, read_position, GEN_EMB) for t in suffix_texts]
+        else:
+            texts = [t + GEN_EMB for t in suffix_texts]
         suffix_ids, suffix_mask = self.batcher.suffix_ids(texts, self.device)
         r = latent_rollout(
             self.vlm,
@@ -427,8 +451,11 @@ class PlumeModel(nn.Module):
         logits = self.backbone.lm_head(predictors).float()
         labels = suffix_ids.masked_fill(suffix_mask == 0, -100)
         ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        last = suffix_mask.sum(1) - 1
-        gen = r.suffix_hidden[torch.arange(len(items), device=last.device), last]
+        if read_position == "after_latents":  # the first <gen_emb>: text follows it
+            read = (suffix_ids == self.token_ids[GEN_EMB]).int().argmax(1)
+        else:
+            read = suffix_mask.sum(1) - 1
+        gen = r.suffix_hidden[torch.arange(len(items), device=read.device), read]
         bal = balance_loss(r.gates)
         gates = torch.stack(r.gates, dim=1) if r.gates else None
         return TrainForward(gen, r.anchor, ce, bal if bal is not None else ce.new_zeros(()), gates)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from plume_lite.curriculum import Curriculum, Stage
+from plume_lite.curriculum import STAGE_RATIOS, Curriculum, Stage
 from plume_lite.errors import CheckpointError, ConfigError, PlumeError
 from plume_lite.io import atomic_write_text, clean_leftovers, folder_lock, one_line
 from plume_lite.runtime import using_threads
@@ -61,7 +61,10 @@ def build_model(config: TrainConfig):
     # bf16 base weights only where they stay frozen (LoRA); full fine-tuning keeps fp32
     # master weights and lets accelerate autocast.
     dtype = torch.bfloat16 if (config.precision == "bf16" and config.lora) else None
-    model = PlumeModel.from_backbone(config.backbone, dtype=dtype, **config.model_kwargs())
+    if config.init_from:
+        model = model_from_run(config, dtype)
+    else:
+        model = PlumeModel.from_backbone(config.backbone, dtype=dtype, **config.model_kwargs())
     if config.lora:
         model.enable_lora(
             r=config.lora_r,
@@ -72,6 +75,19 @@ def build_model(config: TrainConfig):
     if config.freeze_vision:
         model.freeze_vision()
     return model
+
+
+def model_from_run(config: TrainConfig, dtype):
+    """The backbone of the PlumeModel saved at `config.init_from` (weights, tokenizer and
+    PLUME token rows as trained there) under a new adapter and this run's settings."""
+    from plume_lite.config import PlumeConfig
+    from plume_lite.model import PlumeModel
+
+    base = PlumeModel.from_pretrained(config.init_from, dtype=dtype)
+    if base.lora_enabled:
+        raise ConfigError(f"init_from {config.init_from} is a LoRA checkpoint; start from a full one")
+    settings = PlumeConfig.from_dict({"backbone": config.backbone, **config.model_kwargs()})
+    return PlumeModel(base.backbone, base.processor, settings)
 
 
 def load_pairs(config: TrainConfig, data_dir):
@@ -312,12 +328,19 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     # not passed to prepare(): accelerate would step it once per process
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
     step_module = TrainStep(
-        model, config.mode, config.logit_scale, config.balance_weight, config.mask_duplicates
+        model,
+        config.mode,
+        config.logit_scale,
+        config.balance_weight,
+        config.mask_duplicates,
+        read_position=config.read_position,
     )
     step_module, optimizer = accelerator.prepare(step_module, optimizer)
     plume = accelerator.unwrap_model(step_module).model
 
-    curriculum = Curriculum(config.latent_steps, enabled=config.curriculum)
+    curriculum = Curriculum(
+        config.latent_steps, enabled=config.curriculum, ratios=STAGE_RATIOS[config.first_stage :]
+    )
     start, prev_stage, resumed_from = 0, None, None
     if resume_from is not None:
         state = load_checkpoint(

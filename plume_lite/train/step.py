@@ -19,16 +19,24 @@ class TrainStep(nn.Module):
         logit_scale: float = LOGIT_SCALE,
         balance_weight: float = BALANCE_WEIGHT,
         mask_duplicates: bool = True,
+        read_position: str = "after_text",
     ):
         super().__init__()
         self.model = model
         self.mode, self.logit_scale, self.balance_weight = mode, logit_scale, balance_weight
         self.mask_duplicates = mask_duplicates
+        # only latent mode has a choice: explicit reads after its text, as at inference
+        self.read_position = read_position if mode == "latent" else "after_text"
 
     def forward(self, batch):
         """(total loss, {part: tensor}, {stat: tensor}) for one `train_data.Batch`."""
-        out_q = self.model.forward_train(batch.queries, batch.query_suffix, batch.n_latent, self.mode)
-        out_c = self.model.forward_train(batch.positives, batch.positive_suffix, batch.n_latent, self.mode)
+        where = dict(read_position=self.read_position)
+        out_q = self.model.forward_train(
+            batch.queries, batch.query_suffix, batch.n_latent, self.mode, **where
+        )
+        out_c = self.model.forward_train(
+            batch.positives, batch.positive_suffix, batch.n_latent, self.mode, **where
+        )
         ids = {}
         if self.mask_duplicates:
             device = out_q.disc_emb.device
