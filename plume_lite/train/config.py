@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig, check_keys, check_value
+from plume_lite.curriculum import READ_POSITIONS
 from plume_lite.errors import ConfigError
 
 LOGIT_SCALE = 50.0  # InfoNCE temperature τ = 1 / 50 = 0.02
@@ -57,6 +58,10 @@ class TrainConfig:
         threads: torch CPU threads during training; 0 leaves torch's setting alone.
         curriculum: the explicit-to-latent curriculum (latent mode); False: all latent
             from the first step.
+        read_position: where latent-mode training reads `<gen_emb>`: "after_text" (the
+            paper's layout, after the teacher-forced rationale and answer) or
+            "after_latents" (right after `<eot></think>\n`, where inference reads it, the
+            text predicted after it). Explicit mode always reads after its text.
         max_steps: optimizer steps; curriculum progress is step / max_steps.
         batch_size: pairs per process per micro-batch (>= 2: in-batch negatives).
         grad_accum: micro-batches per optimizer step (negatives stay per micro-batch).
@@ -96,6 +101,9 @@ class TrainConfig:
     seed: int = 0
     # --- model (PlumeConfig fields) ---
     backbone: str = _PC["backbone"]
+    # a PlumeModel folder whose backbone (weights, tokenizer, PLUME token rows) this run
+    # starts from, with a new adapter: the paper's chain (latent from the explicit model U)
+    init_from: str | None = None
     latent_steps: int = _PC["latent_steps"]  # K
     adapter: str = _PC["adapter"]  # moe | moe_no_anchor | mlp | none
     num_experts: int = _PC["num_experts"]
@@ -117,6 +125,9 @@ class TrainConfig:
     # 2-core box 1 thread avoids ~10x spin-wait slowdowns
     # --- curriculum (latent mode) ---
     curriculum: bool = True  # False: all-latent from the first step
+    first_stage: int = 0  # first curriculum stage (STAGE_RATIOS index); 1 skips the all-text one
+    # after_text | after_latents: where latent training reads <gen_emb> (curriculum.place_gen_emb)
+    read_position: str = "after_text"
     # --- optimisation ---
     max_steps: int = 300  # optimizer steps; curriculum progress = step / max_steps
     batch_size: int = 16  # pairs per process per micro-batch (in-batch negatives)
@@ -149,12 +160,23 @@ class TrainConfig:
     def validate(self) -> None:
         for name, value in dataclasses.asdict(self).items():
             _check_type(name, value, _hints()[name])
-        choices = {"mode": MODES, "precision": PRECISIONS, "lr_schedule": SCHEDULES}
+        choices = {
+            "mode": MODES,
+            "precision": PRECISIONS,
+            "lr_schedule": SCHEDULES,
+            "read_position": READ_POSITIONS,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        from plume_lite.curriculum import STAGE_RATIOS
+
+        if not 0 <= self.first_stage < len(STAGE_RATIOS):
+            raise ConfigError(f"first_stage must be in [0, {len(STAGE_RATIOS) - 1}], got {self.first_stage}")
+        if self.init_from is not None and not self.init_from.strip():
+            raise ConfigError("init_from may not be empty (null: start from the backbone)")
         for name in ("max_steps", "batch_size", "grad_accum", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -227,9 +249,12 @@ PROFILES: dict[str, dict] = {
     # lr 3e-4 + clipping 1.0 trains through the rollout; 1e-3 collapsed (ENVIRONMENT.md).
     # One torch thread: the tiny model gains little from a second one, and next to any
     # other CPU job two threads spin-wait (a 300-step latent run: 21 min vs 2 min).
+    # Explicit budget 128: the longest SynthMMEB tiny target (rationale, </think>, answer,
+    # <gen_emb>) is 123 tiny-tokenizer tokens; 64 cut every target of 8 of 12 tasks
+    # (tests/test_explicit_budget.py keeps it covering the shipped data).
     "tiny": dict(backbone="tiny", lora=False, freeze_vision=False, precision="no", threads=1,
                  latent_steps=8, batch_size=16, grad_accum=1, lr=3e-4, warmup_steps=10,
-                 max_steps=300, save_every=100, grad_clip=1.0),
+                 max_steps=300, save_every=100, grad_clip=1.0, max_new_tokens=128),
     # One 24 GB GPU: Qwen2-VL-2B with LoRA on the language model, vision tower frozen,
     # bf16. ~12 pairs fit per step with gradients through K = 8 steps
     # (docs/method.md §Reference numbers); accumulation gives a larger effective batch
