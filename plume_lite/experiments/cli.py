@@ -19,7 +19,10 @@ def add_reproduce(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder (reused: finished runs are skipped)")
     p.add_argument("--quick", action="store_true", help="a few steps per run: the pipeline in ~3 minutes")
     p.add_argument(
-        "--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 2; quick 1)"
+        "--seeds", type=int_at_least(1), default=None, help="seeds of the main systems (default 3; quick 1)"
+    )
+    p.add_argument(
+        "--workers", type=int_at_least(1), default=2, help="runs trained side by side, one core each"
     )
     p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
     p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
@@ -37,6 +40,7 @@ def _reproduce(args) -> int:
         profile=args.profile,
         data=args.data,
         eval_data=args.eval_data,
+        workers=args.workers,
     )
     print((Path(args.out) / "tables.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'} ({report['wall_seconds'] / 60:.1f} min)")

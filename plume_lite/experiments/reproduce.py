@@ -17,51 +17,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from plume_lite.errors import ConfigError
+from plume_lite.experiments.plan import DEFAULT_BUDGET, QUICK_BUDGET, Run, cpu_matched_steps, plan_runs
 from plume_lite.experiments.report import write_report
+from plume_lite.experiments.runner import run_plan
 from plume_lite.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# The default run trains 12 models on 2 CPU cores in about 25 minutes: half the tiny
-# profile's steps per model. Quick runs only check that the pipeline works.
-DEFAULT_OVERRIDES = ("max_steps=150", "save_every=50")
-QUICK_OVERRIDES = ("max_steps=6", "save_every=1000", "warmup_steps=1", "max_new_tokens=12")
+# Settings of the chain's runs on the tiny profile (LITE_DIAGNOSIS.md §2.1: lr 1e-3 with
+# warm-up and a cosine to 0 is stable through the rollout and removes the end-point noise of
+# a constant lr), from the shipped pre-trained backbone; quick runs only check the pipeline.
+CHAIN_OVERRIDES = ("backbone=tiny-pretrained", "lr=1e-3", "warmup_steps=30", "save_every=100")
+QUICK_OVERRIDES = ("save_every=1000", "warmup_steps=1", "max_new_tokens=12")
 QUICK_QUERIES_PER_TASK = 6
-
-
-@dataclass(frozen=True)
-class Run:
-    name: str  # folder name, unique
-    group: str  # main | components | steps
-    label: str  # row label in the tables
-    mode: str
-    seed: int
-    overrides: tuple = ()
-
-
-def plan_runs(seeds: int) -> list[Run]:
-    runs = []
-    for seed in range(seeds):
-        runs += [
-            Run(f"direct-s{seed}", "main", "direct (VLM2Vec-style)", "direct", seed),
-            Run(f"explicit-s{seed}", "main", "explicit CoT (UME-R1-style)", "explicit", seed),
-            Run(f"latent-s{seed}", "main", "PLUME latent (K=8)", "latent", seed),
-        ]
-    runs += [
-        Run("latent-no-adapter-s0", "components", "no transition adapter", "latent", 0, ("adapter=none",)),
-        Run("latent-mlp-s0", "components", "single MLP instead of MoE", "latent", 0, ("adapter=mlp",)),
-        Run(
-            "latent-no-anchor-s0", "components", "no semantic anchor", "latent", 0, ("adapter=moe_no_anchor",)
-        ),
-        Run("latent-no-curriculum-s0", "components", "no curriculum", "latent", 0, ("curriculum=false",)),
-        Run("latent-k4-s0", "steps", "K = 4", "latent", 0, ("latent_steps=4",)),
-        Run("latent-k6-s0", "steps", "K = 6", "latent", 0, ("latent_steps=6",)),
-    ]
-    return runs
+DATA_SIZE = "lite"  # 128 test queries per task (binomial SE about 4 points per task)
+WORKERS = 2  # independent runs train side by side, one core each
 
 
 def subsample(tasks, n: int, pool_extra: int = 16):
@@ -92,39 +65,84 @@ def subsample(tasks, n: int, pool_extra: int = 16):
     return out
 
 
-def train_and_eval(
-    run: Run, root: Path, data: Path, tasks, profile: str, extra: tuple, progress: bool
-) -> dict:
+def _tasks(data, split: str, quick: bool):
+    from plume_lite.data.mmeb import load_eval_tasks
+
+    tasks = load_eval_tasks(data) if split == "test" else load_eval_tasks(data, split=split)
+    return subsample(tasks, QUICK_QUERIES_PER_TASK) if quick else tasks
+
+
+def _readout_entry(result: dict) -> dict:
+    """What the tables and the paired statistics need of one evaluation."""
+    tasks = {}
+    for name, t in result["tasks"].items():
+        tasks[name] = {
+            "score": t["score"],
+            "metric": t["metric"],
+            "modality": t["modality"],
+            "reasoning": t["reasoning"],
+            "per_query": [q["score"] for q in t["per_query"]],
+        }
+        if "written_answer_accuracy" in t:
+            tasks[name]["written_answer_accuracy"] = t["written_answer_accuracy"]
+    return {
+        "eval": {k: result[k] for k in ("overall", "modalities", "meta_tasks", "reasoning")},
+        "tasks": tasks,
+    }
+
+
+def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, progress) -> dict:
+    """Train one run of the plan (unless its model exists) and evaluate its readouts."""
     from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
+    from plume_lite.runtime import using_threads
     from plume_lite.train.config import resolve_config
     from plume_lite.train.loop import train
 
+    root = Path(root)
     run_dir = root / "runs" / run.name
     model_dir = run_dir / "model"
     started = time.time()
+    steps = run.steps
+    if run.cpu_matched_to:  # the step-matched direct run gives the cost of a direct step
+        ref = done[run.deps[0]]
+        matched = [done[name]["train_seconds"] for name in run.cpu_matched_to]
+        steps = cpu_matched_steps(matched, ref["train_seconds"], ref["steps"])
     if not (model_dir / "plume_config.json").exists():
-        overrides = [f"seed={run.seed}", f"progress_bar={progress}", *run.overrides, *extra]
+        overrides = [f"seed={run.seed}", f"progress_bar={progress}", *extra, *run.overrides]
+        overrides.append(f"max_steps={steps}")
+        if run.init:
+            overrides.append(f"init_from={root / 'runs' / run.init / 'model'}")
         config = resolve_config(profile, mode=run.mode, overrides=overrides)
         train(config, data, run_dir, resume=(run_dir / "train_config.json").exists())
-    model = PlumeModel.from_pretrained(model_dir).eval()
-    result = evaluate(
-        model, tasks, mode=run.mode, out=run_dir / "eval.json", progress=progress, checkpoint_id=run.name
-    )
-    summary = (
-        json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
-    )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    readouts = {}
+    with using_threads(1):
+        model = PlumeModel.from_pretrained(model_dir).eval()
+        for r in run.readouts:
+            for split in ("test", "compositional") if r.compositional else ("test",):
+                out = run_dir / (f"eval-{r.name}.json" if split == "test" else f"eval-{r.name}-{split}.json")
+                result = evaluate(
+                    model,
+                    _tasks(eval_data or data, split, quick),
+                    mode=r.mode,
+                    steps=r.steps,
+                    out=out,
+                    progress=progress,
+                    checkpoint_id=run.name,
+                )
+                readouts[r.name if split == "test" else f"{r.name}-{split}"] = _readout_entry(result)
     return {
-        "run": run.__dict__,
-        "eval": {k: result[k] for k in ("overall", "modalities", "meta_tasks", "reasoning")},
-        "tasks": {n: r["score"] for n, r in result["tasks"].items()},
+        "run": {**run.__dict__, "steps": summary.get("step", steps)},
+        "readouts": readouts,
+        "steps": summary.get("step", steps),
         "train_seconds": summary.get("wall_s"),
         "seconds": time.time() - started,
     }
 
 
-def measure_efficiency(root: Path, runs: list[Run], batch_sizes=(1, 16), repeats: int = 3) -> dict:
-    """ms/query of each main system with its own checkpoint (seed 0), reused once measured."""
+def measure_efficiency(root: Path, batch_sizes=(1, 16), repeats: int = 3) -> dict:
+    """ms/query of each main system with its own seed-0 checkpoint, reused once measured."""
     from plume_lite.experiments.bench import time_mode
     from plume_lite.model import PlumeModel
 
@@ -132,11 +150,11 @@ def measure_efficiency(root: Path, runs: list[Run], batch_sizes=(1, 16), repeats
     if path.exists():
         return json.loads(path.read_text())
     rows = []
-    for run in (r for r in runs if r.group == "main" and r.seed == 0):
-        model = PlumeModel.from_pretrained(root / "runs" / run.name / "model").eval()
+    for name, mode in (("direct-s0", "direct"), ("explicit-s0", "explicit"), ("latent-s0", "latent")):
+        model = PlumeModel.from_pretrained(root / "runs" / name / "model").eval()
         for b in batch_sizes:
-            row = time_mode(model, run.mode, b, model.config.latent_steps, repeats, image_size=64)
-            rows.append({"label": run.label, **row})
+            row = time_mode(model, mode, b, model.config.latent_steps, repeats, image_size=64)
+            rows.append({"run": name, **row})
     result = {"rows": rows, "batch_sizes": list(batch_sizes)}
     atomic_write_text(path, json.dumps(result, indent=1))
     return result
@@ -150,11 +168,10 @@ def reproduce(
     data: str | None = None,
     eval_data: str | None = None,
     progress: bool = True,
+    workers: int = WORKERS,
 ) -> dict:
-    from plume_lite.data.mmeb import load_eval_tasks
-
     root = Path(out)
-    seeds = seeds or (1 if quick else 2)
+    seeds = seeds or (1 if quick else 3)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     start = time.time()
@@ -163,18 +180,24 @@ def reproduce(
             raise ConfigError(f"profile {profile} trains on real data: pass --data (and --eval-data)")
         from plume_lite.data.synth import ensure_synth
 
-        data = ensure_synth(root / "data", size="tiny", seed=0)
-    tasks = load_eval_tasks(eval_data or data)
-    if quick:
-        tasks = subsample(tasks, QUICK_QUERIES_PER_TASK)
-    extra = QUICK_OVERRIDES if quick else (DEFAULT_OVERRIDES if profile == "tiny" else ())
-    runs = plan_runs(seeds)
-    results = []
-    for i, run in enumerate(runs):
-        if progress:
-            log.info("== reproduce [%d/%d] %s: %s", i + 1, len(runs), run.name, run.label)
-        results.append(train_and_eval(run, root, Path(data), tasks, profile, extra, progress))
-    efficiency = measure_efficiency(root, runs, repeats=1 if quick else 3)
+        data = ensure_synth(root / "data", size="tiny" if quick else DATA_SIZE, seed=0)
+    extra = (CHAIN_OVERRIDES if profile == "tiny" else ()) + (QUICK_OVERRIDES if quick else ())
+    runs = plan_runs(seeds, QUICK_BUDGET if quick else DEFAULT_BUDGET)
+    if progress:
+        log.info("== reproduce: %d runs, %d at a time, in %s", len(runs), workers, root)
+    done = run_plan(
+        runs,
+        run_job,
+        workers=workers,
+        root=str(root),
+        data=str(data),
+        eval_data=eval_data,
+        profile=profile,
+        extra=extra,
+        quick=quick,
+        progress=progress and workers <= 1,  # bars from two processes would interleave
+    )
+    efficiency = measure_efficiency(root, repeats=1 if quick else 3)
     report = {
         "settings": {
             "quick": quick,
@@ -183,8 +206,9 @@ def reproduce(
             "data": str(data),
             "eval_data": str(eval_data or data),
             "overrides": list(extra),
+            "workers": workers,
         },
-        "runs": results,
+        "runs": [done[r.name] for r in runs],
         "efficiency": efficiency,
         "wall_seconds": time.time() - start,
     }
