@@ -23,6 +23,7 @@ from plume_lite.config import MODES
 from plume_lite.errors import ConfigError, InputError
 from plume_lite.evaluation import metrics
 from plume_lite.evaluation.index import EmbeddingCache, model_id, setting_key, top_k
+from plume_lite.evaluation.written import score_written
 from plume_lite.io import atomic_write_text
 from plume_lite.items import content_hash, item_digest
 
@@ -87,6 +88,7 @@ def score_task(cache: EmbeddingCache, task, progress=False) -> dict:
     t0, encoded0 = time.perf_counter(), cache.n_encoded
     rel = _relevance(task)
     lists = _local_lists(task) if task.protocol == "local" else None
+    written = score_written(cache, task, rel, progress)  # explicit mode: what it wrote
     q = cache.encode(task.queries, progress=progress)
     c = cache.encode(task.candidates, progress=progress)
     values, per_query = [], []
@@ -122,7 +124,10 @@ def score_task(cache: EmbeddingCache, task, progress=False) -> dict:
                 }
             )
         values.extend(v.tolist())
-    return {
+    if written is not None:
+        for record, extra in zip(per_query, written[1]):
+            record.update(extra)
+    result = {
         "name": task.name,
         "modality": task.modality,
         "meta_task": task.meta_task,
@@ -136,6 +141,9 @@ def score_task(cache: EmbeddingCache, task, progress=False) -> dict:
         "seconds": round(time.perf_counter() - t0, 3),
         "per_query": per_query,
     }
+    if written is not None:  # share of queries whose written answer is the gold one, in %
+        result["written_answer_accuracy"] = written[0]
+    return result
 
 
 def _group(results) -> dict:
@@ -188,16 +196,20 @@ def markdown(result: dict) -> str:
     for mod, metas in result["meta_tasks"].items():
         for meta, g in metas.items():
             lines.append(f"| {MODALITY_NAMES.get(mod, mod)} | {meta} | {g['n_tasks']} | {_fmt(g)} |")
+    # explicit mode on tasks with text answers: the share of written answers that are right
+    written = any("written_answer_accuracy" in r for r in result["tasks"].values())
     lines += [
         "",
-        "| task | modality | meta-task | protocol | metric | reasoning | queries | candidates | score |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | modality | meta-task | protocol | metric | reasoning | queries | candidates | score |"
+        + (" written answer |" if written else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if written else ""),
     ]
     for r in result["tasks"].values():
+        cell = r.get("written_answer_accuracy")
         lines.append(
             f"| {r['name']} | {r['modality']} | {r['meta_task']} | {r['protocol']} | {r['metric']} "
             f"| {'yes' if r['reasoning'] else 'no'} | {r['n_queries']} | {r['n_candidates']} "
-            f"| {r['score']:.1f} |"
+            f"| {r['score']:.1f} |" + ((" – |" if cell is None else f" {cell:.1f} |") if written else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -282,7 +294,11 @@ def evaluate(
         {meta_task: {...}}}), "reasoning" ({"reasoning" / "non_reasoning": {...}}),
         "tasks" ({name: {"name", "modality", "meta_task", "protocol", "metric",
         "reasoning", "score", "n_queries", "n_candidates", "n_encoded", "seconds",
-        "fingerprint", "per_query"}}) and "pending" ([]).
+        "fingerprint", "per_query"}}) and "pending" ([]). In explicit mode, a task whose
+        positive candidates are plain text (labels, answers) also has
+        "written_answer_accuracy": the % of queries whose written answer (after
+        `</think>`, stripped, case-insensitive) is a positive's text, and its per-query
+        records "written" (the text) and "written_correct" (plume_lite.evaluation.written).
 
     Raises:
         InputError: an unknown mode, duplicate task names, or a malformed task (unknown

@@ -1,0 +1,91 @@
+"""Explicit mode's written answers, checked against the gold answer.
+
+Explicit mode writes a rationale, `</think>`, then an answer before it reads
+`<gen_emb>`; its embedding mostly copies what it wrote. Where a task's positive
+candidates are plain text (class labels, QA answers), that text is the gold answer, and
+the share of queries whose written answer equals it (stripped, spaces collapsed,
+case-insensitive) tells a wrong writer from a bad embedding.
+"""
+
+from __future__ import annotations
+
+from plume_lite.curriculum import THINK_END
+from plume_lite.files import item_kind
+from plume_lite.items import item_digest
+
+
+def gold_answers(task, relevance: list[dict]) -> list[set[str]] | None:
+    """Per query the normalised texts of its positive candidates, or None for a task
+    where some query has no positive or a positive that is not a text-only item."""
+    golds = []
+    for row in relevance:
+        items = [task.candidates[j] for j in row]
+        if not items or any(item_kind(it) != "text" or not it.get("text") for it in items):
+            return None
+        golds.append({normalise(it["text"]) for it in items})
+    return golds
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def written_answer(text: str | None) -> str | None:
+    """The text after the first `</think>`, normalised; None when none was written."""
+    if text is None or THINK_END not in text:
+        return None
+    return normalise(text.split(THINK_END, 1)[1])
+
+
+class TraceRecorder:
+    """Stands in for the model of an EmbeddingCache: encodes with traces and keeps each
+    item's written text (the trace's "text"), keyed by item_digest."""
+
+    def __init__(self, model):
+        self.model, self.texts = model, {}
+
+    def encode(self, items, **kwargs):
+        out = self.model.encode(items, return_trace=True, **kwargs)
+        if not (isinstance(out, tuple) and len(out) == 2):  # an encoder without traces
+            return out
+        emb, traces = out
+        for item, trace in zip(items, traces):
+            if isinstance(trace, dict) and "text" in trace:
+                self.texts[item_digest(item)] = trace["text"]
+        return emb
+
+
+def written_texts(cache, items, progress=False) -> list[str | None] | None:
+    """What explicit mode wrote for each item, encoding through `cache` (so the
+    embeddings are cached as usual); rows the cache already held are written again.
+    None when the encoder gives no written text."""
+    recorder = TraceRecorder(cache.model)
+    cache.model = recorder
+    try:
+        cache.encode(items, progress=progress)
+    finally:
+        cache.model = recorder.model
+    missing = list({item_digest(it): it for it in items if item_digest(it) not in recorder.texts}.values())
+    if missing:
+        recorder.encode(
+            missing, mode=cache.mode, steps=cache.steps, batch_size=cache.batch_size, progress=progress
+        )
+    if any(item_digest(it) not in recorder.texts for it in items):
+        return None
+    return [recorder.texts[item_digest(it)] for it in items]
+
+
+def score_written(cache, task, relevance, progress=False) -> tuple[float, list[dict]] | None:
+    """(percentage of queries whose written answer is a gold answer, per query
+    {"written": text, "written_correct": bool}). Call it before the queries are
+    embedded: it embeds them through `cache` while recording what was written. None
+    where it does not apply: not explicit mode, no text gold answers, or an encoder
+    that gives no written text."""
+    if cache.mode != "explicit":
+        return None
+    golds = gold_answers(task, relevance)
+    texts = written_texts(cache, task.queries, progress) if golds is not None else None
+    if texts is None:
+        return None
+    records = [{"written": t, "written_correct": written_answer(t) in g} for t, g in zip(texts, golds)]
+    return 100.0 * sum(r["written_correct"] for r in records) / len(records), records
