@@ -329,6 +329,15 @@ def test_a_folder_of_tasks_loads_all_of_them(mmeb_eval):
     assert names == ["ImageNet-1K", "MSCOCO_t2i", "MSR-VTT", "ViDoRe_toy", "beir_text"]
 
 
+def test_real_sources_have_one_test_split(mmeb_eval):
+    names = [t.name for t in load_eval_tasks(mmeb_eval, split="test")]
+    assert names == [t.name for t in load_eval_tasks(mmeb_eval)]
+    with pytest.raises(DataError, match="exists only in SynthMMEB folders"):
+        load_eval_tasks(mmeb_eval, split="compositional")
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        load_eval_tasks(mmeb_eval, split="dev")
+
+
 def test_bad_sources_raise_data_errors(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_train_pairs(tmp_path / "missing")

@@ -12,7 +12,7 @@ _EXPORTS = {
     "load_image": "plume_lite.media", "load_video": "plume_lite.media",
     "load_pdf_page": "plume_lite.media", "pdf_num_pages": "plume_lite.media",
     "MediaError": "plume_lite.media", "DataError": ".storage", "TrainPair": ".formats",
-    "EvalTask": ".formats",
+    "EvalTask": ".formats", "EVAL_SPLITS": ".synth_base",
 }
 # fmt: on
 __all__ = list(_EXPORTS)

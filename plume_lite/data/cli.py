@@ -14,7 +14,13 @@ def add_cli(subparsers) -> None:
         "synth", help="generate SynthMMEB, an offline MMEB-v2-shaped benchmark with rationales"
     )
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small"])
+    p.add_argument(
+        "--size",
+        default="tiny",
+        choices=["tiny", "lite", "small"],  # synth.SIZES (kept literal: this module is import-light)
+        help="tiny: 120 training pairs, 32 test + 32 compositional queries per task (tests); "
+        "lite: 480 and 128 + 128 (the reproduction run); small: 600 and 64 + 64",
+    )
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--tasks", type=name_list, default=None, help="only these task names (comma-separated)")
     p.set_defaults(func=_synth)
@@ -25,6 +31,12 @@ def add_cli(subparsers) -> None:
     s.add_argument("source", help="SynthMMEB folder, local MMEB/UME/BEIR folder, or hub id")
     s.add_argument("--tasks", type=name_list, default=None, help="only these task names (comma-separated)")
     s.add_argument("--media-root", default=None, help="folder media paths are relative to")
+    s.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "compositional"],
+        help="evaluation split (compositional: SynthMMEB's held-out attribute combinations)",
+    )
     s.set_defaults(func=_show)
 
 
@@ -36,9 +48,10 @@ def _synth(args) -> int:
     m = read_manifest(out)
     n_train = sum(t["n_train"] for t in m["tasks"])
     n_test = sum(t["n_test_queries"] for t in m["tasks"])
+    n_comp = sum(t["n_compositional_queries"] for t in m["tasks"])
     print(
         f"SynthMMEB {args.size} (seed {args.seed}): {len(m['tasks'])} tasks, {n_train} "
-        f"training pairs, {n_test} test queries -> {out} "
+        f"training pairs, {n_test} test + {n_comp} compositional queries -> {out} "
         f"({time.perf_counter() - t0:.1f}s)"
     )
     if m["tasks"]:
@@ -72,7 +85,7 @@ def _show(args) -> int:
     except DataError as e:
         errors.append(e)
     try:
-        tasks = load_eval_tasks(args.source, tasks=args.tasks, media_root=args.media_root)
+        tasks = load_eval_tasks(args.source, tasks=args.tasks, media_root=args.media_root, split=args.split)
     except DataError as e:
         errors.append(e)
     if not pairs and not tasks:
@@ -82,7 +95,7 @@ def _show(args) -> int:
     names = list(dict.fromkeys([t.name for t in tasks] + list(n_train)))
     print(
         f"{args.source}: {len(names)} tasks, {len(pairs)} training pairs, "
-        f"{sum(len(t.queries) for t in tasks)} test queries, "
+        f"{sum(len(t.queries) for t in tasks)} {args.split} queries, "
         f"{sum(t.reasoning for t in tasks)} reasoning tasks"
     )
     print(

@@ -1,7 +1,8 @@
 """One entry point for training pairs and evaluation tasks, whatever the source:
 
 - a SynthMMEB folder (`tasks.json` and parquet tables, written by `make_synth`; folders of
-  its previous format, save_to_disk tables, too);
+  its previous formats too); its evaluation tasks come in two splits, "test" (i.i.d., the
+  main score) and "compositional" (held-out attribute combinations);
 - MMEB-train (`TIGER-Lab/MMEB-train` or its local copy: one folder per subset with
   parquet/json files, images under the root or `images/`);
 - UME-sft-train (`zhibinlan/UME-sft-train` or a local .json/.jsonl file or folder);
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plume_lite.data import convert, sources
+from plume_lite.data import card, convert, sources
 from plume_lite.data.formats import EvalTask, TrainPair
 from plume_lite.data.storage import (
     BEIR_COLUMNS,
@@ -28,6 +29,7 @@ from plume_lite.data.storage import (
     table_files,
 )
 from plume_lite.data.synth import read_manifest
+from plume_lite.data.synth_base import EVAL_SPLITS
 
 _MEDIA_DIRS = ("images", "eval_images", "frames", "videos", "media")
 _BEIR_PARTS = ("queries", "corpus", "qrels")
@@ -184,30 +186,56 @@ def _has_video(rows) -> bool:
     return any(r.get("qry_video_path") or any(r.get("tgt_video_path") or []) for r in rows[:20])
 
 
-def load_eval_tasks(source, tasks=None, media_root=None) -> list[EvalTask]:
-    """Evaluation tasks of `source` (see module doc), optionally only `tasks`."""
+def _synth_split_tables(src: Path, manifest: dict, e: dict, split: str):
+    """The tables of one SynthMMEB task's evaluation split: instruct rows, or BEIR
+    (queries, corpus, qrels). Folders of a legacy format hold one split, the held-out one."""
+    beir = e.get("format") == "beir"
+    if "splits" not in e:  # legacy: one table (folder) per part, named "test"
+        if split != "compositional":
+            raise DataError(
+                f"{src}: a SynthMMEB folder of format {manifest.get('format', 'synthmmeb/1')!r} has no "
+                f"i.i.d. test split (its only split holds out attribute combinations: read it with "
+                f"split='compositional', or regenerate it with plume-lite synth)"
+            )
+        d = src / e["eval"]
+        return _read_beir(d, columns=True) if beir else read_rows(d, columns=INSTRUCT_COLUMNS)
+    if split not in e["splits"]:
+        raise DataError(f"{src}: task {e['name']} has no split {split!r}; it has {sorted(e['splits'])}")
+    files = card.data_files(e)
+    if beir:
+        parts = [(e["name"], "queries"), (f"{e['name']}-corpus", "corpus"), (f"{e['name']}-qrels", "qrels")]
+        return tuple(read_rows(src / files[c][split], columns=BEIR_COLUMNS[p]) for c, p in parts)
+    return read_rows(src / files[e["name"]][split], columns=INSTRUCT_COLUMNS)
+
+
+def _check_split(split, source) -> None:
+    if split not in EVAL_SPLITS:
+        raise DataError(f"{source}: unknown split {split!r}; choose one of {list(EVAL_SPLITS)}")
+
+
+def load_eval_tasks(source, tasks=None, media_root=None, split: str = "test") -> list[EvalTask]:
+    """Evaluation tasks of `source` (see module doc), optionally only `tasks`.
+
+    split: "test" (the default: SynthMMEB's i.i.d. split, the main score; the one split of
+    every other source) or "compositional" (SynthMMEB only: queries of attribute combinations
+    held out of training). Any other name is a DataError."""
+    _check_split(split, source)
     kind, src = _source(source)
     if kind == "local" and (src / "tasks.json").exists():
-        entries = read_manifest(src)["tasks"]
+        manifest = read_manifest(src)
+        entries = manifest["tasks"]
         _check_tasks(tasks, [e["name"] for e in entries], src)
         out = []
         for e in entries:
             if tasks is None or e["name"] in tasks:
-                d = src / e["eval"]
-                if e.get("format") == "beir":
-                    tables = _read_beir(d, columns=True)
-                else:
-                    tables = read_rows(d, columns=INSTRUCT_COLUMNS)
-                out.append(
-                    _to_task(
-                        e["name"],
-                        "beir" if e.get("format") == "beir" else "instruct",
-                        tables,
-                        e,
-                        _roots(src, media_root),
-                    )
-                )
+                tables = _synth_split_tables(src, manifest, e, split)
+                kind_ = "beir" if e.get("format") == "beir" else "instruct"
+                out.append(_to_task(e["name"], kind_, tables, e, _roots(src, media_root)))
         return out
+    if split != "test":
+        raise DataError(
+            f"{source}: split {split!r} exists only in SynthMMEB folders (this source has 'test')"
+        )
     if kind == "local":
         found = [(n, k, t, d) for n, k, t, d in _local_eval_tables(src)]
         _check_tasks(tasks, [f[0] for f in found], src)

@@ -5,15 +5,20 @@ for every training pair, written in the real sources' formats.
     DIR/README.md                  dataset card; its front matter maps each task (a config)
                                    to its parquet files per split, as the Hub reads them
     DIR/tasks.json                 manifest: per task modality, meta_task, protocol, metric,
-                                   reasoning flag, split sizes, chance level, held-out combination
+                                   reasoning flag, sizes, chance level and text floor per
+                                   split, held-out combination
     DIR/train/<task>/train-*.parquet   MMEB-train / UME-sft style pairs
-    DIR/eval/<task>/test-*.parquet     MMEB_Test_Instruct rows, or BEIR queries/ corpus/ qrels/
+    DIR/eval/<task>/<split>-*.parquet  MMEB_Test_Instruct rows, or BEIR queries/ corpus/ qrels/
     DIR/media/<task>/<split>/      PNG images (also embedded as datasets.Image columns),
                                    mp4 clips, PDF documents
 
-So `datasets.load_dataset(DIR, "img_qa_chart", split="test")` reads a task (and the folder can
-be uploaded to the Hub as it is). Generation is deterministic: one seed gives byte-identical
-files. Folders of the previous format (save_to_disk tables, no card) are still read."""
+Two evaluation splits (synth_base): `test`, i.i.d. (fresh scenes of the training attribute
+combinations, none identical to a training scene; the main score), and `compositional`
+(queries of held-out attribute combinations, never in training; a separate column). So
+`datasets.load_dataset(DIR, "img_qa_chart", split="compositional")` reads a task (and the
+folder can be uploaded to the Hub as it is). Generation is deterministic: one seed gives
+byte-identical files. Folders of the previous formats (one held-out test split; save_to_disk
+tables or parquet) are still read, their test split as `compositional`."""
 
 from __future__ import annotations
 
@@ -31,17 +36,26 @@ from plume_lite.data.storage import (
     split_columns,
     write_parquet,
 )
-from plume_lite.data.synth_base import Builder, TaskSpec
+from plume_lite.data.synth_base import EVAL_SPLITS, TEST, Builder, TaskSpec
 from plume_lite.io import atomic_dir, atomic_write_text
 from plume_lite.runtime import cache_root
 
 log = logging.getLogger(__name__)
 
-FORMAT = "synthmmeb/2"  # 2: parquet tables with `datasets` features and a dataset card
-# n_train pairs and n_test queries per task; n_cands = candidates per local query
+# 2: parquet tables with `datasets` features and a dataset card; 3: an i.i.d. `test` split
+# and a held-out-combination `compositional` split (2 had only the held-out one, as `test`)
+FORMAT = "synthmmeb/3"
+# n_train pairs per task, n_test / n_compositional queries per task and split (global tasks
+# are capped by their combinations), n_cands = candidates per local query
 SIZES = {
-    "tiny": {"n_train": 120, "n_test": 32, "n_cands": 8},
-    "small": {"n_train": 600, "n_test": 64, "n_cands": 12},
+    "tiny": {"n_train": 120, "n_test": 32, "n_compositional": 32, "n_cands": 8},
+    "lite": {"n_train": 480, "n_test": 128, "n_compositional": 128, "n_cands": 8},
+    "small": {"n_train": 600, "n_test": 64, "n_compositional": 64, "n_cands": 12},
+}
+SPLITS = {
+    "test": "i.i.d.: fresh scenes of the training attribute combinations, none identical to a training scene",
+    "compositional": "queries use attribute combinations with (sum of attribute indices + seed) "
+    "% 4 == 0, never seen in training",
 }
 
 
@@ -61,8 +75,37 @@ def _pool_stats(rows: list[dict]) -> tuple[int, int]:
     return len(pool), longest
 
 
+def _write_split(tmp: Path, spec: TaskSpec, b: Builder, entry: dict, files: dict, split: str) -> dict:
+    """Write one evaluation split's table(s); return its sizes, chance level and text floor."""
+    columns = split_columns(entry["format"])
+    if entry["format"] == "beir":
+        beir = b.beir[split]
+        write_parquet(beir["queries"], tmp / files[spec.name][split], columns, BEIR_COLUMNS["queries"], tmp)
+        for part in ("corpus", "qrels"):
+            write_parquet(beir[part], tmp / files[f"{spec.name}-{part}"][split], BEIR_COLUMNS[part], root=tmp)
+        task = convert.task_from_beir(
+            *(beir[k] for k in ("queries", "corpus", "qrels")), spec.name, entry, ()
+        )
+        stats = {
+            "n_queries": len(beir["queries"]),
+            "n_candidates": len(beir["corpus"]),
+            "candidates_per_query": len(beir["corpus"]),
+            "n_qrels": len(beir["qrels"]),
+        }
+    else:
+        rows = b.eval_rows[split]
+        write_parquet(rows, tmp / files[spec.name][split], columns, INSTRUCT_COLUMNS, tmp)
+        task = convert.task_from_instruct(rows, spec.name, entry, ())
+        pool, longest = _pool_stats(rows)
+        stats = {
+            "n_queries": len(rows),
+            "n_candidates": pool,
+            "candidates_per_query": longest if spec.protocol == "local" else pool,
+        }
+    return dict(stats, chance=card.chance_level(task), text_floor=card.text_floor(task))
+
+
 def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
-    eval_format = "beir" if b.beir is not None else "mmeb_instruct"
     entry = {
         "name": spec.name,
         "modality": spec.modality,
@@ -75,47 +118,36 @@ def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
         "train": f"train/{spec.name}",
         "eval": f"eval/{spec.name}",
         "n_train": len(b.train_rows),
+        "format": "beir" if b.beir else "mmeb_instruct",
+        "splits": {},
     }
-    files = card.data_files(dict(entry, format=eval_format))
-    columns = split_columns(eval_format)
-    write_parquet(b.train_rows, tmp / files[spec.name]["train"], columns, TRAIN_COLUMNS, tmp)
-    if b.beir is not None:
-        write_parquet(
-            b.beir["queries"], tmp / files[spec.name]["test"], columns, BEIR_COLUMNS["queries"], tmp
-        )
-        for part in ("corpus", "qrels"):
-            write_parquet(
-                b.beir[part], tmp / files[f"{spec.name}-{part}"]["test"], BEIR_COLUMNS[part], root=tmp
-            )
-        task = convert.task_from_beir(
-            *(b.beir[k] for k in ("queries", "corpus", "qrels")), spec.name, entry, ()
-        )
-        entry.update(
-            format="beir",
-            n_test_queries=len(b.beir["queries"]),
-            n_candidates=len(b.beir["corpus"]),
-            candidates_per_query=len(b.beir["corpus"]),
-            n_qrels=len(b.beir["qrels"]),
-        )
-    else:
-        write_parquet(b.eval_rows, tmp / files[spec.name]["test"], columns, INSTRUCT_COLUMNS, tmp)
-        task = convert.task_from_instruct(b.eval_rows, spec.name, entry, ())
-        pool, longest = _pool_stats(b.eval_rows)
-        entry.update(
-            format="mmeb_instruct",
-            n_test_queries=len(b.eval_rows),
-            n_candidates=pool,
-            candidates_per_query=longest if spec.protocol == "local" else pool,
-        )
-    entry["chance"] = card.chance_level(task)
+    files = card.data_files(dict(entry, splits=dict.fromkeys(EVAL_SPLITS)))
+    write_parquet(
+        b.train_rows, tmp / files[spec.name]["train"], split_columns(entry["format"]), TRAIN_COLUMNS, tmp
+    )
+    for split in EVAL_SPLITS:
+        entry["splits"][split] = _write_split(tmp, spec, b, entry, files, split)
+    # the main (i.i.d. test) split's figures, also under the names of format 2
+    test = entry["splits"][TEST]
+    entry.update(
+        n_test_queries=test["n_queries"],
+        n_compositional_queries=entry["splits"]["compositional"]["n_queries"],
+        n_candidates=test["n_candidates"],
+        candidates_per_query=test["candidates_per_query"],
+        chance=test["chance"],
+        text_floor=test["text_floor"],
+    )
+    if "n_qrels" in test:
+        entry["n_qrels"] = test["n_qrels"]
     return entry
 
 
 def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: bool = False) -> Path:
     """Generate SynthMMEB into `out_dir` (replaced atomically) and return its path.
 
-    size: "tiny" (~1.4k training pairs, 32 test queries per task) or "small" (5x the
-    training pairs, 64 test queries); tasks: optional subset of task names."""
+    size: "tiny" (~1.4k training pairs; 32 test and 32 compositional queries per task),
+    "lite" (480 training pairs, 128 + 128 queries per task: the reproduction run's) or
+    "small" (600 training pairs, 64 + 64 queries); tasks: optional subset of task names."""
     if size not in SIZES:
         raise DataError(f"unknown synth size {size!r}; choose one of {sorted(SIZES)}")
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -148,8 +180,8 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
             "page_size": [64, 80],
             "video_frames": 8,
             "fps": 8,
-            "holdout_rule": "test queries use attribute combinations with "
-            "(sum of attribute indices + seed) % 4 == 0, never seen in training",
+            "splits": SPLITS,
+            "holdout_rule": "compositional split: " + SPLITS["compositional"],
             "license": card.LICENSE,
             "tasks": entries,
         }
@@ -174,13 +206,19 @@ def read_manifest(root) -> dict:
 
 
 def ensure_synth(path, size: str = "tiny", seed: int = 0) -> Path:
-    """SynthMMEB at `path`, generated (atomically) unless a complete copy of this format is
-    there (a folder of an older format is generated anew: same items, with its card)."""
+    """SynthMMEB at `path`, generated (atomically) unless a complete copy of this format,
+    size and seed is there (a folder of an older format is generated anew: it has no i.i.d.
+    test split)."""
     path = Path(path)
-    if not (path / "tasks.json").exists() or read_manifest(path).get("format") != FORMAT:
+    current = (path / "tasks.json").exists() and _is_current(read_manifest(path), size, seed)
+    if not current:
         with atomic_dir(path) as tmp:
             make_synth(tmp, size=size, seed=seed)
     return path
+
+
+def _is_current(manifest: dict, size: str, seed: int) -> bool:
+    return (manifest.get("format"), manifest.get("size"), manifest.get("seed")) == (FORMAT, size, seed)
 
 
 def default_data(size: str = "tiny", seed: int = 0) -> Path:

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from plume_lite.data import scenes
 from plume_lite.data.scenes import COLOR_NAMES, NUMBERS, PAGE, listing
 from plume_lite.data.storage import VISDOC_QRY_INST, VISDOC_TGT_INST
-from plume_lite.data.synth_base import Builder, TaskSpec, add_negatives, sentences
+from plume_lite.data.synth_base import EVAL_SPLITS, TEST, Builder, TaskSpec, add_negatives, sentences
 
 PAGES_PER_PDF = 4
 
@@ -131,12 +131,16 @@ def _pdfs(b: Builder, pages: list, split: str) -> list[tuple[str, int]]:
     return where
 
 
+def _page(out) -> list:
+    return [out[0]]  # render() -> (page image, extra facts)
+
+
 def beir_task(b: Builder, combos, key, render, describe, relevance, near_miss):
     """render(rng, attrs) -> (image, extra); describe(attrs, extra) -> texts;
-    near_miss(rng, attrs) -> attrs of a partially relevant page."""
-    train = [a for a in combos if b.in_split(key(a), "train")]
+    near_miss(rng, attrs) -> attrs of a partially relevant page (same key, same split)."""
+    train = b.combos(combos, key, "train")
     drawn = [b.rng.choice(train) for _ in range(b.n_train)]
-    rendered = [render(b.rng, a) for a in drawn]
+    rendered = [b.fresh(lambda r, a=a: render(r, a), "train", _page) for a in drawn]
     where = _pdfs(b, [img for img, _ in rendered], "train")
     for a, (_, extra), (pdf, page) in zip(drawn, rendered, where):
         t = describe(a, extra)
@@ -154,14 +158,24 @@ def beir_task(b: Builder, combos, key, render, describe, relevance, near_miss):
             }
         )
     add_negatives(b)
-    test = [a for a in combos if b.in_split(key(a), "test")]
-    queries = b.rng.sample(test, min(b.n_test, len(test)))
+    for split in EVAL_SPLITS:
+        b.beir[split] = _beir_split(b, split, combos, train, key, render, describe, relevance, near_miss)
+
+
+def _beir_split(b: Builder, split, combos, train, key, render, describe, relevance, near_miss) -> dict:
+    """One evaluation split: queries of the split's combinations, and a corpus of their
+    pages, near misses and random pages (i.i.d. test: of training combinations only)."""
+    mine = b.combos(combos, key, split)
+    queries = b.rng.sample(mine, min(b.n_eval[split], len(mine)))
     page_attrs = list(queries)
     page_attrs += [near_miss(b.rng, q) for q in queries if b.rng.random() < 0.5]
-    page_attrs += [b.rng.choice(combos) for _ in range(len(queries) // 2)]
+    pool = train if split == TEST else combos
+    page_attrs += [b.rng.choice(pool) for _ in range(len(queries) // 2)]
     b.rng.shuffle(page_attrs)
-    where = _pdfs(b, [render(b.rng, a)[0] for a in page_attrs], "test")
-    name = b.spec.name
+    pages = [b.fresh(lambda r, a=a: render(r, a), split, _page)[0] for a in page_attrs]
+    where = _pdfs(b, pages, split)
+    # corpus ids are unique across splits, so a merged corpus stays unambiguous
+    name = b.spec.name if split == TEST else f"{b.spec.name}-{split}"
     corpus = [
         {"corpus-id": f"{name}-p{i:04d}", "pdf_path": pdf, "page": page}
         for i, (pdf, page) in enumerate(where)
@@ -174,7 +188,7 @@ def beir_task(b: Builder, combos, key, render, describe, relevance, near_miss):
             r = relevance(q, a)
             if r > 0:
                 qrels.append({"query-id": qid, "corpus-id": doc["corpus-id"], "score": r})
-    b.beir = {"queries": qrows, "corpus": corpus, "qrels": qrels}
+    return {"queries": qrows, "corpus": corpus, "qrels": qrels}
 
 
 def build_layout(b: Builder):

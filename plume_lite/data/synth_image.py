@@ -8,7 +8,15 @@ from PIL import Image, ImageDraw
 
 from plume_lite.data import scenes
 from plume_lite.data.scenes import COLOR_NAMES, NUMBERS, ORDINALS, OUTLINE, SHAPES, article, listing
-from plume_lite.data.synth_base import Builder, TaskSpec, add_negatives, label_task, sentences
+from plume_lite.data.synth_base import (
+    EVAL_SPLITS,
+    TEST,
+    Builder,
+    TaskSpec,
+    add_negatives,
+    label_task,
+    sentences,
+)
 
 QA_INST = "Represent the given image with the following question:"
 
@@ -53,12 +61,13 @@ def build_cls(b: Builder):
 
 
 def _majority_sample(rng):
-    ca, cb, cd = rng.sample(range(8), 3)
-    na = rng.randint(1, 5)
-    nb = rng.choice([n for n in range(1, 6) if n != na])
-    nd = rng.randint(0, 3)
+    # 2-3 colours, all counts different: one winner and one runner-up. The question names no
+    # colour, so the text alone gives nothing (the old "more A or B?" gave 50 %).
+    cols = rng.sample(range(8), rng.choice([2, 3]))
+    counts = rng.sample(range(1, 6), len(cols))
     objs = []
-    for cell, col in zip(rng.sample(range(16), na + nb + nd), [ca] * na + [cb] * nb + [cd] * nd):
+    colour_of = [c for c, n in zip(cols, counts) for _ in range(n)]
+    for cell, col in zip(rng.sample(range(16), len(colour_of)), colour_of):
         gx, gy = cell % 4, cell // 4
         objs.append(
             (
@@ -69,21 +78,20 @@ def _majority_sample(rng):
                 5,
             )
         )
-    A, B, D = COLOR_NAMES[ca], COLOR_NAMES[cb], COLOR_NAMES[cd]
-    win = A if na > nb else B
-    hi, lo = NUMBERS[max(na, nb)], NUMBERS[min(na, nb)]
+    ranked = sorted(zip(counts, cols), reverse=True)
+    (n_win, win), (_, second) = ranked[0], ranked[1]
+    W = COLOR_NAMES[win]
     return dict(
-        key=(min(ca, cb), max(ca, cb)),
+        key=(min(win, second), max(win, second)),
         kind="image",
         data=scenes.scene(rng, objs),
-        text=f"Are there more {A} shapes or {B} shapes?",
-        answer=win,
+        text="Which colour has the most shapes?",
+        answer=W,
         rationale=sentences(
-            f"I count the {A} shapes and find {NUMBERS[na]}",
-            f"I count the {B} shapes and find {NUMBERS[nb]}",
-            f"The {D} shapes do not matter here" if nd else "",
-            f"{hi.capitalize()} is more than {lo}",
-            f"So there are more {win} shapes",
+            f"The image shows {NUMBERS[sum(counts)]} shapes in {NUMBERS[len(cols)]} colours",
+            *(f"I count the {COLOR_NAMES[c]} shapes and find {NUMBERS[n]}" for c, n in zip(cols, counts)),
+            f"{NUMBERS[n_win].capitalize()} is the largest count",
+            f"So the {W} shapes are the most",
         ),
     )
 
@@ -189,7 +197,7 @@ def build_t2i(b: Builder):
         if (c1, s1) != (c2, s2)
     ]
     key = lambda t: (t[0], t[2])  # noqa: E731 - hold out pairs of (top, bottom) colours
-    train = [t for t in combos if b.in_split(key(t), "train")]
+    train = b.combos(combos, key, "train")
     for _ in range(b.n_train):
         t = b.rng.choice(train)
         c1, s1, c2, s2 = t
@@ -198,7 +206,7 @@ def build_t2i(b: Builder):
                 "qry_inst": qi,
                 "qry": _caption(t),
                 "pos_inst": ti,
-                "pos_image_path": b.image(_stack_image(b.rng, t), "train"),
+                "pos_image_path": b.image(b.fresh(lambda r, t=t: _stack_image(r, t), "train"), "train"),
                 "qry_rationale": sentences(
                     "The caption describes two objects",
                     f"The upper object is {_a(c1, s1)}",
@@ -214,25 +222,27 @@ def build_t2i(b: Builder):
             }
         )
     add_negatives(b)
-    test = [t for t in combos if b.in_split(key(t), "test")]
-    queries = b.rng.sample(test, min(b.n_test, len(test)))
-    qset = set(queries)
-    for t in queries:
-        tgts = [b.image(_stack_image(b.rng, t), "test")]
-        swapped = (t[2], t[3], t[0], t[1])  # hard negative: same objects, order flipped
-        extra = [swapped] if swapped not in qset else []
-        extra.append(b.rng.choice([u for u in combos if u not in qset]))
-        tgts += [b.image(_stack_image(b.rng, u), "test") for u in extra]
-        b.eval_rows.append(
-            {
-                "qry_inst": qi,
-                "qry_text": _caption(t),
-                "tgt_inst": ti,
-                "tgt_text": [""] * len(tgts),
-                "tgt_img_path": tgts,
-                "tgt_video_path": [""] * len(tgts),
-            }
-        )
+    for split in EVAL_SPLITS:
+        # i.i.d. test: every scene of a training combination; compositional: held-out queries
+        pool = train if split == TEST else combos
+        mine = b.combos(combos, key, split)
+        queries = b.rng.sample(mine, min(b.n_eval[split], len(mine)))
+        qset = set(queries)
+        for t in queries:
+            swapped = (t[2], t[3], t[0], t[1])  # hard negative: same objects, order flipped
+            extra = [swapped] if swapped not in qset else []
+            extra.append(b.rng.choice([u for u in pool if u not in qset]))
+            tgts = [b.image(b.fresh(lambda r, u=u: _stack_image(r, u), split), split) for u in [t] + extra]
+            b.eval_rows[split].append(
+                {
+                    "qry_inst": qi,
+                    "qry_text": _caption(t),
+                    "tgt_inst": ti,
+                    "tgt_text": [""] * len(tgts),
+                    "tgt_img_path": tgts,
+                    "tgt_video_path": [""] * len(tgts),
+                }
+            )
 
 
 # ----------------------------------------------------------------------------- grounding
@@ -260,6 +270,10 @@ def _ground_sample(rng):
     return dict(key=objs[t], objs=objs, t=t, img=img, crops=crops)
 
 
+def _ground_media(s) -> list:
+    return [s["img"], *s["crops"]]  # each crop is a file of its own
+
+
 def _ground_text(s):
     c, sh = s["key"]
     corner = CORNERS[s["t"]][1]
@@ -280,7 +294,7 @@ def build_grounding(b: Builder):
     qi = "Select the portion of the image that isolates the object labeled as:"
     ti = "Represent the given cropped image of the object."
     for _ in range(b.n_train):
-        s = b.draw(_ground_sample, "train")
+        s = b.draw(_ground_sample, "train", _ground_media)
         other = b.rng.choice([i for i in range(4) if i != s["t"]])
         txt = _ground_text(s)
         b.train_rows.append(
@@ -297,29 +311,30 @@ def build_grounding(b: Builder):
                 "pos_answer": _obj(*s["key"]),
             }
         )
-    scenes_ = [b.draw(_ground_sample, "test") for _ in range(b.n_test)]
-    saved = [(b.image(s["img"], "test"), [b.image(c, "test") for c in s["crops"]]) for s in scenes_]
-    for i, s in enumerate(scenes_):
-        own = [saved[i][1][s["t"]]] + [p for j, p in enumerate(saved[i][1]) if j != s["t"]]
-        pool = [
-            saved[k][1][j]
-            for k, o in enumerate(scenes_)
-            if k != i
-            for j in range(4)
-            if o["objs"][j] != s["key"]
-        ]
-        tgts = own + b.rng.sample(pool, max(0, min(len(pool), b.n_cands - 4)))
-        b.eval_rows.append(
-            {
-                "qry_inst": qi,
-                "qry_text": _obj(*s["key"]),
-                "qry_img_path": saved[i][0],
-                "tgt_inst": ti,
-                "tgt_text": [""] * len(tgts),
-                "tgt_img_path": tgts,
-                "tgt_video_path": [""] * len(tgts),
-            }
-        )
+    for split in EVAL_SPLITS:
+        scenes_ = [b.draw(_ground_sample, split, _ground_media) for _ in range(b.n_eval[split])]
+        saved = [(b.image(s["img"], split), [b.image(c, split) for c in s["crops"]]) for s in scenes_]
+        for i, s in enumerate(scenes_):
+            own = [saved[i][1][s["t"]]] + [p for j, p in enumerate(saved[i][1]) if j != s["t"]]
+            pool = [
+                saved[k][1][j]
+                for k, o in enumerate(scenes_)
+                if k != i
+                for j in range(4)
+                if o["objs"][j] != s["key"]
+            ]
+            tgts = own + b.rng.sample(pool, max(0, min(len(pool), b.n_cands - 4)))
+            b.eval_rows[split].append(
+                {
+                    "qry_inst": qi,
+                    "qry_text": _obj(*s["key"]),
+                    "qry_img_path": saved[i][0],
+                    "tgt_inst": ti,
+                    "tgt_text": [""] * len(tgts),
+                    "tgt_img_path": tgts,
+                    "tgt_video_path": [""] * len(tgts),
+                }
+            )
 
 
 TASKS = [
@@ -342,8 +357,8 @@ TASKS = [
         "hit@1",
         True,
         build_majority,
-        "pairs of compared colours",
-        "Compare the counts of two colours among scattered shapes.",
+        "the two most numerous colours",
+        "Which of 2-3 colours among scattered shapes has the most.",
     ),
     TaskSpec(
         "img_qa_leftof",

@@ -7,7 +7,15 @@ from PIL import Image, ImageDraw
 
 from plume_lite.data import scenes
 from plume_lite.data.scenes import COLOR_NAMES, MOTIONS, ORDINALS, SHAPES, article, listing
-from plume_lite.data.synth_base import Builder, TaskSpec, add_negatives, label_task, sentences
+from plume_lite.data.synth_base import (
+    EVAL_SPLITS,
+    TEST,
+    Builder,
+    TaskSpec,
+    add_negatives,
+    label_task,
+    sentences,
+)
 
 VIDEO_TGT = "Understand the content of the provided video."
 
@@ -112,7 +120,7 @@ def build_t2v(b: Builder):
     qi = "Find a video that contains the following visual content:"
     combos = [(c, s, m) for c in range(8) for s in range(4) for m in range(8)]
     key = lambda t: (t[1], t[2])  # noqa: E731 - hold out (shape, motion) pairs
-    train = [t for t in combos if b.in_split(key(t), "train")]
+    train = b.combos(combos, key, "train")
     for _ in range(b.n_train):
         t = b.rng.choice(train)
         b.train_rows.append(
@@ -120,7 +128,7 @@ def build_t2v(b: Builder):
                 "qry_inst": qi,
                 "qry": _caption(t),
                 "pos_inst": VIDEO_TGT,
-                "pos_video_path": b.video(_clip(b.rng, t), "train"),
+                "pos_video_path": b.video(b.fresh(lambda r, t=t: _clip(r, t), "train"), "train"),
                 "qry_rationale": sentences(
                     "The caption names one object and one motion",
                     f"The object is {_a(t[0], t[1])}",
@@ -132,24 +140,27 @@ def build_t2v(b: Builder):
             }
         )
     add_negatives(b)
-    test = [t for t in combos if b.in_split(key(t), "test")]
-    queries = b.rng.sample(test, min(b.n_test, len(test)))
-    qset = set(queries)
-    for t in queries:
-        same_obj = [u for u in combos if u[:2] == t[:2] and u not in qset]
-        extra = b.rng.sample(same_obj, min(1, len(same_obj)))
-        extra.append(b.rng.choice([u for u in combos if u not in qset]))
-        tgts = [b.video(_clip(b.rng, u), "test") for u in [t] + extra]
-        b.eval_rows.append(
-            {
-                "qry_inst": qi,
-                "qry_text": _caption(t),
-                "tgt_inst": VIDEO_TGT,
-                "tgt_text": [""] * len(tgts),
-                "tgt_img_path": [""] * len(tgts),
-                "tgt_video_path": tgts,
-            }
-        )
+    for split in EVAL_SPLITS:
+        # i.i.d. test: every clip of a training combination; compositional: held-out queries
+        pool = train if split == TEST else combos
+        mine = b.combos(combos, key, split)
+        queries = b.rng.sample(mine, min(b.n_eval[split], len(mine)))
+        qset = set(queries)
+        for t in queries:
+            same_obj = [u for u in pool if u[:2] == t[:2] and u not in qset]
+            extra = b.rng.sample(same_obj, min(1, len(same_obj)))
+            extra.append(b.rng.choice([u for u in pool if u not in qset]))
+            tgts = [b.video(b.fresh(lambda r, u=u: _clip(r, u), split), split) for u in [t] + extra]
+            b.eval_rows[split].append(
+                {
+                    "qry_inst": qi,
+                    "qry_text": _caption(t),
+                    "tgt_inst": VIDEO_TGT,
+                    "tgt_text": [""] * len(tgts),
+                    "tgt_img_path": [""] * len(tgts),
+                    "tgt_video_path": tgts,
+                }
+            )
 
 
 # ----------------------------------------------------------------------------- moment retrieval
@@ -162,6 +173,10 @@ def _moment_sample(rng):
     g = rng.randint(25, 60)
     clips = [_clip(rng, (c, s, m), bg=g) for m in ms]
     return dict(key=(c, ms[j]), c=c, s=s, ms=ms, j=j, clips=clips)
+
+
+def _moment_media(x) -> list:
+    return x["clips"]  # each part is a clip file; the whole video is their concatenation
 
 
 def _moment_text(x):
@@ -186,7 +201,7 @@ def build_moment(b: Builder):
     qi = "Given a video and a description, find the matching clip."
     ti = "Understand the content of the provided video clip."
     for _ in range(b.n_train):
-        x = b.draw(_moment_sample, "train")
+        x = b.draw(_moment_sample, "train", _moment_media)
         t = _moment_text(x)
         other = b.rng.choice([i for i in range(3) if i != x["j"]])
         b.train_rows.append(
@@ -203,30 +218,31 @@ def build_moment(b: Builder):
                 "pos_answer": t["pos_answer"],
             }
         )
-    xs = [b.draw(_moment_sample, "test") for _ in range(b.n_test)]
-    saved = [(b.video(sum(x["clips"], []), "test"), [b.video(c, "test") for c in x["clips"]]) for x in xs]
-    for i, x in enumerate(xs):
-        want = (x["c"], x["s"], x["ms"][x["j"]])
-        own = [saved[i][1][x["j"]]] + [p for k, p in enumerate(saved[i][1]) if k != x["j"]]
-        pool = [
-            saved[k][1][n]
-            for k, y in enumerate(xs)
-            if k != i
-            for n in range(3)
-            if (y["c"], y["s"], y["ms"][n]) != want
-        ]
-        tgts = own + b.rng.sample(pool, max(0, min(len(pool), b.n_cands - 3)))
-        b.eval_rows.append(
-            {
-                "qry_inst": qi,
-                "qry_text": _moment_text(x)["text"],
-                "qry_video_path": saved[i][0],
-                "tgt_inst": ti,
-                "tgt_text": [""] * len(tgts),
-                "tgt_img_path": [""] * len(tgts),
-                "tgt_video_path": tgts,
-            }
-        )
+    for split in EVAL_SPLITS:
+        xs = [b.draw(_moment_sample, split, _moment_media) for _ in range(b.n_eval[split])]
+        saved = [(b.video(sum(x["clips"], []), split), [b.video(c, split) for c in x["clips"]]) for x in xs]
+        for i, x in enumerate(xs):
+            want = (x["c"], x["s"], x["ms"][x["j"]])
+            own = [saved[i][1][x["j"]]] + [p for k, p in enumerate(saved[i][1]) if k != x["j"]]
+            pool = [
+                saved[k][1][n]
+                for k, y in enumerate(xs)
+                if k != i
+                for n in range(3)
+                if (y["c"], y["s"], y["ms"][n]) != want
+            ]
+            tgts = own + b.rng.sample(pool, max(0, min(len(pool), b.n_cands - 3)))
+            b.eval_rows[split].append(
+                {
+                    "qry_inst": qi,
+                    "qry_text": _moment_text(x)["text"],
+                    "qry_video_path": saved[i][0],
+                    "tgt_inst": ti,
+                    "tgt_text": [""] * len(tgts),
+                    "tgt_img_path": [""] * len(tgts),
+                    "tgt_video_path": tgts,
+                }
+            )
 
 
 TASKS = [
