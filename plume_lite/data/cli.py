@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -90,6 +91,8 @@ def _show(args) -> int:
         errors.append(e)
     if not pairs and not tasks:
         raise errors[-1] if errors else DataError(f"{args.source}: holds no data")
+    for e in errors:  # the half that did load is shown; say why the other is missing
+        print(f"note: {e}", file=sys.stderr)
     n_train = Counter(p.task for p in pairs)
     by_name = {t.name: t for t in tasks}
     names = list(dict.fromkeys([t.name for t in tasks] + list(n_train)))
