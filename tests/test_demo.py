@@ -1,5 +1,5 @@
-"""The Gradio demo, served on 127.0.0.1 and driven with gradio_client: image, video and
-PDF queries (a one-page PDF too), every bad file of the data issue, concurrency, the
+"""The Gradio demo, served on 127.0.0.1 and driven with gradio_client: image, video,
+PDF (a one-page PDF too) and text queries, every bad file of the data issue, concurrency, the
 upload limit, additions that belong to the visitor's session (refused when the model
 refuses them, bounded per session), bad corpus items skipped at start-up, the
 embedding cache across restarts, a cache folder outside the working and temporary
@@ -7,8 +7,9 @@ folders, no URL fetched for a request, the command line's checks, and both entry
 points run as subprocesses: the Space's `python app.py` and `plume-lite demo`.
 
 One small server per module: an untrained tiny checkpoint and a ~12-item corpus. The
-Space test starts the app with no arguments, as a Space does: its first run trains the
-default checkpoint into $PLUME_CACHE (minutes), later runs reuse it."""
+Space test starts the app with no arguments, settings from the environment only, as a
+Space does: the shipped checkpoint, the SynthMMEB corpus (generated into $PLUME_CACHE
+on its first run, reused after) and the clickable examples."""
 
 import contextlib
 import json
@@ -188,6 +189,24 @@ def test_query_returns_gallery_and_routing(client, server, kind):
     if kind == "image":  # the query is itself in the corpus: it must come first
         assert details["results"][0]["corpus_index"] == 0
         assert details["results"][0]["score"] > 0.999
+
+
+def test_text_query_alone_and_as_a_question_about_an_upload(client, server):
+    def search_text(text, path=None):
+        out = client.predict(
+            handle_file(str(path)) if path else None, 1, "", "latent", 4, 5, False, text, api_name="/search"
+        )
+        return check_result(out)
+
+    top = search_text("a red circle on a dark background")["results"][0]
+    assert (top["kind"], top["score"]) == ("text", pytest.approx(1.0, abs=1e-3))  # itself, in the corpus
+    image = server["root"] / "red-circle.png"
+    alone, asked = check_result(search(client, image)), search_text("which colour is it?", image)
+    assert alone["results"][0]["score"] > 0.999  # the image alone is itself
+    scores = [[r["score"] for r in d["results"]] for d in (alone, asked)]
+    assert scores[0] != scores[1]  # with a question it is another query
+    with pytest.raises(Exception, match="or type a text query"):
+        search_text("   ")
 
 
 def test_pdf_preview_and_page_picker(client, server):
@@ -550,6 +569,10 @@ def test_k_limit_comes_from_the_model_capped_by_the_demo(server, tmp_path):
     assert small.max_steps == 4 and small.setting("latent", 4) == ("latent", 4)
     with pytest.raises(ValueError, match="between 0 and 4"):
         small.setting("latent", 5)
+    # --max-k / PLUME_MAX_K: above the demo's default cap, and below the model's K
+    assert DemoEngine(StubModel(step_table_size=32), [], tmp_path, max_steps=24).max_steps == 24
+    low = DemoEngine(StubModel(step_table_size=32), [], tmp_path, max_steps=1)
+    assert (low.max_steps, low.default_steps, low.setting("latent", None)) == (1, 1, ("latent", 1))
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -635,7 +658,7 @@ def serving(cmd, cwd, env, port, ready_timeout):
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    run = {"url": f"http://127.0.0.1:{port}/", "status": ""}
+    run = {"url": f"http://127.0.0.1:{port}/", "status": "", "started": time.monotonic()}
     try:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline and not any(w in run["status"] for w in ("Ready", "failed")):
@@ -653,12 +676,51 @@ def serving(cmd, cwd, env, port, ready_timeout):
 
 
 def test_space_entry_point_python_app_py_answers_a_query(media_files):
-    """`python app.py` in the Space folder, no arguments, host and port from the
-    variables a Space sets, no offline variables: the default checkpoint and corpus."""
+    """`python app.py` in the Space folder, no arguments, no offline variables: host
+    and port from the variables a Space sets, the checkpoint and the K limit from the
+    demo's (the shipped checkpoint), the default corpus. A visitor's first page: the
+    tiny model's note, the examples; a click on one (fill the inputs, then search, as
+    the page chains them), a typed text, and an upload are answered."""
+    from plume_lite.apps.defaults import shipped_checkpoint
+
     port = free_port()
-    env = _clean_env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    env = _clean_env(
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        PLUME_CHECKPOINT=str(shipped_checkpoint("latent")),
+        PLUME_MAX_K="12",
+    )
     with serving([sys.executable, "app.py"], ROOT / "demo_app", env, port, ready_timeout=1200) as run:
-        check_result(search(Client(run["url"], verbose=False), media_files["image"], k=5))
+        client = Client(run["url"], verbose=False)
+        assert "(up to 12)" in run["status"], run["status"]
+        props = {c["props"].get("elem_id"): c["props"] for c in client.config["components"]}
+        assert "trained only on SynthMMEB" in props["model-note"]["value"]
+        labels = props["examples"]["sample_labels"]
+        clicked = {}
+        for kind in ("image", "text"):  # the first example of each kind
+            index = next(i for i, label in enumerate(labels) if label.startswith(kind))
+            file, text, instruction = (u["value"] for u in client.predict(index, api_name="/load_example"))
+            assert (file is None) == (kind == "text") and instruction
+            out = client.predict(
+                handle_file(file) if file else None,
+                1,
+                instruction,
+                "latent",
+                8,
+                5,
+                False,
+                text,
+                api_name="/search",
+            )
+            clicked[kind] = check_result(out, steps=8)
+            if kind == "image":
+                first_answer_s = time.monotonic() - run["started"]
+        typed = client.predict(None, 1, "", "latent", 8, 5, False, "a red circle", api_name="/search")
+        check_result(typed, steps=8)
+        check_result(search(client, media_files["image"], steps=8), steps=8)
+    ready = [line for line in run["log"].splitlines() if "Ready in" in line]
+    print(f"\nSpace start, `python app.py` to the first answered example: {first_answer_s:.1f} s; {ready}")
+    assert "Traceback" not in run["log"], run["log"]
 
 
 def test_plume_lite_demo_serves_a_folder_corpus(server, tmp_path):

@@ -5,6 +5,10 @@ page, with the routing trace of each query.
     plume-lite demo                                   # default checkpoint and corpus
     plume-lite demo --checkpoint runs/latent/model --corpus my_files/ --port 7861
     python demo_app/app.py --port 7861                # the same arguments
+    PLUME_CHECKPOINT=owner/name python demo_app/app.py  # settings from the environment
+
+--checkpoint, --corpus and --max-k can come from PLUME_CHECKPOINT, PLUME_CORPUS and
+PLUME_MAX_K instead (see `environment`; a flag wins over its variable).
 
 Nothing heavy is imported here (gradio, torch), so `plume-lite --help` stays fast;
 `run` starts the demo through server.build_app, which turns outbound lookups off
@@ -16,10 +20,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
+from pathlib import Path
 
+from plume_lite.apps.demo.environment import apply_environment
 from plume_lite.apps.demo.server import MAX_FILE_SIZE
 from plume_lite.arguments import file_size, int_at_least
 from plume_lite.config import MODES
+from plume_lite.errors import PlumeError
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Gradio demo: search a corpus by image, video or PDF page, with the ranked "
@@ -49,14 +59,21 @@ def add_arguments(parser):
     parser.add_argument(
         "--checkpoint",
         default=None,
-        help="PlumeModel folder (default: the tiny latent checkpoint, trained "
-        "on the first start and reused after)",
+        help="PlumeModel folder or hub id (default: $PLUME_CHECKPOINT, else the shipped "
+        "tiny latent checkpoint)",
     )
     parser.add_argument(
         "--corpus",
         default=None,
         help="data folder with tasks.json, or any folder of images, videos, "
-        "PDFs and .txt files (default: the SynthMMEB tiny test corpus)",
+        "PDFs and .txt files (default: $PLUME_CORPUS, else the SynthMMEB tiny test corpus)",
+    )
+    parser.add_argument(
+        "--max-k",
+        type=int_at_least(1),
+        default=None,
+        help="the K slider's limit, latent steps (default: $PLUME_MAX_K, else 16 or the "
+        "checkpoint's step table if smaller)",
     )
     parser.add_argument(
         "--host",
@@ -103,18 +120,37 @@ def run(args) -> int:
 
     if not logging.getLogger().handlers:  # start-up progress goes to stderr
         logging.basicConfig(level=logging.INFO, format="[plume demo] %(message)s")
+    apply_environment(args)  # ConfigError naming the variable: before anything starts
     demo = build_app(
-        args.checkpoint,
+        fetch_checkpoint(args.checkpoint),
         corpus_dir=args.corpus,
         cache_dir=args.cache_dir,
         warm=args.warm,
         prefetch=args.prefetch,
+        max_steps=args.max_k,
     )
     launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0
 
 
+def fetch_checkpoint(checkpoint):
+    """A local folder for a hub id, fetched now: build_app then turns every outbound
+    request off, for the rest of the process (a folder is returned as it is)."""
+    if checkpoint is None or Path(checkpoint).exists():
+        return checkpoint
+    from plume_lite.released import resolve_checkpoint
+
+    log.info("fetching the checkpoint %s from the hub (once; the hub cache keeps it)…", checkpoint)
+    return resolve_checkpoint(checkpoint)
+
+
 def main(argv=None) -> int:
-    """The Space's entry point: `python app.py [arguments of plume-lite demo]`."""
+    """The Space's entry point: `python app.py [arguments of plume-lite demo]`; a
+    setting that cannot be used ends in one line, not a traceback."""
     parser = add_arguments(argparse.ArgumentParser(prog="app.py", description=DESCRIPTION))
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except PlumeError as e:
+        print(f"app.py: error: {e}", file=sys.stderr)
+        return 2

@@ -1,5 +1,5 @@
-"""What can be asked and what can be searched: a query item built from one upload,
-the corpus items read from a data folder or a folder of files, and what a visitor
+"""What can be asked and what can be searched: a query item built from one upload
+and/or a typed text, the corpus items read from a data folder or a folder of files, and what a visitor
 adds (SessionCorpus: that visitor's session only, within fixed limits).
 
 Every upload is decoded here, through plume_lite.media (files into items:
@@ -30,13 +30,14 @@ from plume_lite.media import MediaError
 
 UPLOAD_EXTS = extensions(VISUAL_KINDS)  # queries and additions; .txt only in corpus folders
 MAX_INSTRUCTION_CHARS = 500
+MAX_QUERY_TEXT_CHARS = 1000  # a typed query (alone, or a question about the upload)
 
 
 @dataclass
 class Query:
     item: dict  # what the model embeds (decoded pixels, instruction)
-    preview: Image.Image  # what the page shows
-    kind: str  # image | video | pdf
+    preview: Image.Image | None  # what the page shows (None for a text query)
+    kind: str  # image | video | pdf | text
     pages: int = 0  # PDF page count
 
 
@@ -45,21 +46,27 @@ def _short(err: MediaError, path) -> MediaError:
     return MediaError(str(err).replace(str(path), Path(path).name))
 
 
-def clean_instruction(text) -> str:
+def clean_instruction(text, what: str = "the instruction", limit: int = MAX_INSTRUCTION_CHARS) -> str:
     text = " ".join(str(text or "").split())
-    if len(text) > MAX_INSTRUCTION_CHARS:
-        raise MediaError(
-            f"the instruction is {len(text)} characters long; keep it under {MAX_INSTRUCTION_CHARS}"
-        )
+    if len(text) > limit:
+        raise MediaError(f"{what} is {len(text)} characters long; keep it under {limit}")
     return text
 
 
-def load_query(path, page: int = 1, instruction: str = "") -> Query:
-    """Decode one uploaded file into a query item. `page` is 1-based (PDF only)."""
-    if not path:
-        raise MediaError("no file: upload an image, a video or a PDF first")
-    kind = require_kind(path, VISUAL_KINDS)
+def load_query(path, page: int = 1, instruction: str = "", text: str = "") -> Query:
+    """Decode one uploaded file into a query item, with `text` beside it (a question
+    about it, as SynthMMEB's QA queries have); or, without a file, a text query.
+    `page` is 1-based (PDF only)."""
+    text = clean_instruction(text, "the text query", MAX_QUERY_TEXT_CHARS)
     instruction = clean_instruction(instruction)
+    if not path and text:
+        query = Query({"text": text}, None, "text")
+        if instruction:
+            query.item["instruction"] = instruction
+        return query
+    if not path:
+        raise MediaError("no query: upload an image, a video or a PDF, or type a text query")
+    kind = require_kind(path, VISUAL_KINDS)
     try:
         if kind == "image":
             img = media.load_image(path)
@@ -79,6 +86,8 @@ def load_query(path, page: int = 1, instruction: str = "") -> Query:
             query = Query({"image": img}, render.enlarge(render.shrink(img), 320), kind, n)
     except MediaError as e:
         raise _short(e, path) from None
+    if text:
+        query.item["text"] = text
     if instruction:
         query.item["instruction"] = instruction
     return query

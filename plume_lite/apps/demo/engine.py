@@ -37,8 +37,8 @@ from plume_lite.runtime import thread_count, using_threads
 
 log = logging.getLogger(__name__)
 
-MAX_STEPS = 16  # the K slider's cap (each step is a forward pass); a model whose
-# step table is smaller caps it lower (DemoEngine.max_steps)
+MAX_STEPS = 16  # the K slider's default cap (each step is a forward pass; --max-k or
+# PLUME_MAX_K sets another); a model whose step table is smaller caps it lower
 MAX_RESULTS = 24
 SMALL_MODEL = 50_000_000  # parameters; below this, model calls use one CPU thread
 
@@ -111,6 +111,7 @@ class DemoEngine:
         batch_size: int = 16,
         timeout_s: float = 60.0,
         threads: int | None = None,
+        max_steps: int | None = None,
     ):
         self.model = model.eval()
         self.items: list[dict] = []
@@ -128,7 +129,9 @@ class DemoEngine:
         small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
         self.threads = threads or (thread_count() if small and model.device.type == "cpu" else None)
         self.default_steps = int(model.config.latent_steps)
-        self.max_steps = min(MAX_STEPS, int(model.config.step_table_size))  # encode's own bound
+        cap = int(max_steps) if max_steps else MAX_STEPS
+        self.max_steps = min(cap, int(model.config.step_table_size))  # encode's own bound
+        self.default_steps = min(self.default_steps, self.max_steps)
         self.num_experts = int(model.config.num_experts)
         self._lock = threading.Lock()  # model calls, one at a time
         self._guards = threading.Lock()  # the dict of builders below

@@ -61,6 +61,8 @@ def build_app(
     timeout_s: float = QUERY_TIMEOUT_S,
     wait: bool = False,
     log: bool = True,
+    max_steps: int | None = None,
+    examples: bool | None = None,
 ) -> gr.Blocks:
     """The demo as a gr.Blocks, its start-up running in the background.
 
@@ -70,6 +72,9 @@ def build_app(
     cache_dir     embeddings, thumbnails and user-added files (default: cache_root()/demo)
     warm          modes whose corpus embeddings are ready before the page says so
     prefetch      modes embedded afterwards in the background (others: on first use)
+    max_steps     the K limit (default engine.MAX_STEPS; the checkpoint's step table caps it)
+    examples      clickable SynthMMEB examples on the page; None = with the default corpus
+                  only (their files are made in cache_dir/examples before the page is built)
     wait          block until ready (raises if start-up failed)
     The start-up object is `demo.plume_startup` (`.wait()`, `.engine`, `.timings`)."""
     # Forced, and before gradio is imported (it reads these at import and at launch):
@@ -78,6 +83,8 @@ def build_app(
     apply_env(offline=True, force=True)
     if importlib.util.find_spec("gradio") is None:
         raise PlumeError("gradio is not installed: pip install 'plume_lite[demo]'")
+    from plume_lite.apps.demo.engine import MAX_STEPS
+    from plume_lite.apps.demo.examples import build_examples
     from plume_lite.apps.demo.startup import Startup
     from plume_lite.apps.demo.ui import build_blocks
 
@@ -85,9 +92,19 @@ def build_app(
 
     corpus = corpus_items if corpus_items is not None else corpus_dir
     startup = Startup(
-        checkpoint, corpus, cache_dir, warm=warm, prefetch=prefetch, timeout_s=timeout_s, log=log
+        checkpoint,
+        corpus,
+        cache_dir,
+        warm=warm,
+        prefetch=prefetch,
+        timeout_s=timeout_s,
+        log=log,
+        max_steps=max_steps,
     )
-    demo = build_blocks(startup)
+    if examples is None:
+        examples = corpus is None
+    shown = build_examples(startup.cache_dir / "examples") if examples else []
+    demo = build_blocks(startup, shown, max_steps or MAX_STEPS)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
     startup.start()
     if wait:

@@ -53,7 +53,8 @@ class Startup:
     corpus: a list of items, a folder (data folder with tasks.json, or any folder of
     images/videos/PDFs/.txt), or None for the SynthMMEB test corpus.
     warm: the modes whose corpus embeddings are computed before the page says ready.
-    prefetch: the modes embedded after that, in the background, while the page serves."""
+    prefetch: the modes embedded after that, in the background, while the page serves.
+    max_steps: the K limit (None: engine.MAX_STEPS), capped by the checkpoint's step table."""
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class Startup:
         timeout_s: float = 60.0,
         batch_size: int = 16,
         log=True,
+        max_steps: int | None = None,
     ):
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.corpus = corpus
@@ -74,6 +76,7 @@ class Startup:
         self.background = ""  # what the prefetch is doing, if anything
         self.background_done = threading.Event()
         self.timeout_s, self.batch_size, self.log = timeout_s, batch_size, log
+        self.max_steps = max_steps
         self.status = "Starting…"
         self.error: str | None = None
         self.engine: DemoEngine | None = None
@@ -103,6 +106,17 @@ class Startup:
     def new_session(self) -> SessionCorpus:
         """An empty SessionCorpus for one visitor, in a folder of its own."""
         return SessionCorpus(self.sessions_dir / secrets.token_hex(8), self.quota)
+
+    def tiny_model(self) -> bool:
+        """Whether the checkpoint is of the tiny backbone (the default one is), known
+        before it is loaded: the page then says what such a model can recognise."""
+        if self.checkpoint is None:
+            return True
+        try:
+            config = json.loads((self.checkpoint / "plume_config.json").read_text())
+        except (OSError, ValueError):
+            return False  # a hub snapshot in the authors' layout, or not there at all
+        return isinstance(config, dict) and config.get("backbone") == "tiny"
 
     def skipped_count(self) -> int:
         """Corpus files or items left out: unreadable, or refused by the model."""
@@ -196,6 +210,7 @@ class Startup:
             self.cache_dir,
             timeout_s=self.timeout_s,
             batch_size=self.batch_size,
+            max_steps=self.max_steps,
         )
         for mode in self.warm:
 

@@ -1,4 +1,5 @@
-"""The page: a query upload with preview and page picker, search settings, the ranked
+"""The page: clickable examples, a query upload with preview and page picker beside a
+text query box, search settings, the ranked
 gallery, the routing heatmap, per-mode latency, the explicit rationale, and a panel to
 add files and texts to the corpus of the visitor's own session (a gr.State holding a
 corpus.SessionCorpus: nobody else sees them, within fixed limits). Handlers turn every
@@ -31,10 +32,17 @@ MAX_PAGE = 1000  # static bound of the page slider; the real count is checked
 MAX_ADD_FILES = 32  # files per "add to corpus" click
 DECODE_TIMEOUT_S = 30.0  # reading one upload (media caps bound it; this is the backstop)
 DESCRIPTION = """# PLUME-lite: multimodal search with latent reasoning steps
-Upload an **image**, a **video** or a **PDF** (pick the page), optionally add an instruction,
-and search the corpus. `latent` runs K continuous reasoning steps through a mixture of
-experts (the routing is drawn below), `direct` reads one forward pass, `explicit` writes a
-rationale first."""
+Click an example, or upload an **image**, a **video** or a **PDF** (pick the page) and/or type
+a **text**, optionally add an instruction, and search the corpus. `latent` runs K continuous
+reasoning steps through a mixture of experts (the routing is drawn below), `direct` reads
+one forward pass, `explicit` writes a rationale first."""
+# shown when the checkpoint is of the tiny backbone (the default one)
+TINY_NOTE = (
+    "**What this tiny model knows:** it was trained only on SynthMMEB's flat coloured shapes, "
+    "bar charts, motion clips and simple pages, so it recognises those and nothing else: a "
+    "photo of a cat still gets results with high scores, because scores only rank the corpus "
+    "(they do not say how good a match is)."
+)
 
 
 def _fail(e: Exception, name: str | None = None):
@@ -68,8 +76,8 @@ class Handlers:
         elif s.ready.is_set():
             e = s.engine
             text = (
-                f"**Ready:** {e.corpus_size} corpus items · checkpoint K = {e.default_steps}, "
-                f"{e.num_experts} routed experts"
+                f"**Ready:** {e.corpus_size} corpus items · K = {e.default_steps} latent steps "
+                f"(up to {e.max_steps}), {e.num_experts} routed experts"
             )
             if s.skipped_count():
                 text += f" · {s.skipped_count()} unreadable or refused corpus items skipped (see the log)"
@@ -116,10 +124,25 @@ class Handlers:
     def on_upload(self, path):
         return self.preview(path, 1, reset=True)
 
-    def search(self, path, page, instruction, mode, steps, k, time_all, session=None, progress=gr.Progress()):  # noqa: B008  (gradio's idiom)
+    def search(
+        self,
+        path,
+        page,
+        instruction,
+        mode,
+        steps,
+        k,
+        time_all,
+        text=None,  # None: the API's callers may leave it out
+        session=None,
+        progress=gr.Progress(),  # noqa: B008  (gradio's idiom)
+    ):
+        """Search with the upload (and the text beside it), or with the text alone."""
         try:
             engine = self.startup.require()
-            query = run_bounded(load_query, path, page or 1, instruction, timeout_s=DECODE_TIMEOUT_S)
+            query = run_bounded(
+                load_query, path, page or 1, instruction, text or "", timeout_s=DECODE_TIMEOUT_S
+            )
             progress(0.1, desc=f"Embedding the corpus in {mode} mode (once per setting)…")
             engine.bounded(
                 engine.embed_corpus,
@@ -260,21 +283,46 @@ def _latency_table(result) -> str:
     return "\n".join(rows)
 
 
-def build_blocks(startup: Startup) -> gr.Blocks:
+def _keep_examples(examples: gr.Examples, component) -> None:
+    """The example files gradio copied into its cache are kept there: the page's
+    delete_cache would otherwise remove them after two hours, and the clicks with them."""
+    for sample in examples.non_none_processed_examples.values():
+        for value in sample:
+            if isinstance(value, dict) and value.get("path"):
+                component.keep_in_cache.add(value["path"])
+
+
+def build_blocks(startup: Startup, examples=(), max_steps: int = MAX_STEPS) -> gr.Blocks:
+    """The page. examples: examples.Example rows to click (none: no examples table);
+    max_steps: the K slider's static bound (the loaded model's own limit is set on load)."""
     h = Handlers(startup)
     with gr.Blocks(title="PLUME-lite demo", delete_cache=(3600, 7200)) as demo:
         gr.Markdown(DESCRIPTION)
+        if startup.tiny_model():
+            gr.Markdown(TINY_NOTE, elem_id="model-note")
         session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close_session)
         status = gr.Markdown("**Starting…**", label="status", elem_id="status")
         timer = gr.Timer(1.0)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                query = gr.File(
-                    label="Query: an image, a video or a PDF",
-                    file_types=UPLOAD_EXTS,
-                    type="filepath",
-                    elem_id="query-file",
-                )
+                with gr.Row(equal_height=True):
+                    query = gr.File(
+                        label="Query: an image, a video or a PDF",
+                        file_types=UPLOAD_EXTS,
+                        type="filepath",
+                        elem_id="query-file",
+                        scale=1,
+                        min_width=140,
+                    )
+                    text_query = gr.Textbox(
+                        label="…and/or a text query",
+                        lines=3,
+                        max_lines=6,
+                        placeholder="e.g. a red circle; or a question about the upload",
+                        elem_id="query-text",
+                        scale=1,
+                        min_width=140,
+                    )
                 page = gr.Slider(
                     1, MAX_PAGE, value=1, step=1, label="PDF page", visible=False, elem_id="page"
                 )
@@ -289,7 +337,11 @@ def build_blocks(startup: Startup) -> gr.Blocks:
                 )
                 mode = gr.Radio(list(MODES), value="latent", label="Mode")
                 steps = gr.Slider(
-                    0, MAX_STEPS, value=PlumeConfig.latent_steps, step=1, label="Latent steps K (latent mode)"
+                    0,
+                    max_steps,
+                    value=min(PlumeConfig.latent_steps, max_steps),
+                    step=1,
+                    label="Latent steps K (latent mode)",
                 )
                 k = gr.Slider(1, MAX_RESULTS, value=8, step=1, label="Results to show")
                 time_all = gr.Checkbox(True, label="Also time this query in the other two modes")
@@ -324,6 +376,18 @@ def build_blocks(startup: Startup) -> gr.Blocks:
                         )
                 with gr.Accordion("Result details (JSON)", open=False):
                     details = gr.JSON(label="details")
+        shown = None
+        if examples:
+            shown = gr.Examples(
+                examples=[e.row() for e in examples],
+                inputs=[query, text_query, instruction],
+                example_labels=[e.label for e in examples],
+                label="Examples from SynthMMEB, the data the model was trained on: click one to search",
+                cache_examples=False,  # a Space would run them all at start-up
+                examples_per_page=len(examples),
+                elem_id="examples",
+            )
+            _keep_examples(shown, query)
         with gr.Accordion("Add your own files to the corpus (for your session only)", open=False):
             add_files = gr.File(
                 label="Images, videos or PDFs", file_count="multiple", file_types=UPLOAD_EXTS, type="filepath"
@@ -348,14 +412,28 @@ def build_blocks(startup: Startup) -> gr.Blocks:
             api_visibility="private",
         )
         page.release(h.preview, inputs=[query, page], outputs=[preview, page, info], api_name="preview_page")
-        go.click(
+        search_inputs = [query, page, instruction, mode, steps, k, time_all, text_query, session]
+        search_outputs = [gallery, heat, latency, rationale, details]
+        gr.on(
+            [go.click, text_query.submit],
             h.search,
-            inputs=[query, page, instruction, mode, steps, k, time_all, session],
-            outputs=[gallery, heat, latency, rationale, details],
+            inputs=search_inputs,
+            outputs=search_outputs,
             api_name="search",
             concurrency_limit=2,
             concurrency_id="model",
         )
+        if shown is not None:  # a click fills the inputs, shows the preview, then searches
+            shown.load_input_event.then(
+                h.on_upload, inputs=query, outputs=[preview, page, info], api_visibility="private"
+            ).then(
+                h.search,
+                inputs=search_inputs,
+                outputs=search_outputs,
+                api_visibility="private",
+                concurrency_limit=2,
+                concurrency_id="model",
+            )
         add_go.click(
             h.add,
             inputs=[add_files, add_text, session],
