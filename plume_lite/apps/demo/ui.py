@@ -303,26 +303,49 @@ def build_blocks(startup: Startup, examples=(), max_steps: int = MAX_STEPS) -> g
         session = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=_close_session)
         status = gr.Markdown("**Starting…**", label="status", elem_id="status")
         timer = gr.Timer(1.0)
+        # the inputs an example fills, drawn below the examples (rendered in place there)
+        query = gr.File(
+            label="Query: an image, a video or a PDF",
+            file_types=UPLOAD_EXTS,
+            type="filepath",
+            elem_id="query-file",
+            scale=1,
+            min_width=160,
+            render=False,
+        )
+        text_query = gr.Textbox(
+            label="…and/or a text query",
+            lines=3,
+            max_lines=6,
+            placeholder="e.g. a red circle; or a question about the upload",
+            elem_id="query-text",
+            scale=1,
+            min_width=160,
+            render=False,
+        )
+        instruction = gr.Textbox(
+            label="Instruction (optional)",
+            max_lines=3,
+            placeholder="e.g. Find the picture that matches this one",
+            render=False,
+        )
+        shown = None
+        if examples:
+            shown = gr.Examples(
+                examples=[e.row() for e in examples],
+                inputs=[query, text_query, instruction],
+                example_labels=[e.label for e in examples],
+                label="Examples from SynthMMEB, the data the model was trained on: click one to search",
+                cache_examples=False,  # a Space would run them all at start-up
+                examples_per_page=len(examples),
+                elem_id="examples",
+            )
+            _keep_examples(shown, query)
         with gr.Row():
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=1, min_width=380):
                 with gr.Row(equal_height=True):
-                    query = gr.File(
-                        label="Query: an image, a video or a PDF",
-                        file_types=UPLOAD_EXTS,
-                        type="filepath",
-                        elem_id="query-file",
-                        scale=1,
-                        min_width=140,
-                    )
-                    text_query = gr.Textbox(
-                        label="…and/or a text query",
-                        lines=3,
-                        max_lines=6,
-                        placeholder="e.g. a red circle; or a question about the upload",
-                        elem_id="query-text",
-                        scale=1,
-                        min_width=140,
-                    )
+                    query.render()
+                    text_query.render()
                 page = gr.Slider(
                     1, MAX_PAGE, value=1, step=1, label="PDF page", visible=False, elem_id="page"
                 )
@@ -330,11 +353,7 @@ def build_blocks(startup: Startup, examples=(), max_steps: int = MAX_STEPS) -> g
                     label="Query preview", type="pil", interactive=False, height=260, elem_id="preview"
                 )
                 info = gr.Markdown("", label="query info")
-                instruction = gr.Textbox(
-                    label="Instruction (optional)",
-                    max_lines=3,
-                    placeholder="e.g. Find the picture that matches this one",
-                )
+                instruction.render()
                 mode = gr.Radio(list(MODES), value="latent", label="Mode")
                 steps = gr.Slider(
                     0,
@@ -376,18 +395,6 @@ def build_blocks(startup: Startup, examples=(), max_steps: int = MAX_STEPS) -> g
                         )
                 with gr.Accordion("Result details (JSON)", open=False):
                     details = gr.JSON(label="details")
-        shown = None
-        if examples:
-            shown = gr.Examples(
-                examples=[e.row() for e in examples],
-                inputs=[query, text_query, instruction],
-                example_labels=[e.label for e in examples],
-                label="Examples from SynthMMEB, the data the model was trained on: click one to search",
-                cache_examples=False,  # a Space would run them all at start-up
-                examples_per_page=len(examples),
-                elem_id="examples",
-            )
-            _keep_examples(shown, query)
         with gr.Accordion("Add your own files to the corpus (for your session only)", open=False):
             add_files = gr.File(
                 label="Images, videos or PDFs", file_count="multiple", file_types=UPLOAD_EXTS, type="filepath"
