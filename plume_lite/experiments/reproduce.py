@@ -14,6 +14,7 @@ an interrupted reproduce continues where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -133,7 +134,7 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
                 )
                 readouts[r.name if split == "test" else f"{r.name}-{split}"] = _readout_entry(result)
     return {
-        "run": {**run.__dict__, "steps": summary.get("step", steps)},
+        "run": {**dataclasses.asdict(run), "steps": summary.get("step", steps)},
         "readouts": readouts,
         "steps": summary.get("step", steps),
         "train_seconds": summary.get("wall_s"),
