@@ -16,6 +16,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint folder")
     p.add_argument("--data", required=True, help="data folder or hub id")
     p.add_argument("--tasks", type=name_list, default=None, help="comma-separated task names (default: all)")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "compositional"],
+        help="SynthMMEB: the i.i.d. test split (default) or the held-out attribute combinations",
+    )
     p.add_argument("--mode", default="latent", choices=MODES)
     p.add_argument(
         "--steps", type=int_at_least(0), default=None, help="latent steps K (default: the checkpoint's)"
@@ -36,7 +42,7 @@ def _cli(args) -> int:
     if not Path(args.checkpoint).is_dir():
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
     wanted = args.tasks
-    tasks = load_eval_tasks(args.data, tasks=wanted)
+    tasks = load_eval_tasks(args.data, tasks=wanted, split=args.split)
     missing = sorted(set(wanted or []) - {t.name for t in tasks})
     if missing:
         raise InputError(f"tasks not found in {args.data}: {', '.join(missing)}")

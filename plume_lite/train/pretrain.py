@@ -120,25 +120,38 @@ def pretrain(
     threads: int | None = 1,
     gate_queries: int = 64,
     log_every: int = 50,
+    mixed: bool = True,
+    init=None,
     command: str = "",
 ) -> dict:
-    """Pre-train a fresh tiny backbone (`make_backbone(seed)`) and save it to `out`.
+    """Pre-train a fresh tiny backbone (`make_backbone(seed)`), or continue the one saved
+    at `init` (a previous `pretrain` folder), and save it to `out`.
 
-    Returns the record written as `pretrain.json`."""
-    from plume_lite.backbone import make_backbone
+    mixed: every batch mixes the kinds (default); False: one kind per batch (cheaper).
+    Returns the record written as `pretrain.json` (with the `init` folder's record
+    under "previous")."""
+    from plume_lite.backbone import load_backbone, make_backbone
 
     out = Path(out)
     with using_threads(threads):
         torch.manual_seed(seed)
-        model, processor = make_backbone(seed=seed, vocab_text=VOCAB)
+        previous = None
+        if init is None:
+            model, processor = make_backbone(seed=seed, vocab_text=VOCAB)
+        else:
+            from plume_lite.io import read_json
+
+            previous = read_json(Path(init) / "pretrain.json")
+            model, processor = load_backbone(str(init))
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        stream = CaptionStream(seed)
+        # a continued run draws its own stream, not the first run's samples again
+        stream = CaptionStream(seed if init is None else f"{seed}+{previous['steps']}")
         log_lines, cpu0, wall0 = [], time.process_time(), time.time()
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, steps, lr, warmup)
-            loss = model(**lm_batch(processor, stream.batch(batch_size, step / steps))).loss
+            loss = model(**lm_batch(processor, stream.batch(batch_size, step / steps, mixed))).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pre-training loss became {loss.item()} at step {step}")
             opt.zero_grad(set_to_none=True)
@@ -165,11 +178,13 @@ def pretrain(
             "lr": lr,
             "warmup": warmup,
             "threads": threads,
+            "mixed_batches": mixed,
             "train_cpu_s": round(train_cpu, 1),
             "wall_s": round(time.time() - wall0, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "final_loss": json.loads(log_lines[-1])["loss"],
             "gate": {"queries_per_kind": gate_queries, "exact_match": gate},
+            "previous": previous,
         }
         with atomic_dir(out) as tmp:
             model.save_pretrained(tmp)

@@ -21,6 +21,10 @@ def add_cli(subparsers) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int_at_least(1), default=1)
+    p.add_argument("--init", default=None, help="continue a backbone folder written by `pretrain`")
+    p.add_argument(
+        "--by-kind", action="store_true", help="one kind per batch (cheaper steps; learns row shapes slower)"
+    )
     p.add_argument("--gate-queries", type=int_at_least(1), default=64, help="held-out samples per kind")
     p.set_defaults(func=_run_cli)
 
@@ -37,6 +41,8 @@ def _run_cli(args) -> int:
         lr=args.lr,
         threads=args.threads,
         gate_queries=args.gate_queries,
+        mixed=not args.by_kind,
+        init=args.init,
         command=command,
     )
     gate = ", ".join(f"{k} {v}" for k, v in record["gate"]["exact_match"].items())
