@@ -282,7 +282,7 @@ def test_cli_eval(tmp_path, monkeypatch, capsys):
     fake_model = types.ModuleType("plume_lite.model")
     fake_model.PlumeModel = types.SimpleNamespace(from_pretrained=lambda d, device=None: FakeEncoder())
     fake_data = types.ModuleType("plume_lite.data.mmeb")
-    fake_data.load_eval_tasks = lambda src, tasks=None: [
+    fake_data.load_eval_tasks = lambda src, tasks=None, split="test": [
         t for t in make_tasks() if tasks is None or t.name in tasks
     ]
     monkeypatch.setitem(__import__("sys").modules, "plume_lite.model", fake_model)

@@ -39,12 +39,14 @@ def test_scatter_counts_add_up_and_lookup_answers_follow_the_link():
         assert q.target == f"{links[asked]}."
 
 
-def test_stream_is_deterministic_one_kind_per_batch_and_lookups_grow():
+def test_stream_is_deterministic_mixed_or_by_kind_and_lookups_grow():
     a, b = captions.CaptionStream(0), captions.CaptionStream(0)
     for _ in range(5):
-        x, y = a.batch(4), b.batch(4)
+        x, y = a.batch(4, mixed=False), b.batch(4, mixed=False)
         assert [s.target for s in x] == [s.target for s in y]
         assert len({s.kind for s in x}) == 1
+    mixed = captions.CaptionStream(1).batch(64)
+    assert {s.kind for s in mixed} == set(captions.KINDS)
 
     def facts(progress):
         return len(
