@@ -28,10 +28,9 @@ from plume_lite.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# Settings of the chain's runs on the tiny profile (LITE_DIAGNOSIS.md §2.1: lr 1e-3 with
-# warm-up and a cosine to 0 is stable through the rollout and removes the end-point noise of
-# a constant lr), from the shipped pre-trained backbone; quick runs only check the pipeline.
-CHAIN_OVERRIDES = ("backbone=tiny-pretrained", "lr=1e-3", "warmup_steps=30", "save_every=100")
+# The chain's runs use the tiny profile as it is (the pre-trained backbone, lr 1e-3 with
+# warm-up and a cosine to 0); quick runs only check the pipeline.
+CHAIN_OVERRIDES = ("save_every=100",)
 QUICK_OVERRIDES = ("save_every=1000", "warmup_steps=1", "max_new_tokens=12")
 QUICK_QUERIES_PER_TASK = 6
 DATA_SIZE = "lite"  # 128 test queries per task (binomial SE about 4 points per task)

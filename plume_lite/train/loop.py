@@ -307,7 +307,7 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
             log.warning("%s: %s", out_dir, note)
     if main:
         config.save(out_dir)
-    if config.backbone.startswith("tiny"):
+    if config.backbone == "tiny" or config.backbone.startswith("tiny:"):
         # build the cached tiny backbone once, before seeding: building it reseeds torch
         from plume_lite.backbone import tiny_backbone_path
 

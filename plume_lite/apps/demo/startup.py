@@ -116,7 +116,10 @@ class Startup:
             config = json.loads((self.checkpoint / "plume_config.json").read_text())
         except (OSError, ValueError):
             return False  # a hub snapshot in the authors' layout, or not there at all
-        return isinstance(config, dict) and config.get("backbone") == "tiny"
+        backbone = config.get("backbone") if isinstance(config, dict) else None
+        return isinstance(backbone, str) and (
+            backbone in ("tiny", "tiny-pretrained") or backbone.startswith("tiny:")
+        )
 
     def skipped_count(self) -> int:
         """Corpus files or items left out: unreadable, or refused by the model."""
