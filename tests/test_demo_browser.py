@@ -83,3 +83,32 @@ def test_upload_search_shows_gallery_and_heatmap(browser, tmp_path, media_files)
         assert not errors, errors
     finally:
         demo.close()
+
+
+@pytest.mark.slow
+def test_clicking_an_example_answers_it(browser, tmp_path):
+    """The default page (shipped checkpoint, default corpus) as a Space visitor sees it:
+    clicking the video example fills the inputs and shows ranked results and routing."""
+    from test_demo import free_port
+
+    from plume_lite.apps.demo.server import build_app, launch
+
+    demo = build_app(log=False, wait=True)
+    _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+        page.get_by_text("Ready:").wait_for(timeout=120_000)
+        page.screenshot(path=str(tmp_path / "demo_first_page.png"), full_page=True)
+        page.locator("#examples").get_by_text("video: a motion clip").click()
+        gallery = page.locator("#results img")
+        gallery.first.wait_for(timeout=120_000)
+        page.get_by_text("query encode (ms)").wait_for(timeout=60_000)
+        assert gallery.count() >= 5
+        assert page.locator("#heatmap img").count() == 1
+        page.screenshot(path=str(tmp_path / "demo_example_search.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        demo.close()
