@@ -1,15 +1,15 @@
-"""`plume-lite reproduce`: the paper's tables at lite scale, end to end.
+"""`plume-lite reproduce`: the paper's chain and the controls that decide it, end to end.
 
-    plume-lite reproduce --out runs/reproduce            # tiny backbone, SynthMMEB tiny, CPU
-    plume-lite reproduce --out runs/quick --quick         # the same pipeline in ~3 minutes
+    plume-lite reproduce --out runs/reproduce            # 3 seeds, SynthMMEB lite, CPU
+    plume-lite reproduce --out runs/quick --quick         # every row, a few steps each
 
-Generates the data, trains and evaluates the three systems of the main table (direct =
-VLM2Vec-style, explicit = UME-R1-style, latent = PLUME K=8) over several seeds, the
-component ablation (no adapter, single MLP, no anchor, no curriculum) and the K
-ablation (4, 6, 8), measures ms/query, and writes results.json, tables.md and the
-accuracy-vs-latency plot. Every run lives in its own folder and is reused when
-finished (training resumes from its checkpoint, evaluation skips finished tasks), so
-an interrupted reproduce continues where it stopped.
+Generates the data, trains the runs of `plan.py` (U = explicit, PLUME = latent from U,
+the direct controls, the component and K ablations from U), two at a time, evaluates
+each run's readouts on the i.i.d. test split (and the compositional one for the main
+readouts), measures ms/query, and writes results.json, tables.md (with the paired
+bootstrap CIs of evaluation/stats.py) and the accuracy-vs-latency plot. Every run lives
+in its own folder and is reused when finished (training resumes from its checkpoint,
+evaluation skips finished tasks), so an interrupted reproduce continues where it stopped.
 """
 
 from __future__ import annotations
