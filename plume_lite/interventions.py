@@ -1,0 +1,132 @@
+"""Causal interventions on a PlumeModel's transition adapter, undone on exit.
+
+- `knock_out_expert(adapter, e)`: routed expert e outputs zeros (its last Linear's
+  weight and bias set to 0 in place, restored exactly afterwards). Zeroing the
+  parameters, not wrapping a module, also covers any code path that reads the expert's
+  parameters directly at call time (e.g. a fused expert kernel).
+- `mask_anchor(adapter)`: the router sees a zero semantic anchor (`<disc_emb>` state)
+  instead of the real one, by wrapping the adapter instance's `forward`.
+- `score_under(model, tasks, intervention)`: the evaluation protocol's scores with an
+  intervention active, next to the unmodified model's.
+
+    with knock_out_expert(model.adapter, 2):
+        emb = model.encode(items, mode="latent")
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+
+import torch
+
+from plume_lite.errors import InputError
+
+
+def _routed_experts(adapter):
+    experts = getattr(adapter, "experts", None)
+    if experts is None:
+        raise InputError(f"adapter kind {getattr(adapter, 'kind', '?')!r} has no routed experts to knock out")
+    return experts
+
+
+@contextmanager
+def knock_out_expert(adapter, expert: int):
+    """Zero routed expert `expert`'s output for the duration of the block.
+
+    The router still picks and weights it (its gate is unchanged); its contribution to
+    the next input embedding is zero, so the block measures what that expert adds.
+
+    Args:
+        adapter: a TransitionAdapter of kind "moe" or "moe_no_anchor" (`model.adapter`).
+        expert: index of the routed expert, 0 <= expert < num_experts.
+
+    Raises:
+        InputError: the adapter has no routed experts, or the index is out of range.
+
+    Example:
+        >>> with knock_out_expert(model.adapter, 0):
+        ...     emb = model.encode(items, mode="latent")
+    """
+    experts = _routed_experts(adapter)
+    if not 0 <= int(expert) < len(experts):
+        raise InputError(f"expert {expert} out of range: the adapter has {len(experts)} routed experts")
+    last = experts[int(expert)][-1]  # the Linear that writes the expert's output
+    params = [p for p in (last.weight, last.bias) if p is not None]
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p in params:
+            p.zero_()
+    try:
+        yield adapter
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+@contextmanager
+def mask_anchor(adapter):
+    """Pass a zero semantic anchor to the adapter for the duration of the block.
+
+    The anchor only enters the router (gate = softmax(W_r [z + a; step])), so this
+    changes which experts are chosen and how they are weighted; the latent state z
+    itself is untouched. Works by setting an instance attribute `forward` that calls
+    the adapter's current forward with `torch.zeros_like(anchor)`; the previous state
+    (no instance attribute, or another wrapper) is restored on exit.
+
+    Args:
+        adapter: a TransitionAdapter (`model.adapter`); with kind "moe_no_anchor",
+            "mlp" or "none" the anchor is unused and nothing changes.
+
+    Example:
+        >>> with mask_anchor(model.adapter):
+        ...     _, traces = model.encode(items, mode="latent", return_trace=True)
+    """
+    had_own = "forward" in vars(adapter)
+    previous = vars(adapter).get("forward")
+    current = adapter.forward  # bound method (or a wrapper another helper installed)
+
+    def zero_anchor_forward(z, step, anchor=None):
+        return current(z, step, None if anchor is None else torch.zeros_like(anchor))
+
+    adapter.forward = zero_anchor_forward
+    try:
+        yield adapter
+    finally:
+        if had_own:
+            adapter.forward = previous
+        else:
+            del adapter.forward
+
+
+def score_under(model, tasks, intervention=None, mode: str = "latent", steps=None) -> dict:
+    """Per-task scores (evaluation protocol, no embedding cache) with `intervention`
+    active, e.g. ``lambda: knock_out_expert(model.adapter, 1)``.
+
+    Args:
+        model: a PlumeModel.
+        tasks: the EvalTasks to score (a small subset keeps this fast).
+        intervention: a zero-argument callable returning a context manager; None scores
+            the unmodified model.
+        mode: the encode mode.
+        steps: latent steps (None: the checkpoint's K).
+
+    Returns:
+        {task name: score in %, ..., "mean": mean over the tasks}.
+
+    Example:
+        >>> base = score_under(model, tasks)
+        >>> ko = score_under(model, tasks, lambda: knock_out_expert(model.adapter, 1))
+        >>> ko["mean"] - base["mean"]
+    """
+    from plume_lite.evaluation.protocol import evaluate
+
+    if not tasks:
+        raise InputError("score_under needs at least one task")
+    with intervention() if intervention is not None else nullcontext():
+        result = evaluate(
+            model, tasks, mode=mode, steps=steps, progress=False, cache_dir=None, keep_per_query=False
+        )
+    scores = {name: r["score"] for name, r in result["tasks"].items()}
+    scores["mean"] = sum(scores.values()) / len(scores)
+    return scores
