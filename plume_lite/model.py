@@ -25,6 +25,7 @@ from plume_lite.errors import InputError
 from plume_lite.items import ItemBatcher, as_item, checked_int, is_single_item
 from plume_lite.protocols import post_suffix_decoder
 from plume_lite.rollout import latent_rollout, run_prefix
+from plume_lite.static_rollout import ENGINES
 from plume_lite.tokens import EOT, GEN_EMB, INFERENCE_SUFFIX, add_plume_tokens
 
 __all__ = ["PlumeModel", "TrainForward", "INFERENCE_SUFFIX"]  # INFERENCE_SUFFIX: the latent suffix text
@@ -234,6 +235,7 @@ class PlumeModel(nn.Module):
         convert_to_numpy: bool = False,
         convert_to_tensor: bool | None = None,
         normalize_embeddings: bool = True,
+        engine: str = "eager",
     ):
         """Embed items: L2-normalised float32 rows [N, D] on the CPU (and traces if asked).
 
@@ -263,6 +265,14 @@ class PlumeModel(nn.Module):
             convert_to_tensor: return a torch tensor (wins over `convert_to_numpy`).
             normalize_embeddings: L2-normalise each row (default); False returns the
                 raw hidden states read at the embedding token.
+            engine: how "latent" mode runs its K steps and suffix: "eager" (default, the
+                reference loop of plume_lite.rollout), "static" (a preallocated static
+                KV cache, decoder layers called directly: plume_lite.static_rollout) or
+                "graph" ("static" replayed as one CUDA graph per batch-size and
+                prefix-length bucket; on a CPU it runs as "static"). The results equal
+                "eager" to float rounding (tests/test_static_engine.py). "direct" and
+                "explicit" run as they always do whatever the engine; "static" and
+                "graph" refuse a config with post-suffix decoding (InputError).
 
         Returns:
             torch.Tensor: [N, D] float32 on the CPU, each row of unit L2 norm (D is the
@@ -274,7 +284,7 @@ class PlumeModel(nn.Module):
             "generated_tokens" (int).
 
         Raises:
-            InputError: an unknown mode, `steps` or `batch_size` not an integer in range,
+            InputError: an unknown mode or engine, `steps` or `batch_size` not an integer in range,
                 or a malformed item
                 (unknown key, a value of the wrong type, text over the length limit,
                 several visual inputs, empty item, `page` without `pdf`, missing file,
@@ -292,6 +302,13 @@ class PlumeModel(nn.Module):
         """
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
+        if engine not in ENGINES:
+            raise InputError(f"unsupported engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine != "eager" and mode == "latent" and self.config.post_suffix_decode:
+            raise InputError(
+                f"engine={engine!r} does not run post-suffix decoding "
+                f"(config.post_suffix_decode={self.config.post_suffix_decode}); use engine='eager'"
+            )
         single = is_single_item(items)
         items = [as_item(x, i) for i, x in enumerate([items] if single else list(items))]
         progress = progress if show_progress_bar is None else bool(show_progress_bar)
@@ -312,7 +329,7 @@ class PlumeModel(nn.Module):
         try:
             for start in chunks:
                 batch = items[start : start + batch_size]
-                emb, trace = self._encode_batch(batch, mode, steps, return_trace)
+                emb, trace = self._encode_batch(batch, mode, steps, return_trace, engine)
                 emb = emb.float()
                 embeddings.append((F.normalize(emb, dim=-1) if normalize_embeddings else emb).cpu())
                 traces.extend(trace)
@@ -372,7 +389,7 @@ class PlumeModel(nn.Module):
             )
         return str(url)
 
-    def _encode_batch(self, items, mode, steps, return_trace):
+    def _encode_batch(self, items, mode, steps, return_trace, engine="eager"):
         inputs, anchor_index = self.batcher(items, mode, self.device)
         if mode == "direct":
             hidden, _ = run_prefix(self.vlm, inputs, use_cache=False)
@@ -384,6 +401,11 @@ class PlumeModel(nn.Module):
 
             return explicit_encode(self, inputs, anchor_index, return_trace)
         suffix = self.batcher.suffix_ids([EOT + INFERENCE_SUFFIX + GEN_EMB] * len(items), self.device)
+        if engine != "eager":
+            r = self._static_engine(engine).rollout(
+                inputs, anchor_index, steps, suffix[0], self.config.positions
+            )
+            return r.suffix_hidden[:, -1], (rollout_traces(r, steps) if return_trace else [])
         decode = post_suffix_decoder(self.backbone, self.processor.tokenizer, self.config.post_suffix_decode)
         r = latent_rollout(
             self.vlm,
@@ -397,6 +419,16 @@ class PlumeModel(nn.Module):
         )
         emb = r.suffix_hidden[:, -1] if r.decoded is None else r.decoded.embedding
         return emb, (rollout_traces(r, steps) if return_trace else [])
+
+    def _static_engine(self, engine: str):
+        """The engine of this model (kept: it holds the captured CUDA graphs)."""
+        key = (engine, id(self.vlm), id(self.adapter))
+        if getattr(self, "_engine_key", None) != key:
+            from plume_lite.static_rollout import StaticLatentEngine
+
+            self._engine = StaticLatentEngine(self.vlm, self.adapter, use_graph=engine == "graph")
+            self._engine_key = key
+        return self._engine
 
     # ----------------------------------------------------------------- training
     def forward_train(
