@@ -439,13 +439,16 @@ class PlumeModel(nn.Module):
         mode: str,
         *,
         read_position: str = "after_text",
+        checkpoint_prefix: bool = False,
     ) -> TrainForward:
         """Teacher-forced forward for the training losses (see plume_lite.train.loop).
 
         `read_position` (latent mode): "after_text" reads `<gen_emb>` after the suffix
         text (the paper's layout); "after_latents" reads it right after `<eot></think>\n`,
         as inference does, with the suffix text predicted after it (curriculum.place_gen_emb).
-        Explicit mode reads after its text only, as its inference does."""
+        Explicit mode reads after its text only, as its inference does.
+        `checkpoint_prefix`: recompute the prefix pass in the backward (less memory, same
+        results; plume_lite.rollout.run_prefix)."""
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
         if read_position not in READ_POSITIONS:
@@ -454,7 +457,7 @@ class PlumeModel(nn.Module):
             )
         inputs, anchor_index = self.batcher(items, mode, self.device)
         if mode == "direct":
-            hidden, _ = run_prefix(self.vlm, inputs, use_cache=False)
+            hidden, _ = run_prefix(self.vlm, inputs, use_cache=False, checkpoint_prefix=checkpoint_prefix)
             zero = hidden.new_zeros(())
             return TrainForward(None, hidden[:, -1], None, zero, None)
         if mode == "explicit" and n_latent:
@@ -477,6 +480,7 @@ class PlumeModel(nn.Module):
             suffix_ids,
             suffix_mask,
             positions=self.config.positions,
+            checkpoint_prefix=checkpoint_prefix,  # recompute the prefix in the backward (rollout.py)
         )
         # position t predicts suffix token t: the first from the last latent state
         predictors = torch.cat([r.last.unsqueeze(1), r.suffix_hidden[:, :-1]], dim=1)

@@ -12,6 +12,12 @@ training and inference. Explicit position_ids go to every cached call.
 `positions="authors"` instead starts the latent steps at the row's prefix length in
 tokens (the KV-cache length), where the authors' evaluation puts them and their
 released weights expect them (plume_lite/protocols.py).
+
+`checkpoint_prefix=True` (training) runs the prefix pass under non-reentrant
+torch.utils.checkpoint: its activations are recomputed in the backward instead of
+kept. HF's gradient checkpointing cannot do this here (it turns the cache off);
+checkpointing the whole prefix call keeps its KV cache, whose tensors are outputs of
+the checkpointed region, and the recomputation (RNG state replayed) rebuilds them.
 """
 
 from __future__ import annotations
@@ -68,16 +74,24 @@ class CachedSequence:
     next_pos: torch.Tensor  # [B] text position of the next token
 
 
-def run_prefix(vlm, inputs: dict, use_cache: bool = True, positions: str = "mrope"):
+def run_prefix(
+    vlm, inputs: dict, use_cache: bool = True, positions: str = "mrope", *, checkpoint_prefix: bool = False
+):
     """Prefix forward; returns (last-layer hidden [B, L, D], CachedSequence or None).
 
     The next position of each row is its largest M-RoPE position + 1 ("mrope"), or its
-    number of prefix tokens ("authors": the cache length of the unpadded row)."""
+    number of prefix tokens ("authors": the cache length of the unpadded row).
+    `checkpoint_prefix`: recompute the pass in the backward (see the module docstring);
+    it changes memory, not results, and does nothing where no gradient is recorded."""
     rope = rope_positions(vlm, inputs)
     kwargs = model_inputs(vlm, inputs)
-    out = vlm(**kwargs, position_ids=rope, use_cache=use_cache)
+    if checkpoint_prefix and torch.is_grad_enabled():
+        hidden, cache = checkpointed_forward(vlm, kwargs, rope, use_cache)
+    else:
+        out = vlm(**kwargs, position_ids=rope, use_cache=use_cache)
+        hidden, cache = out.last_hidden_state, _output_cache(out) if use_cache else None
     if not use_cache:
-        return out.last_hidden_state, None
+        return hidden, None
     mask = inputs["attention_mask"]
     if positions == "authors":
         next_pos = mask.sum(dim=1).to(rope.dtype)
@@ -85,7 +99,39 @@ def run_prefix(vlm, inputs: dict, use_cache: bool = True, positions: str = "mrop
         next_pos = rope.amax(dim=(0, 2)) + 1
     else:
         raise ValueError(f"positions must be 'mrope' or 'authors', got {positions!r}")
-    return out.last_hidden_state, CachedSequence(_output_cache(out), mask, next_pos)
+    return hidden, CachedSequence(cache, mask, next_pos)
+
+
+def cache_tensors(cache) -> list:
+    """The key and value tensors of every layer of a transformers Cache, in order."""
+    if cache is None:
+        return []
+    return [t for layer in cache.layers for t in (layer.keys, layer.values)]
+
+
+def checkpointed_forward(vlm, kwargs: dict, rope: torch.Tensor, use_cache: bool):
+    """`vlm(**kwargs)` under non-reentrant activation checkpointing; (hidden, cache).
+
+    The region returns the hidden states and every cached key/value tensor, so those
+    are kept and carry gradients to the checkpointed pass; everything inside it is
+    recomputed in the backward. The recomputation builds a second cache that is
+    thrown away: the cache used afterwards is the first call's, holding exactly the
+    returned tensors."""
+    from torch.utils.checkpoint import checkpoint
+
+    first: dict = {}
+
+    def forward():
+        out = vlm(**kwargs, position_ids=rope, use_cache=use_cache)
+        cache = _output_cache(out) if use_cache else None
+        first.setdefault("cache", cache)  # the recomputation's cache is discarded
+        return (out.last_hidden_state, *cache_tensors(cache))
+
+    hidden, *kv = checkpoint(forward, use_reentrant=False)
+    cache = first["cache"]
+    if any(a is not b for a, b in zip(kv, cache_tensors(cache))):  # never expected
+        raise RuntimeError("checkpointed prefix: the cache does not hold the returned KV tensors")
+    return hidden, cache
 
 
 def cached_step(vlm, state: CachedSequence, embeds: torch.Tensor, mask: torch.Tensor | None = None):
@@ -136,11 +182,14 @@ def latent_rollout(
     suffix_mask: torch.Tensor | None = None,
     positions: str = "mrope",
     decode: "PostSuffixDecode | None" = None,
+    *,
+    checkpoint_prefix: bool = False,
 ) -> Rollout:
     """Batched rollout. `anchor_index` [B] is the column of <disc_emb> in each row;
     `positions` places the latent steps ("mrope" or "authors", see run_prefix);
-    `decode` continues greedily after the suffix (see post_suffix_decode)."""
-    hidden, state = run_prefix(vlm, inputs, positions=positions)
+    `decode` continues greedily after the suffix (see post_suffix_decode);
+    `checkpoint_prefix` recomputes the prefix pass in the backward (see run_prefix)."""
+    hidden, state = run_prefix(vlm, inputs, positions=positions, checkpoint_prefix=checkpoint_prefix)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     result = Rollout(anchor=hidden[rows, anchor_index], z0=hidden[:, -1])
     z = result.z0

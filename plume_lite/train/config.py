@@ -27,7 +27,15 @@ PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("cosine", "constant")
 _PC = {f.name: f.default for f in dataclasses.fields(PlumeConfig)}
 # fields that may differ when resuming: they change logging/saving, not the maths
-RESUME_FREE = ("max_steps_this_run", "save_every", "keep_checkpoints", "log_every", "progress_bar", "threads")
+RESUME_FREE = (
+    "max_steps_this_run",
+    "save_every",
+    "keep_checkpoints",
+    "log_every",
+    "progress_bar",
+    "threads",
+    "checkpoint_prefix",  # memory against recomputation, same gradients
+)
 
 
 @dataclass
@@ -52,6 +60,15 @@ class TrainConfig:
         lora, lora_r, lora_alpha, lora_dropout, lora_targets: LoRA on the language
             model's projections (`lora=False`: full fine-tuning).
         freeze_vision: keep the vision tower frozen.
+        checkpoint_prefix: recompute the prefix forward (vision tower and decoder up to
+            `<bot>`) in the backward instead of keeping its activations (non-reentrant
+            torch.utils.checkpoint around the whole cached pass, so the KV cache the
+            latent steps read survives): less memory, the same loss and gradients, one
+            more prefix forward per step. May change on resume.
+        fused_experts: evaluate the MoE adapter's experts as two matmuls over their
+            concatenated weights (TransitionAdapter.fused) instead of a loop per
+            expert; the same maths to fp32 rounding, but other dropout masks, so off by
+            default. Needs adapter moe or moe_no_anchor; saved models do not keep it.
         precision: accelerate mixed precision, "no" | "bf16" | "fp16"; with LoRA and
             "bf16" the frozen base weights are loaded in bf16.
         cpu: train on the CPU even where a GPU is present.
@@ -119,6 +136,8 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     freeze_vision: bool = True
+    checkpoint_prefix: bool = False  # recompute the prefix pass in the backward (less memory)
+    fused_experts: bool = False  # MoE experts as two matmuls (other dropout masks)
     precision: str = "no"  # no | bf16 | fp16 (accelerate mixed precision)
     cpu: bool = False  # train on CPU even where a GPU is present
     threads: int = 0  # torch CPU threads; 0 = torch's default. On a busy
@@ -171,6 +190,8 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.fused_experts and self.adapter not in ("moe", "moe_no_anchor"):
+            raise ConfigError(f"fused_experts needs adapter moe or moe_no_anchor, got {self.adapter!r}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads}")
         from plume_lite.curriculum import STAGE_RATIOS

@@ -74,6 +74,8 @@ def build_model(config: TrainConfig):
         )
     if config.freeze_vision:
         model.freeze_vision()
+    if config.fused_experts:  # a plain attribute: the saved weights are the same either way
+        model.adapter.fused = True
     return model
 
 
@@ -208,8 +210,8 @@ def train(config: TrainConfig, data_dir, out_dir, resume: bool = False, on_step=
             `PlumeModel.save_pretrained`, once `max_steps` is reached) and `summary.json`.
         resume: continue from the newest complete checkpoint in `out_dir` (weights,
             optimizer, scheduler, sampler position, curriculum stage, RNG states), with
-            the same settings as the saved `train_config.json` except the logging and
-            saving fields (`RESUME_FREE`). Each checkpoint's sha256s are verified first;
+            the same settings as the saved `train_config.json` except the logging,
+            saving and memory-only fields (`RESUME_FREE`). Each checkpoint's sha256s are verified first;
             a corrupted newest checkpoint is named in one log line and the previous
             verified one is used. A run folder of this format with no checkpoint yet
             starts from step 0 (said in `summary["resume_note"]`); a folder holding
@@ -334,6 +336,7 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
         config.balance_weight,
         config.mask_duplicates,
         read_position=config.read_position,
+        checkpoint_prefix=config.checkpoint_prefix,
     )
     step_module, optimizer = accelerator.prepare(step_module, optimizer)
     plume = accelerator.unwrap_model(step_module).model

@@ -20,6 +20,7 @@ class TrainStep(nn.Module):
         balance_weight: float = BALANCE_WEIGHT,
         mask_duplicates: bool = True,
         read_position: str = "after_text",
+        checkpoint_prefix: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -27,10 +28,11 @@ class TrainStep(nn.Module):
         self.mask_duplicates = mask_duplicates
         # only latent mode has a choice: explicit reads after its text, as at inference
         self.read_position = read_position if mode == "latent" else "after_text"
+        self.checkpoint_prefix = checkpoint_prefix  # recompute the prefix pass in the backward
 
     def forward(self, batch):
         """(total loss, {part: tensor}, {stat: tensor}) for one `train_data.Batch`."""
-        where = dict(read_position=self.read_position)
+        where = dict(read_position=self.read_position, checkpoint_prefix=self.checkpoint_prefix)
         out_q = self.model.forward_train(
             batch.queries, batch.query_suffix, batch.n_latent, self.mode, **where
         )
