@@ -38,6 +38,9 @@ QUICK_OVERRIDES = ("save_every=1000", "warmup_steps=1", "max_new_tokens=12")
 QUICK_QUERIES_PER_TASK = 6
 DATA_SIZE = "lite"  # 128 test queries per task (binomial SE about 4 points per task)
 WORKERS = 2  # independent runs train side by side, one core each
+# Explicit readouts write up to 128 tokens per item: 64 rows per generate call cost 30 %
+# less CPU than 16 (142 vs 201 CPU-s on SynthMMEB lite) with the same scores.
+EVAL_BATCH = {"explicit": 64}
 
 
 def subsample(tasks, n: int, pool_extra: int = 16):
@@ -130,6 +133,7 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
                     _tasks(eval_data or data, split, quick),
                     mode=r.mode,
                     steps=r.steps,
+                    batch_size=EVAL_BATCH.get(r.mode, 16),
                     out=out,
                     progress=progress,
                     checkpoint_id=run.name,

@@ -24,7 +24,9 @@ def run_plan(runs: list, job: Callable, workers: int = 1, **kwargs) -> dict:
         if missing:
             raise ValueError(f"run {r.name} requires {', '.join(missing)}, which the plan does not have")
     done: dict = {}
-    pending = list(runs)
+    # runs others start from (U) go first, so the chain is not left waiting for a core
+    needed = {d for r in runs for d in r.requires()}
+    pending = sorted(runs, key=lambda r: r.name not in needed)
     if workers <= 1:
         while pending:
             run = next(r for r in pending if all(d in done for d in r.requires()))
