@@ -91,6 +91,8 @@ class StaticLatentEngine:
         self.vlm, self.adapter = vlm, adapter
         self.lm = vlm.language_model
         self.use_graph = use_graph
+        # the layers' name for the cache argument, looked up once (inspect is slow per step)
+        self.layer_cache_key = next(iter(_cache_kwargs(self.lm.layers[0], None)))
         self.graphs: OrderedDict = OrderedDict()  # bucket -> _CapturedSteps
 
     def rollout(self, inputs: dict, anchor_index, steps: int, suffix_ids, positions: str = "mrope"):
@@ -166,7 +168,7 @@ class StaticLatentEngine:
                 attention_mask=mask,
                 position_embeddings=(cos, sin),
                 use_cache=True,
-                **_cache_kwargs(layer, writer),
+                **{self.layer_cache_key: writer},
             )
             h = h[0] if isinstance(h, tuple) else h
         return self.lm.norm(h)

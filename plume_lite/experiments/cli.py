@@ -48,23 +48,49 @@ def _reproduce(args) -> int:
 
 
 def add_bench(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="latency and throughput of the three encode modes")
+    p = subparsers.add_parser(
+        "bench", help="latency and throughput of the encode modes and latent engines (JSON out)"
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a saved PlumeModel folder")
     src.add_argument("--backbone", default="tiny", help="hub id, local folder, or 'tiny' (default)")
-    src.add_argument("--random-2b", action="store_true", help="random weights with Qwen2-VL-2B shapes")
-    p.add_argument(
-        "--modes", type=name_list, default=["direct", "latent", "explicit"], help="comma-separated"
+    src.add_argument(
+        "--shape",
+        default="tiny",
+        choices=["tiny", "2b"],
+        help="2b: random weights with Qwen2-VL-2B shapes (nothing downloaded; for a GPU)",
     )
-    p.add_argument("--batch-sizes", type=int_list(1), default=[1, 16], help="comma-separated, e.g. 1,16")
+    src.add_argument(
+        "--random-2b", dest="shape", action="store_const", const="2b", default="tiny", help="= --shape 2b"
+    )
+    p.add_argument(
+        "--modes", type=name_list, default=["direct", "latent"], help="comma list of direct, latent, explicit"
+    )
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "static", "graph", "none"],
+        help="fast latent engine timed beside the eager loop (auto: graph on CUDA, static on CPU)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=int_list(1),
+        default=None,
+        help="comma-separated (default 1,16; 1,16,64 on CUDA)",
+    )
     p.add_argument("--steps", type=int_at_least(0), default=8, help="latent steps K")
     p.add_argument(
         "--max-new-tokens", type=int_at_least(1), default=64, help="explicit mode rationale budget"
     )
     p.add_argument("--repeats", type=int_at_least(1), default=3)
-    p.add_argument("--image-size", type=int_at_least(28), default=64)
+    p.add_argument("--image-size", type=int_at_least(28), default=None, help="default 64 (tiny), 448 (2b)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default auto: cuda when present)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="default float32 (bfloat16 for --shape 2b on CUDA)",
+    )
     p.add_argument("--out", help="write the results as JSON here")
     p.set_defaults(func=_bench)
 
@@ -74,16 +100,23 @@ def _bench(args) -> int:
 
     import torch
 
-    from plume_lite.experiments.bench import format_table, load_for_bench, run_bench
+    from plume_lite.experiments import bench
     from plume_lite.io import atomic_write_text
 
-    modes = args.modes
-    if bad := [m for m in modes if m not in ("direct", "latent", "explicit")]:
+    if bad := [m for m in args.modes if m not in ("direct", "latent", "explicit")]:
         raise InputError(f"unknown mode(s) {bad}; choose from direct, latent, explicit")
+    bench.resolve_bench_args(args)
+    if args.engine == "graph" and not args.device.startswith("cuda"):
+        raise InputError(f"--engine graph needs a CUDA device, got --device {args.device}")
+    variants = list(args.modes)
+    fast = bench.fast_variant(args.engine, args.device)
+    if fast and "latent" in variants:
+        variants.insert(variants.index("latent") + 1, fast)
     torch.manual_seed(0)
-    model = load_for_bench(args)
-    result = run_bench(model, modes, args.batch_sizes, args.steps, args.repeats, args.image_size)
-    print(format_table(result))
+    model = bench.load_for_bench(args)
+    result = bench.run_bench(model, variants, args.batch_sizes, args.steps, args.repeats, args.image_size)
+    result["shape"] = "checkpoint" if args.checkpoint else args.shape
+    print(bench.format_table(result))
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2))
         print(f"wrote {args.out}")
