@@ -117,7 +117,7 @@ def main_table(report: dict) -> str:
     n = len({r["run"]["seed"] for r in report["runs"] if r["run"]["group"] == "main"})
     lines.append(
         f"\nMean ± standard deviation over {n} seed(s), on the i.i.d. test split; "
-        "compositional: the held-out attribute combinations. Scores in %: Hit@1 (image, video), "
+        "compositional: the held-out attribute combinations, seed 0. Scores in %: Hit@1 (image, video), "
         "NDCG@5 (documents). Indented rows read the checkpoint above them another way."
     )
     return "\n".join(lines)
