@@ -7,6 +7,11 @@ machine shared with other jobs slows them alike; wall time and process CPU time 
 both reported (CPU time is the fairer one under contention, with --threads 1).
 
     python -m plume_lite.experiments.train_bench --data DATA [--batch 16] [--steps 6] [--k 8] [--threads 1]
+        [--variants latent,latent_loop,direct,latent_fused,latent_ckpt]
+
+Variant names: a mode, then optional tags: `_loop` one sample at a time, `_fused` the
+fused MoE experts (TransitionAdapter.fused), `_ckpt` the prefix pass checkpointed
+(TrainConfig.checkpoint_prefix).
 """
 
 from __future__ import annotations
@@ -56,11 +61,14 @@ def per_sample_loss(model, batch, mode):
 class StepTimer:
     """One model + optimizer; `step(pairs)` runs and times one training step."""
 
-    def __init__(self, model, mode: str, n_latent: int, per_sample: bool = False):
+    def __init__(
+        self, model, mode: str, n_latent: int, per_sample: bool = False, checkpoint_prefix: bool = False
+    ):
         self.model, self.mode, self.per_sample = model, mode, per_sample
         self.stage = Curriculum(n_latent).stage_at(0.99) if mode == "latent" else None  # all latent
         self.n_latent = n_latent if mode == "latent" else 0
-        self.step_module = TrainStep(model, mode)
+        self.checkpoint_prefix = checkpoint_prefix
+        self.step_module = TrainStep(model, mode, checkpoint_prefix=checkpoint_prefix)
         self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         self.wall, self.cpu = [], []
         model.train()
@@ -85,6 +93,8 @@ class StepTimer:
             "mode": self.mode,
             "n_latent": self.n_latent,
             "per_sample": self.per_sample,
+            "fused_experts": bool(getattr(self.model.adapter, "fused", False)),
+            "checkpoint_prefix": self.checkpoint_prefix,
             "batch": batch_size,
             "steps": len(self.wall),
             "s_per_step": round(wall, 4),
@@ -120,7 +130,7 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--variants",
         default="latent,latent_loop,direct",
-        help="comma list of latent, latent_loop, direct, explicit",
+        help="comma list of latent, latent_loop, direct, explicit, latent_fused, latent_ckpt",
     )
     args = ap.parse_args(argv)
     if args.threads:
@@ -129,8 +139,14 @@ def main(argv=None) -> None:
     pairs = load_pairs(cfg, args.data)
     timers = {}
     for name in args.variants.split(","):
+        mode, *tags = name.split("_")
+        unknown = set(tags) - {"loop", "fused", "ckpt"}
+        if unknown:
+            ap.error(f"variant {name!r}: unknown tag(s) {', '.join(sorted(unknown))} (loop, fused, ckpt)")
         torch.manual_seed(cfg.seed)
-        timers[name] = StepTimer(build_model(cfg), name.split("_")[0], args.k, name.endswith("_loop"))
+        model = build_model(cfg)
+        model.adapter.fused = "fused" in tags
+        timers[name] = StepTimer(model, mode, args.k, "loop" in tags, checkpoint_prefix="ckpt" in tags)
     rows = compare(timers, pairs, args.batch, args.steps)
     for row in rows.values():
         print(json.dumps(row), flush=True)
@@ -140,6 +156,9 @@ def main(argv=None) -> None:
             ratios[f"batched_vs_loop_speedup[{key}]"] = round(
                 rows["latent_loop"][key] / rows["latent"][key], 2
             )
+        for other in ("latent_fused", "latent_ckpt"):
+            if "latent" in rows and other in rows:
+                ratios[f"{other}_vs_latent_cost[{key}]"] = round(rows[other][key] / rows["latent"][key], 2)
         if "latent" in rows and "direct" in rows:
             ratios[f"latent_vs_direct_cost[{key}]"] = round(rows["latent"][key] / rows["direct"][key], 2)
     print(json.dumps(ratios))
