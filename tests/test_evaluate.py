@@ -314,6 +314,9 @@ def test_cli_eval(tmp_path, monkeypatch, capsys):
     assert "| A_cls |" in printed and "B_ret" not in printed
     assert json.loads(out.read_text())["setting"]["mode"] == "direct"
     assert out.with_suffix(".md").read_text() == printed
+    written = json.loads(out.with_suffix(".vlm2vec.json").read_text())  # VLM2Vec's score-file shape
+    assert written["metadata"]["model_name"] == "ckpt"
+    assert sorted(t for m in written["metrics"].values() for t in m) == ["A_cls", "D_qa"]
     args = parser.parse_args(
         ["eval", "--checkpoint", str(ckpt), "--data", "x", "--tasks", "nope", "--out", str(out)]
     )

@@ -29,8 +29,45 @@ def add_cli(subparsers) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default auto: cuda when present)")
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
-    p.add_argument("--out", required=True, help="results JSON (a .md table is written beside it)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="results JSON (a .md table and a VLM2Vec-format .vlm2vec.json are written beside it)",
+    )
     p.set_defaults(func=_cli)
+
+    c = subparsers.add_parser(
+        "compare", help="diff an eval result against a published VLM2Vec score file and the paper's table"
+    )
+    c.add_argument("--run", required=True, help="results JSON of `plume-lite eval` (or a score file)")
+    c.add_argument("--scores", required=True, help="a VLM2Vec all_scores/<model>.json file")
+    c.add_argument("--out", default=None, help="also write the tables to this .md file")
+    c.set_defaults(func=_compare_cli)
+
+
+def _compare_cli(args) -> int:
+    import json
+
+    from plume_lite.evaluation import score_file
+    from plume_lite.io import atomic_write_text
+
+    path = Path(args.run)
+    try:
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"run results not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} is not a results JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(run, dict) or not ("tasks" in run or "metrics" in run):
+        raise InputError(f"{path}: neither a `plume-lite eval` result nor a score file")
+    published = score_file.read_score_file(args.scores)
+    meta = score_file.paper_meta_rows(run) if "tasks" in run else None
+    scores = score_file.to_score_file(run, path.stem) if "tasks" in run else run
+    text = score_file.markdown(score_file.compare(scores, published, args.scores), meta)
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
+    return 0
 
 
 def _cli(args) -> int:
@@ -57,5 +94,18 @@ def _cli(args) -> int:
         checkpoint_id=checkpoint_fingerprint(args.checkpoint),
         cache_dir=None if args.no_cache else "auto",
     )
+    write_score_file(result, args.out, model_name=Path(args.checkpoint).name)
     print(markdown(result), end="")
     return 0
+
+
+def write_score_file(result: dict, out, model_name: str) -> Path:
+    """The result's per-task scores in VLM2Vec's score-file format, beside `out`."""
+    import json
+
+    from plume_lite.evaluation.score_file import to_score_file
+    from plume_lite.io import atomic_write_text
+
+    path = Path(out).with_suffix(".vlm2vec.json")
+    atomic_write_text(path, json.dumps(to_score_file(result, model_name), indent=1))
+    return path
