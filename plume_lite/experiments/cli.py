@@ -91,6 +91,11 @@ def add_bench(subparsers) -> None:
         choices=["float32", "bfloat16", "float16"],
         help="default float32 (bfloat16 for --shape 2b on CUDA)",
     )
+    p.add_argument(
+        "--fused-experts",
+        action="store_true",
+        help="MoE adapter experts as two matmuls (TransitionAdapter.fused) in every variant",
+    )
     p.add_argument("--out", help="write the results as JSON here")
     p.set_defaults(func=_bench)
 
@@ -114,8 +119,10 @@ def _bench(args) -> int:
         variants.insert(variants.index("latent") + 1, fast)
     torch.manual_seed(0)
     model = bench.load_for_bench(args)
+    model.adapter.fused = args.fused_experts  # a plain attribute: weights unchanged
     result = bench.run_bench(model, variants, args.batch_sizes, args.steps, args.repeats, args.image_size)
     result["shape"] = "checkpoint" if args.checkpoint else args.shape
+    result["fused_experts"] = args.fused_experts
     print(bench.format_table(result))
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2))
