@@ -55,6 +55,13 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path, capsys):
     report = json.loads((out / "results.json").read_text())
     names = [r["run"]["name"] for r in report["runs"]]
     assert names == [r.name for r in plan_runs(1)]
+    by_name = {r["run"]["name"]: r for r in report["runs"]}
+    assert all(r["train_cpu_seconds"] > 0 for r in report["runs"])  # CPU time, not wall time
+    cost = [by_name[n]["train_cpu_seconds"] for n in ("explicit-s0", "latent-s0")]
+    ref = by_name["direct-s0"]
+    assert by_name["direct-cpu-s0"]["steps"] == cpu_matched_steps(
+        cost, ref["train_cpu_seconds"], ref["steps"]
+    )
     for r in report["runs"]:
         for entry in r["readouts"].values():
             assert set(entry["eval"]["modalities"]) == {"image", "video", "visdoc"}

@@ -192,19 +192,21 @@ def ablation_table(report: dict, group: str, paper: dict) -> str:
 
 
 def cost_table(report: dict) -> str:
-    lines = ["| run | steps | training s (mean over seeds) |", "|---|---|---|"]
+    lines = [
+        "| run | steps | training CPU s (mean over seeds) | training wall s (mean) |",
+        "|---|---|---|---|",
+    ]
     seen = {}
     for r in report["runs"]:
         key = r["run"]["name"].rsplit("-s", 1)[0]
         seen.setdefault(key, []).append(r)
     for key, rows in seen.items():
-        secs = [r["train_seconds"] for r in rows if r["train_seconds"] is not None]
-        steps = sorted({r["steps"] for r in rows})
-        lines.append(
-            f"| {key} | {', '.join(map(str, steps))} | {statistics.mean(secs):.0f} |"
-            if secs
-            else f"| {key} | {steps} | – |"
-        )
+        steps = ", ".join(map(str, sorted({r["steps"] for r in rows})))
+        cells = []
+        for field in ("train_cpu_seconds", "train_seconds"):
+            secs = [r[field] for r in rows if r.get(field) is not None]
+            cells.append(f"{statistics.mean(secs):.0f}" if secs else "–")
+        lines.append(f"| {key} | {steps} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

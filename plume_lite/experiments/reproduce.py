@@ -112,15 +112,22 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
     steps = run.steps
     if run.cpu_matched_to:  # the step-matched direct run gives the cost of a direct step
         ref = done[run.deps[0]]
-        matched = [done[name]["train_seconds"] for name in run.cpu_matched_to]
-        steps = cpu_matched_steps(matched, ref["train_seconds"], ref["steps"])
+        matched = [done[name]["train_cpu_seconds"] for name in run.cpu_matched_to]
+        steps = cpu_matched_steps(matched, ref["train_cpu_seconds"], ref["steps"])
+    cpu_file = run_dir / "train_cpu.json"
     if not (model_dir / "plume_config.json").exists():
         overrides = [f"seed={run.seed}", f"progress_bar={progress}", *extra, *run.overrides]
         overrides.append(f"max_steps={steps}")
         if run.init:
             overrides.append(f"init_from={root / 'runs' / run.init / 'model'}")
         config = resolve_config(profile, mode=run.mode, overrides=overrides)
-        train(config, data, run_dir, resume=(run_dir / "train_config.json").exists())
+        resume = (run_dir / "train_config.json").exists()
+        before = cpu_file_seconds(cpu_file) if resume else 0.0
+        # CPU time, not wall time: runs share the cores with each other (and whatever else
+        # runs on the machine), so only the process's own CPU time is a fair cost.
+        cpu0 = time.process_time()
+        train(config, data, run_dir, resume=resume)
+        atomic_write_text(cpu_file, json.dumps({"train_cpu_seconds": before + time.process_time() - cpu0}))
     summary = json.loads((run_dir / "summary.json").read_text())
     readouts = {}
     with using_threads(1):
@@ -144,8 +151,17 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
         "readouts": readouts,
         "steps": summary.get("step", steps),
         "train_seconds": summary.get("wall_s"),
+        "train_cpu_seconds": cpu_file_seconds(cpu_file),
         "seconds": time.time() - started,
     }
+
+
+def cpu_file_seconds(path: Path) -> float:
+    """The training CPU seconds a run recorded (0 for a run killed before it wrote them)."""
+    try:
+        return float(json.loads(path.read_text())["train_cpu_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def measure_efficiency(root: Path, batch_sizes=(1, 16), repeats: int = 3) -> dict:
