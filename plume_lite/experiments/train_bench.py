@@ -9,6 +9,9 @@ both reported (CPU time is the fairer one under contention, with --threads 1).
     python -m plume_lite.experiments.train_bench --data DATA [--batch 16] [--steps 6] [--k 8] [--threads 1]
         [--variants latent,latent_loop,direct,latent_fused,latent_ckpt]
 
+`--adapter 128,1536` instead times the MoE adapter alone (forward + backward, train
+mode): the per-expert loop against `fused=True`, interleaved, at those widths.
+
 Variant names: a mode, then optional tags: `_loop` one sample at a time, `_fused` the
 fused MoE experts (TransitionAdapter.fused), `_ckpt` the prefix pass checkpointed
 (TrainConfig.checkpoint_prefix).
@@ -17,6 +20,7 @@ fused MoE experts (TransitionAdapter.fused), `_ckpt` the prefix pass checkpointe
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from types import SimpleNamespace
@@ -116,17 +120,49 @@ def compare(
     return {name: t.result(batch_size) for name, t in timers.items()}
 
 
+def adapter_compare(dim: int, batch: int, reps: int, seed: int = 0) -> dict:
+    """Median process-CPU time of one adapter forward + backward (train mode, MoE):
+    the per-expert loop against fused=True on the same weights, interleaved."""
+    from plume_lite.adapter import TransitionAdapter
+
+    torch.manual_seed(seed)
+    loop = TransitionAdapter(dim, "moe").train()
+    fused = copy.deepcopy(loop)
+    fused.fused = True
+    z, anchor = torch.randn(batch, dim), torch.randn(batch, dim)
+    times = {"loop": [], "fused": []}
+    for i in range(reps + 2):  # two warm-up rounds
+        for name, adapter in (("loop", loop), ("fused", fused)):
+            adapter.zero_grad(set_to_none=True)
+            x = z.clone().requires_grad_()
+            c0 = time.process_time()
+            adapter(x, 1, anchor).x.sum().backward()
+            if i >= 2:
+                times[name].append(time.process_time() - c0)
+    med = {k: sorted(v)[len(v) // 2] * 1e3 for k, v in times.items()}
+    return {
+        "dim": dim,
+        "batch": batch,
+        "reps": reps,
+        "loop_cpu_ms": round(med["loop"], 3),
+        "fused_cpu_ms": round(med["fused"], 3),
+        "loop_over_fused": round(med["loop"] / med["fused"], 2),
+    }
+
+
 def main(argv=None) -> None:
     from plume_lite.train.config import resolve_config
     from plume_lite.train.loop import build_model, load_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default=None, help="training data folder (not needed with --adapter)")
     ap.add_argument("--profile", default="tiny")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    ap.add_argument("--adapter", default=None, help="comma list of widths: time the adapter alone")
+    ap.add_argument("--reps", type=int, default=20, help="timed repetitions per width (--adapter)")
     ap.add_argument(
         "--variants",
         default="latent,latent_loop,direct",
@@ -135,6 +171,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.threads:
         configure_threads(args.threads)
+    if args.adapter:
+        for dim in (int(d) for d in args.adapter.split(",")):
+            print(json.dumps(adapter_compare(dim, args.batch, args.reps)), flush=True)
+        return
+    if not args.data:
+        ap.error("--data is required (except with --adapter)")
     cfg = resolve_config(args.profile, mode="latent", overrides=[f"latent_steps={args.k}"])
     pairs = load_pairs(cfg, args.data)
     timers = {}
