@@ -94,6 +94,7 @@ class StaticLatentEngine:
         # the layers' name for the cache argument, looked up once (inspect is slow per step)
         self.layer_cache_key = next(iter(_cache_kwargs(self.lm.layers[0], None)))
         self.graphs: OrderedDict = OrderedDict()  # bucket -> _CapturedSteps
+        self.signature = None  # _weights_signature() the graphs were captured with
 
     def rollout(self, inputs: dict, anchor_index, steps: int, suffix_ids, positions: str = "mrope"):
         """latent_rollout(..., suffix_ids, positions) for one unpadded inference suffix
@@ -103,7 +104,10 @@ class StaticLatentEngine:
         S = suffix_ids.shape[1]
         P = -(-L // PREFIX_BUCKET) * PREFIX_BUCKET
         graph = self.use_graph and suffix_ids.device.type == "cuda"
-        key = (B, P, steps, S, suffix_ids.device, self.lm.dtype)
+        key = (B, P, steps, S)
+        if graph and (signature := self._weights_signature()) != self.signature:
+            self.graphs.clear()  # captured against weights that moved or changed: never replay
+            self.signature = signature
         captured = self.graphs.get(key) if graph else None
         cache = captured.cache if captured else self._new_cache(P + steps + S)
         cache.reset()
@@ -172,6 +176,12 @@ class StaticLatentEngine:
             )
             h = h[0] if isinstance(h, tuple) else h
         return self.lm.norm(h)
+
+    def _weights_signature(self) -> tuple:
+        """What a captured graph is bound to: the addresses of the weights it reads (a move,
+        a dtype change or injected LoRA layers give new ones) and the adapter's mode."""
+        params = [*self.lm.parameters(), *self.adapter.parameters()]
+        return (getattr(self.adapter, "fused", False), *(p.data_ptr() for p in params))
 
     def _new_cache(self, capacity: int):
         from transformers import StaticCache

@@ -8,6 +8,7 @@ import torch
 
 from plume_lite.errors import InputError
 from plume_lite.model import PlumeModel
+from plume_lite.static_rollout import PREFIX_BUCKET
 
 TOL = 1e-5  # fp32
 
@@ -46,6 +47,9 @@ def test_static_engine_equals_eager_on_a_mixed_batch(tiny_model, media_files, st
         items = _mixed(media_files)
         inputs, _ = tiny_model.batcher(items, "latent", tiny_model.device)
         assert (inputs["attention_mask"] == 0).any(), "rows of different lengths must be left-padded"
+        assert inputs["input_ids"].shape[1] % PREFIX_BUCKET, (
+            "the masked gap before the latent columns is tested"
+        )
         _assert_same(tiny_model, items, steps)
     finally:
         tiny_model.config.positions = saved
