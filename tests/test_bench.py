@@ -47,3 +47,19 @@ def test_graph_engine_on_a_cpu_is_a_one_line_error(capsys):
     assert main(["bench", "--device", "cpu", "--engine", "graph"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a CUDA device" in err[0]
+
+
+def test_bench_model_in_bfloat16_keeps_a_float32_adapter():
+    import argparse
+
+    import torch
+
+    from plume_lite.experiments.bench import load_for_bench
+
+    args = argparse.Namespace(
+        checkpoint=None, shape="tiny", backbone="tiny", dtype="bfloat16", device="cpu", max_new_tokens=8
+    )
+    model = load_for_bench(args)
+    assert next(model.backbone.parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.adapter.parameters())
+    assert model.encode(["a red circle"], steps=1, engine="static").shape == (1, 128)

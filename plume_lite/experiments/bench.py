@@ -230,7 +230,8 @@ def load_for_bench(args):
     else:
         model = PlumeModel.from_backbone(args.backbone, dtype=dtype)
     model.config.max_new_tokens = args.max_new_tokens
-    return model.to(device=args.device, dtype=dtype).eval()
+    # the backbone is loaded in `dtype`; the adapter stays float32 (it computes in float32)
+    return model.to(device=args.device).eval()
 
 
 def resolve_bench_args(args):
