@@ -82,6 +82,11 @@ class TrainConfig:
         max_steps: optimizer steps; curriculum progress is step / max_steps.
         batch_size: pairs per process per micro-batch (>= 2: in-batch negatives).
         grad_accum: micro-batches per optimizer step (negatives stay per micro-batch).
+        grad_cache_chunk: GradCache (train/grad_cache.py): run each micro-batch in
+            chunks of this many pairs, keeping one chunk's activations at a time, with
+            the whole micro-batch's in-batch negatives: the plain step's gradients
+            (exactly without dropout; with it, the dropout masks differ from a plain
+            step's) for one more forward. None: off.
         lr, weight_decay, warmup_steps, lr_schedule, grad_clip: AdamW, linear warm-up,
             then "cosine" decay or "constant"; gradient-norm clipping (0: off).
         logit_scale, balance_weight: InfoNCE scale (50, i.e. tau = 0.02) and weight of
@@ -153,6 +158,7 @@ class TrainConfig:
     max_steps: int = 300  # optimizer steps; curriculum progress = step / max_steps
     batch_size: int = 16  # pairs per process per micro-batch (in-batch negatives)
     grad_accum: int = 1
+    grad_cache_chunk: int | None = None  # GradCache chunk (pairs); None: off
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 10
@@ -210,7 +216,7 @@ class TrainConfig:
         for name in ("lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_limit", "max_steps_this_run"):
+        for name in ("train_limit", "max_steps_this_run", "grad_cache_chunk"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be null or >= 1, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**32:  # numpy's seed range

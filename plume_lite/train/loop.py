@@ -42,6 +42,7 @@ from plume_lite.train.checkpoint import (
     write_json,
 )
 from plume_lite.train.config import RESUME_FREE, TrainConfig
+from plume_lite.train.grad_cache import grad_cache_step
 from plume_lite.train.step import TrainStep
 
 FIXED_STAGE = Stage(index=0, ratio=0.0, n_latent=0, drop_answer=False, m=0)  # explicit / direct
@@ -399,8 +400,18 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
             task = batch.task
             sync = micro == config.grad_accum - 1
             with contextlib.nullcontext() if sync else accelerator.no_sync(step_module):
-                total, parts, stats = step_module(batch)
-                accelerator.backward(total / config.grad_accum)
+                if config.grad_cache_chunk:  # chunked forward/backward of the same step
+                    total, parts, stats = grad_cache_step(
+                        step_module,
+                        batch,
+                        config.grad_cache_chunk,
+                        backward=accelerator.backward,
+                        no_sync=lambda: accelerator.no_sync(step_module),
+                        scale=1.0 / config.grad_accum,
+                    )
+                else:
+                    total, parts, stats = step_module(batch)
+                    accelerator.backward(total / config.grad_accum)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() / config.grad_accum
         grad_norm = (

@@ -30,9 +30,12 @@ class TrainStep(nn.Module):
         self.read_position = read_position if mode == "latent" else "after_text"
         self.checkpoint_prefix = checkpoint_prefix  # recompute the prefix pass in the backward
 
-    def forward(self, batch):
-        """(total loss, {part: tensor}, {stat: tensor}) for one `train_data.Batch`."""
+    def forward(self, batch, rows: slice | None = None):
+        """(total loss, {part: tensor}, {stat: tensor}) for one `train_data.Batch`; with
+        `rows`, the outputs of those pairs only (GradCache: train/grad_cache.py)."""
         where = dict(read_position=self.read_position, checkpoint_prefix=self.checkpoint_prefix)
+        if rows is not None:
+            return self.chunk_outputs(batch, rows, where)
         out_q = self.model.forward_train(
             batch.queries, batch.query_suffix, batch.n_latent, self.mode, **where
         )
@@ -47,6 +50,21 @@ class TrainStep(nn.Module):
             self.mode, out_q, out_c, scale=self.logit_scale, balance_weight=self.balance_weight, **ids
         )
         return total, parts, router_stats(out_q.gates, out_c.gates, top_k=self.model.config.top_k)
+
+    def chunk_outputs(self, batch, rows: slice, where: dict) -> dict:
+        """{"q_disc", "q_gen", "q_ce", "q_gates", "c_...": tensor} of pairs `rows` (keys
+        whose output the mode has not are left out)."""
+        out = {}
+        for side, items, suffix in (
+            ("q", batch.queries, batch.query_suffix),
+            ("c", batch.positives, batch.positive_suffix),
+        ):
+            o = self.model.forward_train(
+                items[rows], None if suffix is None else suffix[rows], batch.n_latent, self.mode, **where
+            )
+            values = {"disc": o.disc_emb, "gen": o.gen_emb, "ce": o.ce_loss, "gates": o.gates}
+            out.update({f"{side}_{k}": v for k, v in values.items() if v is not None})
+        return out
 
 
 @torch.no_grad()
