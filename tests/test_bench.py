@@ -16,7 +16,12 @@ def test_bench_times_every_variant_and_checks_parity(tiny_model):
     assert all(
         r["ms_per_call"] > 0 and r["steps"] == (2 if r["mode"] == "latent" else 0) for r in result["rows"]
     )
-    expected = {f"{v}/direct@{b}{t}" for v in variants[1:] for b in (1, 3) for t in ("", " (cpu time)")}
+    expected = {
+        f"{v}/direct@{b}{t}"
+        for v in variants[1:]
+        for b in (1, 3)
+        for t in ("", " (cpu time)", " (without processor)")
+    }
     assert set(result["ratios"]) == expected
     assert set(result["processor_ms_per_call"]) == {"direct@1", "latent@1", "direct@3", "latent@3"}
     parity = result["parity_max_abs_diff"]
