@@ -26,7 +26,7 @@ SPACE = ROOT / "demo_app"
 
 
 def unset():
-    return argparse.Namespace(checkpoint=None, corpus=None, max_k=None)
+    return argparse.Namespace(checkpoint=None, corpus=None, max_k=None, device=None)
 
 
 # ----------------------------------------------------------------------------- environment
@@ -43,6 +43,15 @@ def test_settings_come_from_the_environment_and_a_flag_wins(tmp_path):
     hub = apply_environment(unset(), {"PLUME_CHECKPOINT": "CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B"})
     assert hub.checkpoint == "CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B"  # fetched later, by cli.run
     assert vars(apply_environment(unset(), {"PLUME_MAX_K": ""})) == vars(unset())  # empty: unset
+    assert apply_environment(unset(), {"PLUME_DEVICE": " CPU "}).device == "cpu"
+    assert apply_environment(unset(), {"PLUME_DEVICE": "auto"}).device == "auto"
+
+
+def test_the_demo_model_runs_on_the_device_asked_for(tmp_path):
+    from plume_lite.apps.demo.engine import DemoEngine
+
+    engine = DemoEngine.from_checkpoint(shipped_checkpoint("latent"), [], tmp_path, device="cpu")
+    assert engine.model.device.type == "cpu"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +61,8 @@ def test_settings_come_from_the_environment_and_a_flag_wins(tmp_path):
         ({"PLUME_MAX_K": "0"}, "PLUME_MAX_K='0': must be >= 1"),
         ({"PLUME_CORPUS": "/no/such/folder"}, "PLUME_CORPUS='/no/such/folder': no such folder"),
         ({"PLUME_CHECKPOINT": "./missing"}, "PLUME_CHECKPOINT='./missing': no such folder, and not a hub id"),
+        ({"PLUME_DEVICE": "gpu"}, "PLUME_DEVICE='gpu': not a device: use auto, cpu, cuda or cuda:N"),
+        ({"PLUME_DEVICE": "cuda:64"}, "PLUME_DEVICE='cuda:64': no such CUDA device on this machine"),
     ],
 )
 def test_a_bad_variable_is_one_error_naming_it(env, words):
@@ -105,7 +116,7 @@ def test_space_front_matter_fits_the_hub():
     assert len(fields["short_description"].strip()) <= 60  # the Hub refuses a longer one
     assert fields["app_file"].strip() == "app.py"
     assert fields["sdk_version"].strip() == importlib.metadata.version("gradio")
-    for variable in ("PLUME_CHECKPOINT", "PLUME_CORPUS", "PLUME_MAX_K"):
+    for variable in ("PLUME_CHECKPOINT", "PLUME_CORPUS", "PLUME_MAX_K", "PLUME_DEVICE"):
         assert variable in text
 
 

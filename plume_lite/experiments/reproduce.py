@@ -101,7 +101,7 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
     """Train one run of the plan (unless its model exists) and evaluate its readouts."""
     from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
-    from plume_lite.runtime import using_threads
+    from plume_lite.runtime import resolve_device, using_threads
     from plume_lite.train.config import resolve_config
     from plume_lite.train.loop import train
 
@@ -131,7 +131,7 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
     summary = json.loads((run_dir / "summary.json").read_text())
     readouts = {}
     with using_threads(1):
-        model = PlumeModel.from_pretrained(model_dir).eval()
+        model = PlumeModel.from_pretrained(model_dir, device=resolve_device("auto")).eval()
         for r in run.readouts:
             for split in ("test", "compositional") if r.compositional else ("test",):
                 out = run_dir / (f"eval-{r.name}.json" if split == "test" else f"eval-{r.name}-{split}.json")
@@ -168,13 +168,16 @@ def measure_efficiency(root: Path, batch_sizes=(1, 16), repeats: int = 3) -> dic
     """ms/query of each main system with its own seed-0 checkpoint, reused once measured."""
     from plume_lite.experiments.bench import time_mode
     from plume_lite.model import PlumeModel
+    from plume_lite.runtime import resolve_device
 
     path = root / "efficiency.json"
     if path.exists():
         return json.loads(path.read_text())
     rows = []
     for name, mode in (("direct-s0", "direct"), ("explicit-s0", "explicit"), ("latent-s0", "latent")):
-        model = PlumeModel.from_pretrained(root / "runs" / name / "model").eval()
+        model = PlumeModel.from_pretrained(
+            root / "runs" / name / "model", device=resolve_device("auto")
+        ).eval()
         for b in batch_sizes:
             row = time_mode(model, mode, b, model.config.latent_steps, repeats, image_size=64)
             rows.append({"run": name, **row})

@@ -76,6 +76,12 @@ def add_arguments(parser):
         "checkpoint's step table if smaller)",
     )
     parser.add_argument(
+        "--device",
+        default=None,
+        help="where the model runs: auto (CUDA when present), cpu, cuda, cuda:N "
+        "(default: $PLUME_DEVICE, else auto)",
+    )
+    parser.add_argument(
         "--host",
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="address to listen on (0.0.0.0 serves the network)",
@@ -128,6 +134,7 @@ def run(args) -> int:
         warm=args.warm,
         prefetch=args.prefetch,
         max_steps=args.max_k,
+        device=args.device,
     )
     launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0

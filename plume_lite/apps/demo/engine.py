@@ -141,10 +141,13 @@ class DemoEngine:
         self.add_items(corpus_items)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, corpus_items, cache_dir, **kwargs) -> "DemoEngine":
+    def from_checkpoint(cls, checkpoint, corpus_items, cache_dir, device=None, **kwargs) -> "DemoEngine":
+        """The engine of a checkpoint folder, its model on `device` (None/"auto": CUDA when
+        present, else the CPU)."""
         from plume_lite import PlumeModel
+        from plume_lite.runtime import resolve_device
 
-        model = PlumeModel.from_pretrained(checkpoint)
+        model = PlumeModel.from_pretrained(checkpoint, device=resolve_device(device))
         engine = cls(model, corpus_items, cache_dir, checkpoint_fingerprint(checkpoint), **kwargs)
         engine.checkpoint_path = str(checkpoint)
         return engine

@@ -6,6 +6,8 @@ with no arguments, so what an operator would pass as flags can be set as variabl
                        before the server starts and turns outbound requests off)
     PLUME_CORPUS       a folder: a data folder with tasks.json, or any folder of files
     PLUME_MAX_K        the K slider's limit (latent steps), an integer >= 1
+    PLUME_DEVICE       where the model runs: auto (CUDA when present, the default), cpu,
+                       cuda or cuda:N
 
 A flag given on the command line wins over its variable. A bad value is one
 ConfigError that names the variable (or the flag), checked before anything starts.
@@ -25,6 +27,7 @@ VARIABLES = {
     "checkpoint": ("PLUME_CHECKPOINT", "--checkpoint"),
     "corpus": ("PLUME_CORPUS", "--corpus"),
     "max_k": ("PLUME_MAX_K", "--max-k"),
+    "device": ("PLUME_DEVICE", "--device"),
 }
 
 
@@ -54,7 +57,28 @@ def max_k_value(text) -> int:
         raise ValueError(str(e)) from None
 
 
-CHECKS = {"checkpoint": checkpoint_value, "corpus": corpus_value, "max_k": max_k_value}
+def device_value(text) -> str:
+    """auto, cpu, cuda or cuda:N; a CUDA device must exist (auto: CUDA when present)."""
+    import re
+
+    text = str(text).strip().lower()
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise ValueError("not a device: use auto, cpu, cuda or cuda:N")
+    if text.startswith("cuda"):
+        import torch
+
+        index = int(text.split(":")[1]) if ":" in text else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError("no such CUDA device on this machine")
+    return text
+
+
+CHECKS = {
+    "checkpoint": checkpoint_value,
+    "corpus": corpus_value,
+    "max_k": max_k_value,
+    "device": device_value,
+}
 
 
 def apply_environment(args, environ=None) -> argparse.Namespace:

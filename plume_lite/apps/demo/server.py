@@ -63,6 +63,7 @@ def build_app(
     log: bool = True,
     max_steps: int | None = None,
     examples: bool | None = None,
+    device: str | None = None,
 ) -> gr.Blocks:
     """The demo as a gr.Blocks, its start-up running in the background.
 
@@ -73,6 +74,7 @@ def build_app(
     warm          modes whose corpus embeddings are ready before the page says so
     prefetch      modes embedded afterwards in the background (others: on first use)
     max_steps     the K limit (default engine.MAX_STEPS; the checkpoint's step table caps it)
+    device        where the model runs: "auto"/None = CUDA when present, "cpu", "cuda:N"
     examples      clickable SynthMMEB examples on the page; None = with the default corpus
                   only (their files are made in cache_dir/examples before the page is built)
     wait          block until ready (raises if start-up failed)
@@ -100,6 +102,7 @@ def build_app(
         timeout_s=timeout_s,
         log=log,
         max_steps=max_steps,
+        device=device,
     )
     if examples is None:
         examples = corpus is None

@@ -67,8 +67,10 @@ class Startup:
         batch_size: int = 16,
         log=True,
         max_steps: int | None = None,
+        device: str | None = None,
     ):
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.device = device
         self.corpus = corpus
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.warm = [m for m in warm if m in MODES]
@@ -214,6 +216,7 @@ class Startup:
             timeout_s=self.timeout_s,
             batch_size=self.batch_size,
             max_steps=self.max_steps,
+            device=self.device,
         )
         for mode in self.warm:
 
