@@ -130,3 +130,39 @@ def score_under(model, tasks, intervention=None, mode: str = "latent", steps=Non
     scores = {name: r["score"] for name, r in result["tasks"].items()}
     scores["mean"] = sum(scores.values()) / len(scores)
     return scores
+
+
+@torch.no_grad()
+def rollout_change(model, items: list, intervention, steps=None, batch_size: int = 16) -> dict:
+    """How much an intervention changes the latent rollout of `items`, score aside.
+
+    Args:
+        model: a PlumeModel.
+        items: query items.
+        intervention: a zero-argument callable returning a context manager.
+        steps: latent steps (None: the checkpoint's K).
+        batch_size: items per forward pass.
+
+    Returns:
+        {"embedding_cosine": mean cosine between each item's embedding with and without
+        the intervention (1: unchanged), "changed_choices": share of (item, step) pairs
+        whose set of chosen experts differs (0 for adapters without a router)}.
+
+    Example:
+        >>> rollout_change(model, items, lambda: mask_anchor(model.adapter))
+    """
+    if not items:
+        raise InputError("rollout_change needs at least one item")
+    kwargs = dict(mode="latent", steps=steps, return_trace=True, batch_size=batch_size)
+    base_emb, base = model.encode(items, **kwargs)
+    with intervention():
+        emb, changed = model.encode(items, **kwargs)
+    cosine = float((base_emb.float() * emb.float()).sum(-1).mean())  # rows are L2-normalised
+    pairs = [(a["chosen"], b["chosen"]) for a, b in zip(base, changed) if "chosen" in a]
+    differ = [
+        set(x.tolist()) != set(y.tolist()) for a, b in pairs for x, y in zip(a, b)
+    ]  # one entry per latent step
+    return {
+        "embedding_cosine": cosine,
+        "changed_choices": float(sum(differ) / len(differ)) if differ else 0.0,
+    }

@@ -86,3 +86,38 @@ def test_words_only_leaves_out_chat_vision_and_plume_tokens(tiny_model):
     ((word, p),) = top_tokens(tiny_model, probs, k=1)[0]
     assert word == EOT and p == pytest.approx(0.9)
     assert top_tokens(tiny_model, probs, k=1, words_only=True)[0][0][0] == "a"
+
+
+def test_written_vs_latent_lines_up_written_answers_with_latent_ranks():
+    from types import SimpleNamespace
+
+    from plume_lite.inspection import written_vs_latent
+
+    task = SimpleNamespace(
+        name="qa",
+        queries=[{"text": "which colour?", "image": "a.png"}, {"image": "b.png", "instruction": "classify"}],
+        candidates=[{"text": "Red"}, {"text": "blue"}],
+        qrels=[{"0": 1}, {"1": 1}],
+    )
+    explicit = {
+        "tasks": {
+            "qa": {
+                "per_query": [
+                    {"rank": 2, "written": "it is red</think> red", "written_correct": True},
+                    {"rank": 1, "written": "hehehe", "written_correct": False},
+                ]
+            }
+        }
+    }
+    latent = {"tasks": {"qa": {"per_query": [{"rank": 3}, {"rank": 1}]}}}
+    rows = written_vs_latent(explicit, latent, [task])
+    assert [(r["question"], r["rationale"], r["written answer"], r["true answer"]) for r in rows] == [
+        ("which colour?", "it is red", "red", "red"),
+        ("classify", "hehehe", None, "blue"),
+    ]
+    assert [(r["explicit written right"], r["latent right"], r["latent rank"]) for r in rows] == [
+        (True, False, 3),
+        (False, True, 1),
+    ]
+    no_written = {"tasks": {"qa": {"per_query": [{"rank": 1}, {"rank": 1}]}}}  # e.g. image answers
+    assert written_vs_latent(no_written, latent, [task]) == []

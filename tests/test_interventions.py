@@ -1,12 +1,14 @@
 """plume_lite.interventions (expert knock-out, anchor masking) on the tiny untrained
 model, and plume_lite.probes on synthetic features whose answer is known."""
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import torch
 
 from plume_lite.errors import InputError
-from plume_lite.interventions import knock_out_expert, mask_anchor
+from plume_lite.interventions import knock_out_expert, mask_anchor, rollout_change
 from plume_lite.probes import held_out_split, probe_accuracy, rationale_fact, step_probe_table
 
 ITEMS = [{"text": "a red circle left of a blue square"}, {"text": "three green triangles"}]
@@ -114,3 +116,10 @@ def test_rationale_facts_are_read_from_synthmmeb_rationales():
     assert rationale_fact("img_qa_leftof", "shapes in the row", "no such sentence") is None
     with pytest.raises(InputError, match="no rationale fact"):
         rationale_fact("img_qa_leftof", "colour of the sky", text)
+
+
+def test_rollout_change_is_nil_without_an_intervention_and_seen_with_one(tiny_model):
+    same = rollout_change(tiny_model, ITEMS, nullcontext)
+    assert same["embedding_cosine"] == pytest.approx(1.0, abs=1e-5) and same["changed_choices"] == 0
+    masked = rollout_change(tiny_model, ITEMS, lambda: mask_anchor(tiny_model.adapter))
+    assert masked["embedding_cosine"] < 1 - 1e-6 and 0 <= masked["changed_choices"] <= 1

@@ -156,6 +156,57 @@ class NotebookSetup:
 
         return PlumeModel.from_pretrained(self.checkpoint(mode), device=self.device, dtype=self.dtype).eval()
 
+    def checkpoint_scores(self, run_dir, tasks, steps: int | None = None) -> list[dict]:
+        """Score every training checkpoint a run kept (`save_every`, `keep_checkpoints`)
+        on `tasks`, in the run's own mode: the score along training, e.g. per stage.
+
+        The run's final `model/` gives the architecture; each checkpoint's trainable
+        weights are copied into it in turn. Scored without an embedding cache
+        (`plume_lite.interventions.score_under`), so keep `tasks` small.
+
+        Args:
+            run_dir: a finished `train` run folder.
+            tasks: EvalTasks to score.
+            steps: latent steps at inference (None: the run's K).
+
+        Returns:
+            Rows {"step", "stage", "n_latent", "drop_answer", <task name>: score, ...,
+            "mean"}, in step order.
+
+        Example:
+            >>> rows = NB.checkpoint_scores(live_dir, NB.tasks()[:2])
+        """
+        import json
+
+        from safetensors.torch import load_file
+
+        from plume_lite.errors import InputError
+        from plume_lite.interventions import score_under
+        from plume_lite.model import PlumeModel
+        from plume_lite.train.checkpoint import list_checkpoints
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "model" / "plume_config.json").exists():
+            raise InputError(f"{run_dir} is not a finished training run (no model/ folder)")
+        model = PlumeModel.from_pretrained(run_dir / "model", device=self.device, dtype=self.dtype).eval()
+        params = dict(model.named_parameters())
+        rows = []
+        for folder in list_checkpoints(run_dir / "checkpoints"):
+            state = json.loads((folder / "state.json").read_text())
+            with torch.no_grad():
+                for name, value in load_file(str(folder / "weights.safetensors")).items():
+                    params[name].copy_(value)
+            rows.append(
+                {
+                    "step": state["step"],
+                    "stage": state["stage_index"],
+                    "n_latent": state["stage"]["n_latent"],
+                    "drop_answer": state["stage"]["drop_answer"],
+                    **score_under(model, tasks, mode=state["mode"], steps=steps),
+                }
+            )
+        return rows
+
     def tasks(self) -> list:
         """SynthMMEB's test tasks, loaded once per set-up.
 

@@ -73,6 +73,39 @@ def stage_spans(records: list[dict]) -> list[dict]:
     return spans
 
 
+def stage_table(
+    records: list[dict], parts=("ce_q", "nce_gen", "nce_disc"), spans=None, last: int = 5
+) -> list:
+    """Loss parts per curriculum phase: the mean over the phase and over its last steps.
+
+    Args:
+        records: a run's step records (`read_log` or `train(..., on_step=...)`).
+        parts: loss parts to average (absent ones are skipped).
+        spans: the step ranges to average over (default: this run's own `stage_spans`);
+            pass another run's spans to compare a run without the curriculum over the
+            same steps.
+        last: how many final steps of a phase make its "end" value.
+
+    Returns:
+        Rows {"start", "end", "stage", "n_latent", "drop_answer", "<part> mean",
+        "<part> end"}, one per phase.
+
+    Example:
+        >>> pd.DataFrame(viz.stage_table(viz.read_log(NB.training_log("latent"))))
+    """
+    rows = []
+    for s in spans if spans is not None else stage_spans(records):
+        inside = [r for r in records if s["start"] <= r["step"] <= s["end"]]
+        row = {k: s[k] for k in ("start", "end", "stage", "n_latent", "drop_answer")}
+        for part in parts:
+            values = [r[part] for r in inside if part in r]
+            if values:
+                row[f"{part} mean"] = float(np.mean(values))
+                row[f"{part} end"] = float(np.mean(values[-last:]))
+        rows.append(row)
+    return rows
+
+
 def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or len(values) < window:
         return values
