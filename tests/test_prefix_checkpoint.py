@@ -98,3 +98,19 @@ def test_config_field_is_typed_documented_and_resume_free():
     assert resolve_config("tiny", overrides=["fused_experts=on"]).fused_experts is True
     with pytest.raises(ConfigError, match="fused_experts needs adapter moe"):
         resolve_config("tiny", overrides=["fused_experts=on", "adapter=mlp"])
+
+
+def test_the_cache_holds_the_same_kv_and_it_carries_gradients(model, media_files):
+    from plume_lite.rollout import cache_tensors, run_prefix
+
+    inputs, _ = model.batcher(_items(media_files), "latent", model.device)
+    _, plain = run_prefix(model.vlm, inputs)
+    _, ckpt = run_prefix(model.vlm, inputs, checkpoint_prefix=True)
+    kv_plain, kv_ckpt = cache_tensors(plain.cache), cache_tensors(ckpt.cache)
+    assert len(kv_ckpt) == len(kv_plain) == 2 * model.backbone.config.text_config.num_hidden_layers
+    for a, b in zip(kv_plain, kv_ckpt):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+        assert b.requires_grad
+    with torch.no_grad():  # nothing to recompute without a graph: the plain pass
+        _, frozen = run_prefix(model.vlm, inputs, checkpoint_prefix=True)
+    assert not cache_tensors(frozen.cache)[0].requires_grad
