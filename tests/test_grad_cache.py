@@ -4,7 +4,6 @@ loss and gradients; its RNG replay makes dropout draw the same masks twice."""
 import pytest
 import torch
 
-from plume_lite import PlumeModel
 from plume_lite.curriculum import Curriculum
 from plume_lite.errors import ConfigError
 from plume_lite.train.batches import Batch
@@ -18,9 +17,11 @@ ANSWERS = ["It is red.</think>red\n", "</think>\n", "Green, round.</think>ring\n
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return PlumeModel.from_backbone("tiny", latent_steps=K)
+def model(tiny_model):
+    # the session's tiny model (forward_train takes K as an argument), put back afterwards
+    yield tiny_model
+    tiny_model.zero_grad(set_to_none=True)
+    tiny_model.eval()
 
 
 def _batch(mode):

@@ -4,7 +4,6 @@ gradients, keeps the KV cache, and keeps fewer tensors for the backward."""
 import pytest
 import torch
 
-from plume_lite import PlumeModel
 from plume_lite.errors import ConfigError
 from plume_lite.train.config import RESUME_FREE, TrainConfig, resolve_config
 
@@ -13,9 +12,12 @@ SUFFIXES = ["It is blue.</think>squares\n", "</think>\n", "A clip.</think>video\
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return PlumeModel.from_backbone("tiny", latent_steps=K).train()  # train: expert dropout on
+def model(tiny_model):
+    # the session's tiny model (forward_train takes K as an argument), put back afterwards
+    tiny_model.train()  # train: expert dropout on
+    yield tiny_model
+    tiny_model.zero_grad(set_to_none=True)
+    tiny_model.eval()
 
 
 def _items(media_files):
