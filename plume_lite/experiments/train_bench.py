@@ -12,6 +12,11 @@ both reported (CPU time is the fairer one under contention, with --threads 1).
 `--adapter 128,1536` instead times the MoE adapter alone (forward + backward, train
 mode): the per-expert loop against `fused=True`, interleaved, at those widths.
 
+`--memory VARIANT` runs one step of that variant (after a 2-pair warm-up step) and
+prints the growth of the process's peak RSS during it: run it once per variant, each in
+its own process (the peak never goes down). CPU only; a rough measure (the allocator
+keeps pages), but the same for both.
+
 Variant names: a mode, then optional tags: `_loop` one sample at a time, `_fused` the
 fused MoE experts (TransitionAdapter.fused), `_ckpt` the prefix pass checkpointed
 (TrainConfig.checkpoint_prefix).
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import resource
 import time
 from types import SimpleNamespace
 
@@ -150,6 +156,15 @@ def adapter_compare(dim: int, batch: int, reps: int, seed: int = 0) -> dict:
     }
 
 
+def peak_rss_growth(timer: "StepTimer", pairs: list) -> dict:
+    """Peak-RSS growth (MiB) of one training step on `pairs`, after a 2-pair warm-up."""
+    timer.step(pairs[:2], record=False)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    timer.step(pairs, record=False)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"peak_rss_growth_mib": round((peak - base) / 1024, 1), "baseline_mib": round(base / 1024)}
+
+
 def main(argv=None) -> None:
     from plume_lite.train.config import resolve_config
     from plume_lite.train.loop import build_model, load_pairs
@@ -163,6 +178,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--adapter", default=None, help="comma list of widths: time the adapter alone")
     ap.add_argument("--reps", type=int, default=20, help="timed repetitions per width (--adapter)")
+    ap.add_argument("--memory", default=None, metavar="VARIANT", help="peak-RSS growth of one step")
     ap.add_argument(
         "--variants",
         default="latent,latent_loop,direct",
@@ -180,7 +196,7 @@ def main(argv=None) -> None:
     cfg = resolve_config(args.profile, mode="latent", overrides=[f"latent_steps={args.k}"])
     pairs = load_pairs(cfg, args.data)
     timers = {}
-    for name in args.variants.split(","):
+    for name in [args.memory] if args.memory else args.variants.split(","):
         mode, *tags = name.split("_")
         unknown = set(tags) - {"loop", "fused", "ckpt"}
         if unknown:
@@ -189,6 +205,12 @@ def main(argv=None) -> None:
         model = build_model(cfg)
         model.adapter.fused = "fused" in tags
         timers[name] = StepTimer(model, mode, args.k, "loop" in tags, checkpoint_prefix="ckpt" in tags)
+    if args.memory:
+        sampler = TaskBatchSampler([p.task for p in pairs], args.batch, seed=cfg.seed)
+        chunk = [pairs[j] for j in sampler.next_batch()]
+        row = {"variant": args.memory, "task": chunk[0].task, "batch": args.batch, "k": args.k}
+        print(json.dumps({**row, **peak_rss_growth(timers[args.memory], chunk)}))
+        return
     rows = compare(timers, pairs, args.batch, args.steps)
     for row in rows.values():
         print(json.dumps(row), flush=True)
