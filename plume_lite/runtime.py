@@ -58,6 +58,23 @@ def resolve_device(name: str | None = "auto") -> str:
     return str(name)
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(name: str | None, device: str):
+    """A torch dtype to load weights in, or None (as saved). "auto": bfloat16 on CUDA
+    (the authors' evaluation dtype, RELEASED_CHECKPOINTS.md D18), as saved elsewhere."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.bfloat16 if torch.device(device).type == "cuda" else None
+    if name not in DTYPES:
+        from plume_lite.errors import ConfigError
+
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return getattr(torch, name)
+
+
 def thread_count() -> int:
     """Intra-op threads to use: $PLUME_THREADS, else DEFAULT_THREADS."""
     raw = os.environ.get("PLUME_THREADS", "")

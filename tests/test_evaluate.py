@@ -280,7 +280,9 @@ def test_cli_eval(tmp_path, monkeypatch, capsys):
     ckpt.mkdir()
     (ckpt / "plume_config.json").write_text("{}")
     fake_model = types.ModuleType("plume_lite.model")
-    fake_model.PlumeModel = types.SimpleNamespace(from_pretrained=lambda d, device=None: FakeEncoder())
+    fake_model.PlumeModel = types.SimpleNamespace(
+        from_pretrained=lambda d, device=None, dtype=None: FakeEncoder()
+    )
     fake_data = types.ModuleType("plume_lite.data.mmeb")
     fake_data.load_eval_tasks = lambda src, tasks=None, split="test": [
         t for t in make_tasks() if tasks is None or t.name in tasks
@@ -322,3 +324,16 @@ def test_cli_eval(tmp_path, monkeypatch, capsys):
     )
     with pytest.raises(InputError):
         args.func(args)
+
+
+def test_eval_dtype_auto_is_bf16_on_cuda_and_as_saved_on_the_cpu():
+    import torch
+
+    from plume_lite.errors import ConfigError
+    from plume_lite.runtime import resolve_dtype
+
+    assert resolve_dtype("auto", "cpu") is None
+    assert resolve_dtype("auto", "cuda:0") is torch.bfloat16
+    assert resolve_dtype("float16", "cpu") is torch.float16
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        resolve_dtype("int8", "cpu")

@@ -8,7 +8,7 @@ from pathlib import Path
 from plume_lite.arguments import int_at_least, name_list
 from plume_lite.config import MODES
 from plume_lite.errors import CheckpointError, InputError
-from plume_lite.runtime import resolve_device
+from plume_lite.runtime import DTYPES, resolve_device, resolve_dtype
 
 
 def add_cli(subparsers) -> None:
@@ -28,6 +28,12 @@ def add_cli(subparsers) -> None:
     )
     p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default auto: cuda when present)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights' dtype (default auto: bfloat16 on CUDA, as saved on the CPU)",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
     p.add_argument(
         "--out",
@@ -83,7 +89,10 @@ def _cli(args) -> int:
     missing = sorted(set(wanted or []) - {t.name for t in tasks})
     if missing:
         raise InputError(f"tasks not found in {args.data}: {', '.join(missing)}")
-    model = PlumeModel.from_pretrained(args.checkpoint, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = PlumeModel.from_pretrained(
+        args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device)
+    )
     result = evaluate(
         model,
         tasks,

@@ -101,7 +101,7 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
     """Train one run of the plan (unless its model exists) and evaluate its readouts."""
     from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
-    from plume_lite.runtime import resolve_device, using_threads
+    from plume_lite.runtime import resolve_device, resolve_dtype, using_threads
     from plume_lite.train.config import resolve_config
     from plume_lite.train.loop import train
 
@@ -131,7 +131,10 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
     summary = json.loads((run_dir / "summary.json").read_text())
     readouts = {}
     with using_threads(1):
-        model = PlumeModel.from_pretrained(model_dir, device=resolve_device("auto")).eval()
+        device = resolve_device("auto")
+        # the tiny profile scores in float32 wherever it runs; a GPU profile in bf16 on CUDA
+        dtype = None if profile == "tiny" else resolve_dtype("auto", device)
+        model = PlumeModel.from_pretrained(model_dir, device=device, dtype=dtype).eval()
         for r in run.readouts:
             for split in ("test", "compositional") if r.compositional else ("test",):
                 out = run_dir / (f"eval-{r.name}.json" if split == "test" else f"eval-{r.name}-{split}.json")
