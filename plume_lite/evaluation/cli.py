@@ -34,6 +34,12 @@ def add_cli(subparsers) -> None:
         choices=DTYPES,
         help="weights' dtype (default auto: bfloat16 on CUDA, as saved on the CPU)",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=int_at_least(1),
+        default=None,
+        help="largest area an image or video frame is resized to (default: the checkpoint's processor)",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
     p.add_argument(
         "--out",
@@ -93,6 +99,10 @@ def _cli(args) -> int:
     model = PlumeModel.from_pretrained(
         args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device)
     )
+    if args.max_pixels is not None:
+        from plume_lite.pixel_budget import set_pixel_budget
+
+        set_pixel_budget(model.processor, max_pixels=args.max_pixels)
     result = evaluate(
         model,
         tasks,
