@@ -6,8 +6,9 @@
   parameters directly at call time (e.g. a fused expert kernel).
 - `mask_anchor(adapter)`: the router sees a zero semantic anchor (`<disc_emb>` state)
   instead of the real one, by wrapping the adapter instance's `forward`.
-- `score_under(model, tasks, intervention)`: the evaluation protocol's scores with an
-  intervention active, next to the unmodified model's.
+- `rollout_change(model, items, intervention)`: how far the embeddings move and how many
+  expert choices change. Scores under an intervention:
+  `plume_lite.evaluation.under_intervention.score_under`.
 
     with knock_out_expert(model.adapter, 2):
         emb = model.encode(items, mode="latent")
@@ -15,7 +16,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 
@@ -97,39 +98,6 @@ def mask_anchor(adapter):
             adapter.forward = previous
         else:
             del adapter.forward
-
-
-def score_under(model, tasks, intervention=None, mode: str = "latent", steps=None) -> dict:
-    """Per-task scores (evaluation protocol, no embedding cache) with `intervention`
-    active, e.g. ``lambda: knock_out_expert(model.adapter, 1)``.
-
-    Args:
-        model: a PlumeModel.
-        tasks: the EvalTasks to score (a small subset keeps this fast).
-        intervention: a zero-argument callable returning a context manager; None scores
-            the unmodified model.
-        mode: the encode mode.
-        steps: latent steps (None: the checkpoint's K).
-
-    Returns:
-        {task name: score in %, ..., "mean": mean over the tasks}.
-
-    Example:
-        >>> base = score_under(model, tasks)
-        >>> ko = score_under(model, tasks, lambda: knock_out_expert(model.adapter, 1))
-        >>> ko["mean"] - base["mean"]
-    """
-    from plume_lite.evaluation.protocol import evaluate
-
-    if not tasks:
-        raise InputError("score_under needs at least one task")
-    with intervention() if intervention is not None else nullcontext():
-        result = evaluate(
-            model, tasks, mode=mode, steps=steps, progress=False, cache_dir=None, keep_per_query=False
-        )
-    scores = {name: r["score"] for name, r in result["tasks"].items()}
-    scores["mean"] = sum(scores.values()) / len(scores)
-    return scores
 
 
 @torch.no_grad()

@@ -91,7 +91,7 @@ def test_words_only_leaves_out_chat_vision_and_plume_tokens(tiny_model):
 def test_written_vs_latent_lines_up_written_answers_with_latent_ranks():
     from types import SimpleNamespace
 
-    from plume_lite.inspection import written_vs_latent
+    from plume_lite.evaluation.written import written_vs_latent
 
     task = SimpleNamespace(
         name="qa",

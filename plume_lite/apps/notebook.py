@@ -162,7 +162,7 @@ class NotebookSetup:
 
         The run's final `model/` gives the architecture; each checkpoint's trainable
         weights are copied into it in turn. Scored without an embedding cache
-        (`plume_lite.interventions.score_under`), so keep `tasks` small.
+        (`plume_lite.evaluation.under_intervention.score_under`), so keep `tasks` small.
 
         Args:
             run_dir: a finished `train` run folder.
@@ -181,7 +181,7 @@ class NotebookSetup:
         from safetensors.torch import load_file
 
         from plume_lite.errors import InputError
-        from plume_lite.interventions import score_under
+        from plume_lite.evaluation.under_intervention import score_under
         from plume_lite.model import PlumeModel
         from plume_lite.train.checkpoint import list_checkpoints
 

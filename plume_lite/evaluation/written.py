@@ -89,3 +89,55 @@ def score_written(cache, task, relevance, progress=False) -> tuple[float, list[d
         return None
     records = [{"written": t, "written_correct": written_answer(t) in g} for t, g in zip(texts, golds)]
     return 100.0 * sum(r["written_correct"] for r in records) / len(records), records
+
+
+def written_vs_latent(explicit_result: dict, latent_result: dict, tasks: list) -> list[dict]:
+    """Explicit's written answer next to latent's ranking, query by query.
+
+    For every task where explicit mode's evaluation recorded what it wrote (tasks whose
+    positives are text answers: `plume_lite.evaluation.written`), one row per query.
+
+    Args:
+        explicit_result: `evaluate(..., mode="explicit")` results with per-query rows.
+        latent_result: `evaluate(..., mode="latent")` results of the same tasks.
+        tasks: the EvalTasks both were scored on.
+
+    Returns:
+        Rows {"task", "query", "question" (the query's text, else its instruction),
+        "rationale" (the text written before `</think>`), "written answer" (after it,
+        normalised; None if never closed), "true answer" (the gold answers joined by
+        " | "), "explicit written right", "latent right" (a positive ranked first),
+        "latent rank"}.
+
+    Example:
+        >>> rows = written_vs_latent(results["explicit"], results["latent"], NB.tasks())
+        >>> pd.crosstab([r["explicit written right"] for r in rows], [r["latent right"] for r in rows])
+    """
+    from plume_lite.curriculum import THINK_END
+
+    rows = []
+    for task in tasks:
+        explicit_rows = explicit_result["tasks"].get(task.name, {}).get("per_query") or []
+        latent_rows = latent_result["tasks"].get(task.name, {}).get("per_query") or []
+        if not explicit_rows or "written" not in explicit_rows[0] or len(latent_rows) != len(explicit_rows):
+            continue
+        positives = [{int(j): float(g) for j, g in rel.items() if float(g) > 0} for rel in task.qrels]
+        golds = gold_answers(task, positives)
+        if golds is None:
+            continue
+        for i, (e, lat) in enumerate(zip(explicit_rows, latent_rows)):
+            text = e["written"] or ""
+            rows.append(
+                {
+                    "task": task.name,
+                    "query": i,
+                    "question": task.queries[i].get("text") or task.queries[i].get("instruction", ""),
+                    "rationale": text.split(THINK_END, 1)[0].strip(),
+                    "written answer": written_answer(text),
+                    "true answer": " | ".join(sorted(golds[i])),
+                    "explicit written right": bool(e["written_correct"]),
+                    "latent right": lat["rank"] == 1,
+                    "latent rank": lat["rank"],
+                }
+            )
+    return rows
