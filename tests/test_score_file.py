@@ -97,7 +97,7 @@ def test_paper_meta_rows_put_the_run_next_to_the_papers_table():
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("{not json", "is not a JSON score file"),
+        ("{not json", "not valid JSON"),
         (json.dumps({"metrics": {"audio": {}}}), "not a VLM2Vec score file"),
         (json.dumps({"metrics": {"image": {"A": {"hit@1": 3.0}}}}), "image/A has no hit@1 fraction"),
     ],
@@ -123,3 +123,13 @@ def test_cli_compare(tmp_path, capsys):
     assert main(["compare", "--run", str(bad), "--scores", str(scores)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("plume-lite compare: error: tasks of the run not in") and "\n" not in err
+
+
+def test_a_missing_file_is_one_line(tmp_path, capsys):
+    with pytest.raises(InputError, match="is missing"):
+        score_file.read_score_file(tmp_path / "nope.json")
+    scores = tmp_path / "s.json"
+    scores.write_text(json.dumps(PUBLISHED))
+    assert main(["compare", "--run", str(tmp_path / "gone.json"), "--scores", str(scores)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gone.json is missing" in err and "\n" not in err

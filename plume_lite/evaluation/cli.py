@@ -58,18 +58,11 @@ def add_cli(subparsers) -> None:
 
 
 def _compare_cli(args) -> int:
-    import json
-
     from plume_lite.evaluation import score_file
-    from plume_lite.io import atomic_write_text
+    from plume_lite.io import atomic_write_text, read_json
 
     path = Path(args.run)
-    try:
-        run = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"run results not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path} is not a results JSON ({type(e).__name__}: {e})") from None
+    run = read_json(path, InputError)
     if not isinstance(run, dict) or not ("tasks" in run or "metrics" in run):
         raise InputError(f"{path}: neither a `plume-lite eval` result nor a score file")
     published = score_file.read_score_file(args.scores)

@@ -19,11 +19,11 @@ paper's table, for which no per-task file exists.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import statistics
 from pathlib import Path
 
 from plume_lite.errors import InputError
+from plume_lite.io import read_json
 
 MODALITIES = ("image", "video", "visdoc")
 HEADLINE = {"image": "hit@1", "video": "hit@1", "visdoc": "ndcg_linear@5"}
@@ -68,13 +68,7 @@ def to_score_file(result: dict, model_name: str, date: str | None = None) -> dic
 
 def read_score_file(path) -> dict:
     """A score file, checked for the shape above; a one-line InputError otherwise."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"score file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path} is not a JSON score file ({type(e).__name__}: {e})") from None
+    data = read_json(path, InputError)
     metrics = data.get("metrics") if isinstance(data, dict) else None
     if not isinstance(metrics, dict) or not set(metrics) <= set(MODALITIES) or not metrics:
         raise InputError(f"{path}: not a VLM2Vec score file (needs 'metrics' with {', '.join(MODALITIES)})")
