@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plume_lite.data import card, convert, sources
+from plume_lite.data import card, convert, mmeb_registry, sources
 from plume_lite.data.formats import EvalTask, TrainPair
 from plume_lite.data.storage import (
     BEIR_COLUMNS,
@@ -245,7 +245,10 @@ def load_eval_tasks(source, tasks=None, media_root=None, split: str = "test") ->
     for name, k, tables, d in found:
         if tasks is not None and name not in tasks:
             continue
-        meta = sources.real_meta(name, has_video=k == "instruct" and _has_video(tables), beir=k == "beir")
+        # MMEB-v2 names get the authors' eval type and meta-task (SmthSmthV2 local, visdoc VDRv1/...)
+        known = mmeb_registry.find(name)
+        has_video = k == "instruct" and _has_video(tables)
+        meta = known.meta() if known else sources.real_meta(name, has_video=has_video, beir=k == "beir")
         root = src if kind == "local" and src.is_dir() else d
         out.append(_to_task(name, k, tables, meta, _roots(root, media_root, extra=[d])))
     return out
