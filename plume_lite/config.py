@@ -20,6 +20,10 @@ MODES = ("latent", "explicit", "direct")
 # authors' evaluation's, which their released weights need
 PROTOCOLS = ("plume_lite", "plume")
 POSITIONS = ("mrope", "authors")
+# how images and video frames are decoded and sized (plume_lite/authors_media.py): this
+# package's loader, or qwen_vl_utils' first resize and the authors' processor bounds
+IMAGE_PIPELINES = ("plume_lite", "qwen_vl_utils")
+FRAME_SAMPLINGS = ("plume_lite", "vlm2vec")  # which frames of a video: this package's, or VLM2Vec's
 # LoRA goes on these language-model projections (the vision tower has other names)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -37,6 +41,8 @@ class PlumeConfig:
     instruction_prompt: str = "Represent the above input for retrieval."
     protocol: str = "plume_lite"  # prompt layout: plume_lite | plume (the authors' evaluation prompt)
     positions: str = "mrope"  # latent step j at: mrope (p_bot + 1 + j) | authors (prefix length + j)
+    image_pipeline: str = "plume_lite"  # plume_lite (EXIF applied) | qwen_vl_utils (the authors')
+    frame_sampling: str = "plume_lite"  # plume_lite (8 segment centres) | vlm2vec (the authors')
     # latent mode: after the forced suffix, greedy-decode up to N tokens until <gen_emb> or
     # EOS and read the last <gen_emb> (the authors' evaluation: 4096); 0 reads the forced one
     post_suffix_decode: int = 0
@@ -51,6 +57,10 @@ class PlumeConfig:
             raise ConfigError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
         if self.positions not in POSITIONS:
             raise ConfigError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.image_pipeline not in IMAGE_PIPELINES:
+            raise ConfigError(f"image_pipeline must be one of {IMAGE_PIPELINES}, got {self.image_pipeline!r}")
+        if self.frame_sampling not in FRAME_SAMPLINGS:
+            raise ConfigError(f"frame_sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}")
         if not self.backbone.strip():
             raise ConfigError("backbone may not be empty")
         _in_range("step_table_size", self.step_table_size, 1, MAX_STEP_TABLE)

@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+from plume_lite.authors_media import AUTHORS_PIXELS
 from plume_lite.errors import InputError
 from plume_lite.files import item_kind
+from plume_lite.pixel_budget import set_pixel_budget
 from plume_lite.protocols import authors_prompt_text, blank_image
 from plume_lite.tokens import DISC_EMB, prompt_text
 
@@ -171,19 +173,21 @@ def escape_special_tokens(text: str, specials: list[str]) -> str:
     return text
 
 
-def load_visual(item: dict):
+def load_visual(item: dict, image_pipeline: str = "plume_lite", frame_sampling: str = "plume_lite"):
     """('image', PIL) | ('video', [PIL, ...]) | (None, None) for one validated item
-    (a PDF page is rendered to an image)."""
+    (a PDF page is rendered to an image), decoded, sized and sampled as the two settings
+    say (plume_lite/authors_media.py)."""
     kind = item_kind(item)
     if kind == "text":
         return None, None
-    from plume_lite import media
+    from plume_lite import authors_media, media
 
     if kind == "image":
-        return "image", media.load_image(item["image"])
+        return "image", authors_media.load_image(item["image"], image_pipeline)
     if kind == "pdf":
-        return "image", media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
-    return "video", media.load_video(item["video"])
+        page = media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
+        return "image", authors_media.prepare_image(page, image_pipeline)
+    return "video", authors_media.load_video(item["video"], image_pipeline, frame_sampling)
 
 
 def check_aspect(visual, index: int) -> None:
@@ -199,11 +203,22 @@ def check_aspect(visual, index: int) -> None:
 
 
 class ItemBatcher:
-    def __init__(self, processor, instruction_prompt: str, protocol: str = "plume_lite"):
+    def __init__(
+        self,
+        processor,
+        instruction_prompt: str,
+        protocol: str = "plume_lite",
+        image_pipeline: str = "plume_lite",
+        frame_sampling: str = "plume_lite",
+    ):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.instruction_prompt = instruction_prompt
         self.protocol = protocol  # plume_lite | plume (plume_lite/protocols.py)
+        # plume_lite | qwen_vl_utils, plume_lite | vlm2vec (plume_lite/authors_media.py)
+        self.image_pipeline, self.frame_sampling = image_pipeline, frame_sampling
+        if image_pipeline == "qwen_vl_utils":  # the processor bounds of the authors' evaluation
+            set_pixel_budget(processor, min_pixels=AUTHORS_PIXELS[0], max_pixels=AUTHORS_PIXELS[1])
         self.disc_id = self.tokenizer.convert_tokens_to_ids(DISC_EMB)
         # longest first, so a token that contains another is escaped whole
         self.specials = sorted(
@@ -223,7 +238,7 @@ class ItemBatcher:
         items = [self._user_text(clean_item(item, i)) for i, item in enumerate(items)]
         texts, images, videos = [], [], []
         for i, item in enumerate(items):
-            kind, visual = load_visual(item)
+            kind, visual = load_visual(item, self.image_pipeline, self.frame_sampling)
             check_aspect(visual, i)
             if kind is None and self.protocol == "plume":  # the authors' text items carry a blank image
                 kind, visual = "image", blank_image()

@@ -106,9 +106,11 @@ def _check_budget(name, size, max_pixels):
         )
 
 
-def _decode(img: Image.Image, name: str) -> Image.Image:
+def _decode(img: Image.Image, name: str, convert=None) -> Image.Image:
     try:
         img.load()  # decode now, inside the try: truncated data fails here
+        if convert is not None:
+            return convert(img)
         return _to_rgb(ImageOps.exif_transpose(img), name)
     except MediaError:
         raise
@@ -118,14 +120,17 @@ def _decode(img: Image.Image, name: str) -> Image.Image:
         ) from None
 
 
-def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS, convert=None) -> Image.Image:
     """Path, bytes or PIL image -> RGB PIL image, EXIF orientation applied.
 
-    The pixel budget is checked on the header size, before any pixel is decoded."""
+    The pixel budget is checked on the header size, before any pixel is decoded.
+    `convert`, if given, maps the decoded image to the RGB image returned instead of
+    EXIF orientation plus this module's conversion (the authors' pipeline passes
+    qwen_vl_utils' to_rgb: plume_lite.authors_media)."""
     name = _name(src)
     if isinstance(src, Image.Image):
         _check_budget(getattr(src, "filename", "") or name, src.size, max_pixels)
-        return _decode(src, getattr(src, "filename", "") or name)
+        return _decode(src, getattr(src, "filename", "") or name, convert)
     if isinstance(src, (bytes, bytearray)):
         if not src:
             raise MediaError("<bytes>: image data is empty")
@@ -145,7 +150,7 @@ def load_image(src, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise MediaError(f"{name}: cannot open image ({type(e).__name__}: {e})") from None
     with img:
         _check_budget(name, img.size, max_pixels)
-        return _decode(img, name)
+        return _decode(img, name, convert)
 
 
 # ----------------------------------------------------------------------------- videos
@@ -168,11 +173,11 @@ def _size_tuple(size):
     return (int(w), int(h))
 
 
-def _frame_list(frames, num_frames, size) -> list[Image.Image]:
+def _frame_list(frames, num_frames, size, indices=uniform_indices) -> list[Image.Image]:
     if len(frames) == 0:
         raise MediaError("video frame list is empty")
     out = []
-    for i in uniform_indices(len(frames), num_frames):
+    for i in indices(len(frames), num_frames):
         img = load_image(frames[i])
         out.append(img.resize(size, Image.BILINEAR) if size else img)
     return out
@@ -191,22 +196,25 @@ def load_video(
     max_decoded_frames: int = DEFAULT_MAX_DECODED_FRAMES,
     size=None,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+    indices=uniform_indices,
 ) -> list[Image.Image]:
     """Video file (mp4/webm/gif/...), frame folder, or list of frame paths/PIL images ->
-    `num_frames` uniformly sampled RGB frames, resized to `size` ((w, h) or int) if given."""
+    `num_frames` uniformly sampled RGB frames, resized to `size` ((w, h) or int) if given.
+    `indices(n, num_frames)` picks which of the n frames (default uniform_indices; the
+    authors' rule is in plume_lite.authors_media)."""
     size = _size_tuple(size)
     if isinstance(src, (list, tuple)):
-        return _frame_list(list(src), num_frames, size)
+        return _frame_list(list(src), num_frames, size, indices)
     path = Path(src)
     if path.is_dir():
-        return _frame_list(_frame_folder(path), num_frames, size)
+        return _frame_list(_frame_folder(path), num_frames, size, indices)
     path = _check_file(path)
     try:
         import av
     except ImportError:  # pragma: no cover - av is a hard dependency
         raise MediaError(f"{path}: PyAV is not installed (pip install av)") from None
     try:
-        return _decode_video(av, path, num_frames, max_decoded_frames, size, max_frame_pixels)
+        return _decode_video(av, path, num_frames, max_decoded_frames, size, max_frame_pixels, indices)
     except MediaError:
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError, MemoryError) as e:
@@ -229,7 +237,7 @@ def _open_video(av, path):
     return container
 
 
-def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
+def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels, indices=uniform_indices):
     # Pass 1: demux only (no decoding) to count frames and learn their timestamps.
     with _open_video(av, path) as container:
         stream = container.streams.video[0]
@@ -248,7 +256,7 @@ def _decode_video(av, path, num_frames, max_decoded, size, max_frame_pixels):
         raise MediaError(f"{path}: video stream holds no frames")
     if declared and n < declared:
         raise MediaError(f"{path}: video is truncated ({n} of {declared} declared frames present)")
-    want = uniform_indices(n, num_frames)
+    want = indices(n, num_frames)
     budget = _VideoBudget(path, max_frame_pixels)
     if n <= max_decoded:
         frames = _decode_sequential(av, path, set(want), max(want), size, budget)

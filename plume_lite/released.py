@@ -63,9 +63,10 @@ ADAPTER_NAMES = (
 )  # templates: {i} an expert index, {p} weight or bias; one table serves both directions
 # Settings the released weights do not record, as the authors' paper evaluation ran
 # (scripts/eval_plume_moe.sh): router context <disc_emb> (adapter "moe"), top-2 of the
-# experts, K = 8, their prompt, their latent positions and their greedy decoding after
-# the forced suffix (at most 4096 tokens). expert_dropout is the main
-# training run's (it only matters when fine-tuning).
+# experts, K = 8, their prompt, their latent positions, their greedy decoding after
+# the forced suffix (at most 4096 tokens), qwen_vl_utils' image resize with their
+# processor bounds, and VLM2Vec's frame sampling (plume_lite/authors_media.py).
+# expert_dropout is the main training run's (it only matters when fine-tuning).
 COMPAT_SETTINGS = {
     "adapter": "moe",
     "top_k": 2,
@@ -75,6 +76,8 @@ COMPAT_SETTINGS = {
     "protocol": "plume",
     "positions": "authors",
     "post_suffix_decode": 4096,
+    "image_pipeline": "qwen_vl_utils",
+    "frame_sampling": "vlm2vec",
 }
 SHAPE_SETTINGS = ("num_experts", "step_table_size")  # read from the tensors, never overridden
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
@@ -336,7 +339,8 @@ def load_authors_checkpoint(cls, folder, dtype=None, source=None, **settings):
         source: what to record as `backbone` in the config (default: the folder).
         **settings: PlumeConfig fields the weights do not record (latent_steps, top_k,
             adapter="moe_no_anchor" for the authors' context "none", positions, protocol,
-            instruction_prompt, max_new_tokens, expert_dropout).
+            instruction_prompt, max_new_tokens, expert_dropout, image_pipeline,
+            frame_sampling).
 
     Raises:
         CheckpointError: a file missing or damaged, an adapter tensor missing, unknown or
