@@ -88,7 +88,8 @@ class PlumeModel(nn.Module):
             config.expert_dropout,
             config.step_table_size,
         )
-        self.batcher = ItemBatcher(processor, config.instruction_prompt, config.protocol)
+        media = {"image_pipeline": config.image_pipeline, "frame_sampling": config.frame_sampling}
+        self.batcher = ItemBatcher(processor, config.instruction_prompt, config.protocol, **media)
         self.lora_enabled = False
 
     # ----------------------------------------------------------------- construction

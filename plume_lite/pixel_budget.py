@@ -5,7 +5,7 @@ Qwen2-VL's processors resize every image to a multiple of patch × merge size wh
 lies in [min_pixels, max_pixels] (in transformers 5 the `size` fields `shortest_edge` and
 `longest_edge`, both in pixels). The released checkpoints' processors allow up to
 12.8 M pixels; the authors' evaluation caps it lower through qwen-vl-utils
-(RELEASED_CHECKPOINTS.md D10-D13), and a small GPU needs a lower cap still.
+(RELEASED_CHECKPOINTS.md D16), and a small GPU needs a lower cap still.
 
     set_pixel_budget(model.processor, max_pixels=448 * 448)
 """

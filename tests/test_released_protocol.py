@@ -186,14 +186,15 @@ def test_mrope_positions_change_an_image_items_embedding(authors_checkpoint, mod
 
 @torch.no_grad()
 def test_authors_positions_start_delta_later_than_mrope(model):
-    # one 32x32 image: a 4x4 patch grid, 2x2 after the merge: 4 tokens spanning 2 positions
+    # one 32x32 image, 56x56 after the authors' stage-1 resize (image_pipeline=qwen_vl_utils):
+    # an 8x8 grid of 7-px patches, 4x4 after the 2x2 merge: 16 tokens spanning 4 positions
     item = {"image": _image(32, 32), "text": "a"}
     inputs, _ = model.batcher([item], "latent", "cpu")
-    assert inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert inputs["image_grid_thw"].tolist() == [[1, 8, 8]]
     _, authors = run_prefix(model.vlm, inputs, positions="authors")
     _, mrope = run_prefix(model.vlm, inputs, positions="mrope")
     assert int(authors.next_pos[0]) == inputs["input_ids"].shape[1]  # the cache length
-    assert int(authors.next_pos[0] - mrope.next_pos[0]) == 2
+    assert int(authors.next_pos[0] - mrope.next_pos[0]) == 16 - 4
 
 
 # ------------------------------------------------------------------ P0.5 post-suffix decoding
@@ -264,9 +265,9 @@ def test_a_budget_that_runs_out_keeps_the_forced_read_and_says_so(decoding, mode
 def test_batched_decoding_equals_the_batch1_reference_per_item(decoding, model, state):
     gen = model.token_ids["<gen_emb>"]
     neutral = model.processor.tokenizer.convert_tokens_to_ids("a")
-    # rows part ways: <gen_emb> where hidden unit 6 is positive, else a plain token (on this
-    # fixture the text and video items write <gen_emb> first, the image item does not)
-    rule = lambda h: torch.where(h[..., 6] > 0, gen, neutral)
+    # rows part ways: <gen_emb> where hidden unit 8 is positive, else a plain token (on this
+    # fixture the first two items never write <gen_emb> and run out of budget, the last does)
+    rule = lambda h: torch.where(h[..., 8] > 0, gen, neutral)
     rigged = decoding(5, rule)
     items = list(ITEMS.values())
     emb, traces = rigged.encode(items, batch_size=len(items), return_trace=True)
