@@ -1,7 +1,8 @@
 """What `plume-lite reproduce` trains and reads: the paper's chain and the controls that
 decide it (LITE_DIAGNOSIS.md §7), as plain data.
 
-Per seed, from the pre-trained tiny backbone ("base"):
+Per seed, from the random-init tiny backbone ("base"; the shipped pre-trained one scored
+lower as the chain's start, README §Pre-trained tiny backbone):
 
     U        explicit from base            CoT SFT + contrastive: the explicit system
     latent   latent from U                 the curriculum without its all-text stage 0
@@ -17,10 +18,10 @@ The compositional split is read for seed 0 only, and the component and K ablatio
 continue from U like the latent system, for seed 0: they are the secondary columns, and
 the CPU time of `reproduce` goes to the three seeds of the main table.
 
-Direct from the base backbone trains at DIRECT_LR: at the chain's lr 1e-3 it blew up
-after its warm-up (grad norm 7520 at step ~100, then 300 steps at ln(batch), score 11.9;
-runs/reproduce of the README's first chain run), so it gets its stable lr, the tiny
-profile's 3e-4. Runs that start from U use the chain's lr."""
+Direct from the base backbone trains at DIRECT_LR, 3e-4: at 1e-3 it blew up after its
+warm-up (grad norm 7520 at step ~100, then 300 steps at ln(batch), score 11.9; the
+README's first chain run). The chain (reproduce.CHAIN_OVERRIDES) now trains at the same
+lr; DIRECT_LR keeps direct's lr fixed whatever the chain's is."""
 
 from __future__ import annotations
 
