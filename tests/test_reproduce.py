@@ -7,7 +7,9 @@ import json
 import pytest
 
 from plume_lite.apps.cli import main
-from plume_lite.experiments.plan import Budget, cpu_matched_steps, plan_runs
+from plume_lite.errors import ConfigError
+from plume_lite.experiments.plan import Budget, cpu_matched_steps, plan_runs, select_runs
+from plume_lite.experiments.reproduce import reproduce
 from plume_lite.experiments.runner import run_plan
 
 
@@ -25,6 +27,24 @@ def test_plan_is_the_chain_with_its_controls():
                and n != "latent-s0")  # fmt: skip
     # 160 + 75 CPU-s at 0.13 s per direct step
     assert cpu_matched_steps([160.0, 75.0], 117.0, 900) == 1808
+
+
+def test_a_subset_of_the_plan_brings_the_runs_it_needs():
+    runs = plan_runs(2)
+    names = [r.name for r in select_runs(runs, ["direct-cpu-s1", "direct-from-u-s0"])]
+    # in the plan's order: what direct-cpu-s1 matches and the U that direct-from-u-s0 starts from
+    expected = ["explicit-s0", "direct-from-u-s0", "explicit-s1", "latent-s1", "direct-s1", "direct-cpu-s1"]
+    assert names == expected
+    with pytest.raises(ConfigError, match="no run latent-s7 in the plan"):
+        select_runs(runs, ["latent-s7"])
+
+
+def test_a_wrong_setting_or_run_name_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="backbon"):
+        reproduce(tmp_path / "a", quick=True, settings=("backbon=tiny-pretrained",))
+    with pytest.raises(ConfigError, match="no run nope"):
+        reproduce(tmp_path / "b", quick=True, only=["nope"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # no data generated
 
 
 def _job(run, done, log):

@@ -27,6 +27,13 @@ def add_reproduce(subparsers) -> None:
     p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
     p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
     p.add_argument("--eval-data", default=None, help="evaluation data (default: the same as --data)")
+    p.add_argument(
+        "--runs", type=name_list, default=None, help="only these runs of the plan (and the runs they need)"
+    )
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+        help="a training setting for every run, e.g. backbone=tiny-pretrained (repeatable)",
+    )  # fmt: skip
     p.set_defaults(func=_reproduce)
 
 
@@ -41,6 +48,8 @@ def _reproduce(args) -> int:
         data=args.data,
         eval_data=args.eval_data,
         workers=args.workers,
+        only=args.runs,
+        settings=tuple(args.settings),
     )
     print((Path(args.out) / "tables.md").read_text())
     print(f"results: {Path(args.out) / 'results.json'} ({report['wall_seconds'] / 60:.1f} min)")

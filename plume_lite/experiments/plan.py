@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from plume_lite.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Readout:
@@ -125,6 +127,22 @@ def plan_runs(seeds: int, budget: Budget = DEFAULT_BUDGET) -> list[Run]:
             )
         )  # fmt: skip
     return runs
+
+
+def select_runs(runs: list[Run], names) -> list[Run]:
+    """The runs named (the plan's order kept) and every run they start from or match;
+    an unknown name is an error that lists the plan's names."""
+    by_name = {r.name: r for r in runs}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"--runs: no run {', '.join(unknown)} in the plan; its runs: {', '.join(by_name)}")
+    keep, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in keep:
+            keep.add(name)
+            todo += by_name[name].requires()
+    return [r for r in runs if r.name in keep]
 
 
 def cpu_matched_steps(train_seconds: list[float], direct_seconds: float, direct_steps: int) -> int:

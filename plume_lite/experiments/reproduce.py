@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 
 from plume_lite.errors import ConfigError
-from plume_lite.experiments.plan import DEFAULT_BUDGET, QUICK_BUDGET, Run, cpu_matched_steps, plan_runs
+from plume_lite.experiments.plan import (
+    DEFAULT_BUDGET,
+    QUICK_BUDGET,
+    Run,
+    cpu_matched_steps,
+    plan_runs,
+    select_runs,
+)
 from plume_lite.experiments.report import write_report
 from plume_lite.experiments.runner import run_plan
 from plume_lite.io import atomic_write_text
@@ -178,6 +185,8 @@ def measure_efficiency(root: Path, batch_sizes=(1, 16), repeats: int = 3) -> dic
         return json.loads(path.read_text())
     rows = []
     for name, mode in (("direct-s0", "direct"), ("explicit-s0", "explicit"), ("latent-s0", "latent")):
+        if not (root / "runs" / name / "model").is_dir():
+            continue  # not in this reproduce's runs (--runs)
         model = PlumeModel.from_pretrained(
             root / "runs" / name / "model", device=resolve_device("auto")
         ).eval()
@@ -198,20 +207,31 @@ def reproduce(
     eval_data: str | None = None,
     progress: bool = True,
     workers: int = WORKERS,
+    only: list | None = None,
+    settings: tuple = (),
 ) -> dict:
+    """`only`: the plan's runs to train and read (with the runs they need); `settings`:
+    `key=value` training settings for every run, after the chain's own (a control such as
+    `backbone=tiny-pretrained`; a run's own settings, e.g. direct's lr, still come last)."""
     root = Path(out)
     seeds = seeds or (1 if quick else 3)
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    from plume_lite.train.config import resolve_config
+
     start = time.time()
+    extra = (CHAIN_OVERRIDES if profile == "tiny" else ()) + (QUICK_OVERRIDES if quick else ())
+    extra += tuple(settings)
+    resolve_config(profile, mode="latent", overrides=extra)  # a wrong key fails here, not in a worker
+    runs = plan_runs(seeds, QUICK_BUDGET if quick else DEFAULT_BUDGET)
+    if only:
+        runs = select_runs(runs, only)
     if data is None:
         if profile != "tiny":
             raise ConfigError(f"profile {profile} trains on real data: pass --data (and --eval-data)")
         from plume_lite.data.synth import ensure_synth
 
         data = ensure_synth(root / "data", size="tiny" if quick else DATA_SIZE, seed=0)
-    extra = (CHAIN_OVERRIDES if profile == "tiny" else ()) + (QUICK_OVERRIDES if quick else ())
-    runs = plan_runs(seeds, QUICK_BUDGET if quick else DEFAULT_BUDGET)
     if progress:
         log.info("== reproduce: %d runs, %d at a time, in %s", len(runs), workers, root)
     done = run_plan(
@@ -235,6 +255,7 @@ def reproduce(
             "data": str(data),
             "eval_data": str(eval_data or data),
             "overrides": list(extra),
+            "runs": [r.name for r in runs],
             "workers": workers,
         },
         "runs": [done[r.name] for r in runs],
