@@ -2,7 +2,13 @@
 
 MMEB-train / SynthMMEB train rows and UME-sft JSON records become `TrainPair`s;
 MMEB_Test_Instruct rows and BEIR queries/corpus/qrels become `EvalTask`s. Media paths are
-resolved to absolute paths here; nothing is decoded (that is `media.py`'s job)."""
+resolved to absolute paths here; nothing is decoded (that is `media.py`'s job).
+
+Evaluation texts follow a text protocol: "plume_lite" (the default) keeps each row's
+instruction and text apart, media tokens removed; "plume", "ume" and "vlm2vec" give the
+item the string the authors' parser builds for that protocol (`mmeb_text`, spec D14/D15)
+as its `text`, with no instruction, for the MMEB-v2 parsers mmeb_text covers (image and
+visual-document ones); other tasks keep the plume_lite texts."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import io
 import re
 from pathlib import Path
 
+from plume_lite.data import mmeb_registry, mmeb_text
 from plume_lite.data.formats import EvalTask, TrainPair
 from plume_lite.data.storage import VISDOC_QRY_INST, VISDOC_TGT_INST, DataError, resolve
 from plume_lite.media import IMAGE_EXTS
@@ -19,6 +26,7 @@ _MEDIA_TOKENS = re.compile(r"<\|image_\d+\|>|<\|video_\d+\|>|<image>|<video>|<\|
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _SPECIAL = re.compile(r"</?think>|</?answer>|<gen_emb>|<disc_emb>|<bot>|<eot>|<ct>")
+TEXT_PROTOCOLS = ("plume_lite", *mmeb_text.TEXT_PROTOCOLS)
 
 
 def clean_text(text) -> str:
@@ -198,25 +206,55 @@ def pair_from_ume(row: dict, task: str, roots) -> TrainPair:
 # ----------------------------------------------------------------------------- evaluation tasks
 
 
-def task_from_instruct(rows: list[dict], name: str, meta: dict, roots) -> EvalTask:
-    """MMEB_Test_Instruct rows: per row a query and its candidates, positive first."""
+def check_text_protocol(text_protocol: str) -> None:
+    if text_protocol not in TEXT_PROTOCOLS:
+        raise DataError(f"unknown text protocol {text_protocol!r}; choose one of {list(TEXT_PROTOCOLS)}")
+
+
+def _authors_parser(parser, text_protocol: str, kinds) -> str | None:
+    """The parser whose authors' strings the items get, or None for plume_lite texts."""
+    check_text_protocol(text_protocol)
+    return parser if text_protocol != "plume_lite" and parser in kinds else None
+
+
+def _authors_item(text: str, image=None, pdf=None, page=0, roots=()) -> dict:
+    """An item holding the parser's string as is (vlm2vec's keeps its image token and
+    newlines; plume/ume's are already stripped), with no instruction (D14)."""
+    item = make_item(image=image, pdf=pdf, page=page, roots=roots)
+    return {"text": text, **item} if text else item
+
+
+def _instruct_items(r: dict, name: str, parser, text_protocol: str, roots) -> tuple[dict, list[dict]]:
+    """(query, candidates) of one MMEB_Test_Instruct row, positive first."""
+    if parser:
+        t = mmeb_text.mmeb_texts(parser, r, text_protocol, task=name)
+        query = _authors_item(t.query, t.query_image, roots=roots)
+        return query, [_authors_item(c, im, roots=roots) for c, im in zip(t.candidates, t.candidate_images)]
+    query = make_item(
+        r.get("qry_inst"), r.get("qry_text"), r.get("qry_img_path"), r.get("qry_video_path"), roots=roots
+    )
+    texts, imgs = _as_list(r.get("tgt_text")), _as_list(r.get("tgt_img_path"))
+    vids = _as_list(r.get("tgt_video_path"))
+    cands = [
+        make_item(r.get("tgt_inst"), _at(texts, i), _at(imgs, i), _at(vids, i), roots=roots)
+        for i in range(max(len(texts), len(imgs), len(vids)))
+    ]
+    return query, cands
+
+
+def task_from_instruct(
+    rows: list[dict], name: str, meta: dict, roots, parser=None, text_protocol: str = "plume_lite"
+) -> EvalTask:
+    """MMEB_Test_Instruct rows: per row a query and its candidates, positive first.
+    `parser` (the registry's) picks the authors' strings under a non-plume_lite protocol."""
+    parser = _authors_parser(parser, text_protocol, mmeb_text.IMAGE_PARSERS)
     pool: dict = {}
     candidates, queries, lists, qrels = [], [], [], []
     for r in rows:
-        queries.append(
-            make_item(
-                r.get("qry_inst"),
-                r.get("qry_text"),
-                r.get("qry_img_path"),
-                r.get("qry_video_path"),
-                roots=roots,
-            )
-        )
-        texts, imgs = _as_list(r.get("tgt_text")), _as_list(r.get("tgt_img_path"))
-        vids = _as_list(r.get("tgt_video_path"))
+        query, cands = _instruct_items(r, name, parser, text_protocol, roots)
+        queries.append(query)
         idxs = []
-        for i in range(max(len(texts), len(imgs), len(vids))):
-            it = make_item(r.get("tgt_inst"), _at(texts, i), _at(imgs, i), _at(vids, i), roots=roots)
+        for it in cands:
             k = item_key(it)
             if k not in pool:
                 pool[k] = len(candidates)
@@ -242,42 +280,64 @@ def task_from_instruct(rows: list[dict], name: str, meta: dict, roots) -> EvalTa
     )
 
 
+def _qrels(rows: list[dict], index: dict) -> dict:
+    """{query id: {candidate index: score}}: the authors' merge (scores > 0, a pair listed
+    twice keeps its higher score), docs missing from the corpus dropped; a row without a
+    score counts 1."""
+    merged = mmeb_registry.merge_qrels({**row, "score": row.get("score", 1)} for row in rows)
+    rel = {q: {index[d]: s for d, s in docs.items() if d in index} for q, docs in merged.items()}
+    return {q: docs for q, docs in rel.items() if docs}
+
+
 def task_from_beir(
-    queries: list[dict], corpus: list[dict], qrels: list[dict], name: str, meta: dict, roots
+    queries: list[dict],
+    corpus: list[dict],
+    qrels: list[dict],
+    name: str,
+    meta: dict,
+    roots,
+    parser: str | None = None,
+    text_protocol: str = "plume_lite",
 ) -> EvalTask:
-    """BEIR: every query ranks the whole corpus; graded scores > 0 are relevant."""
-    index, candidates = {}, []
+    """BEIR: every query ranks the whole corpus; graded scores > 0 are relevant.
+    `parser` (the registry's: vidore, visrag) picks the authors' strings under a
+    non-plume_lite protocol: ViDoRe's instructions are "" under plume/ume (D15)."""
+    parser = _authors_parser(parser, text_protocol, mmeb_text.DOC_PARSERS)
+    ids = [str(row.get("corpus-id", row.get("_id", ""))) for row in corpus]
+    index = {cid: i for i, cid in enumerate(ids)}
+    if parser:  # one candidate string for every page; it does not depend on the query
+        doc_text = mmeb_text.mmeb_texts(parser, {"query": ""}, text_protocol, name, ids[:1]).candidates
+    candidates = []
     for row in corpus:
-        cid = str(row.get("corpus-id", row.get("_id", "")))
         image = row.get("image") or row.get("image_path")
-        text = "" if (image or row.get("pdf_path")) else row.get("text", "")
+        pdf, page = row.get("pdf_path"), row.get("page", 0)
+        if parser and (image or pdf):
+            candidates.append(_authors_item(doc_text[0], image, pdf, page, roots))
+            continue
         candidates.append(
             make_item(
                 meta.get("tgt_inst", VISDOC_TGT_INST),
-                text,
+                "" if (image or pdf) else row.get("text", ""),
                 image,
                 None,
-                row.get("pdf_path"),
-                row.get("page", 0),
+                pdf,
+                page,
                 roots,
             )
         )
-        index[cid] = len(candidates) - 1
-    rel: dict = {}
-    for row in qrels:
-        cid, score = str(row["corpus-id"]), int(row.get("score", 1))
-        if score > 0 and cid in index:
-            rel.setdefault(str(row["query-id"]), {})[index[cid]] = score
+    rel = _qrels(qrels, index)
     items, graded = [], []
     for row in queries:
         qid = str(row.get("query-id", row.get("_id", "")))
-        if qid in rel:  # BEIR convention: queries without a relevant document are skipped
-            items.append(
-                make_item(
-                    meta.get("qry_inst", VISDOC_QRY_INST), row.get("query", row.get("text", "")), roots=roots
-                )
-            )
-            graded.append(rel[qid])
+        if qid not in rel:  # BEIR convention: queries without a relevant document are skipped
+            continue
+        query = row.get("query", row.get("text", ""))
+        if parser:
+            t = mmeb_text.mmeb_texts(parser, {"query": query}, text_protocol, name, ids[:1])
+            items.append(_authors_item(t.query, roots=roots))
+        else:
+            items.append(make_item(meta.get("qry_inst", VISDOC_QRY_INST), query, roots=roots))
+        graded.append(rel[qid])
     if not items:
         raise DataError(f"task {name}: no query has a relevant corpus entry in qrels")
     return EvalTask(

@@ -176,10 +176,11 @@ def _local_eval_tables(root: Path):
         )
 
 
-def _to_task(name, kind, tables, meta, roots) -> EvalTask:
+def _to_task(name, kind, tables, meta, roots, parser=None, text_protocol="plume_lite") -> EvalTask:
+    texts = {"parser": parser, "text_protocol": text_protocol}
     if kind == "beir":
-        return convert.task_from_beir(*tables, name=name, meta=meta, roots=roots)
-    return convert.task_from_instruct(tables, name, meta, roots)
+        return convert.task_from_beir(*tables, name=name, meta=meta, roots=roots, **texts)
+    return convert.task_from_instruct(tables, name, meta, roots, **texts)
 
 
 def _has_video(rows) -> bool:
@@ -213,13 +214,22 @@ def _check_split(split, source) -> None:
         raise DataError(f"{source}: unknown split {split!r}; choose one of {list(EVAL_SPLITS)}")
 
 
-def load_eval_tasks(source, tasks=None, media_root=None, split: str = "test") -> list[EvalTask]:
+def load_eval_tasks(
+    source, tasks=None, media_root=None, split: str = "test", text_protocol: str = "plume_lite"
+) -> list[EvalTask]:
     """Evaluation tasks of `source` (see module doc), optionally only `tasks`.
 
     split: "test" (the default: SynthMMEB's i.i.d. split, the main score; the one split of
     every other source) or "compositional" (SynthMMEB only: queries of attribute combinations
-    held out of training). Any other name is a DataError."""
+    held out of training). Any other name is a DataError.
+
+    text_protocol: "plume_lite" (the default: instruction and text kept apart) or the
+    protocol whose model the texts are for, "plume", "ume" or "vlm2vec": then each item of
+    an MMEB-v2 image or visual-document task holds the string the authors' parser builds
+    (convert's module doc; ViDoRe's instructions are "" under plume and ume). SynthMMEB
+    tasks and tasks without such a parser (video) keep the plume_lite texts."""
     _check_split(split, source)
+    convert.check_text_protocol(text_protocol)
     kind, src = _source(source)
     if kind == "local" and (src / "tasks.json").exists():
         manifest = read_manifest(src)
@@ -239,7 +249,7 @@ def load_eval_tasks(source, tasks=None, media_root=None, split: str = "test") ->
     if kind == "local":
         found = [(n, k, t, d) for n, k, t, d in _local_eval_tables(src)]
         _check_tasks(tasks, [f[0] for f in found], src)
-    else:
+    else:  # named by YAML key, from the registry's split (VisRAG's is "train")
         found = [(n, k, t, Path(".")) for n, k, t in sources.hub_eval_tables(src, tasks)]
     out = []
     for name, k, tables, d in found:
@@ -250,5 +260,6 @@ def load_eval_tasks(source, tasks=None, media_root=None, split: str = "test") ->
         has_video = k == "instruct" and _has_video(tables)
         meta = known.meta() if known else sources.real_meta(name, has_video=has_video, beir=k == "beir")
         root = src if kind == "local" and src.is_dir() else d
-        out.append(_to_task(name, k, tables, meta, _roots(root, media_root, extra=[d])))
+        roots, parser = _roots(root, media_root, extra=[d]), known.parser if known else None
+        out.append(_to_task(name, k, tables, meta, roots, parser, text_protocol))
     return out

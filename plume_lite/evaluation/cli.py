@@ -7,6 +7,7 @@ from pathlib import Path
 
 from plume_lite.arguments import int_at_least, name_list
 from plume_lite.config import MODES
+from plume_lite.data.mmeb_text import TEXT_PROTOCOLS
 from plume_lite.errors import CheckpointError, InputError
 from plume_lite.runtime import DTYPES, resolve_device, resolve_dtype
 
@@ -23,6 +24,13 @@ def add_cli(subparsers) -> None:
         help="SynthMMEB: the i.i.d. test split (default) or the held-out attribute combinations",
     )
     p.add_argument("--mode", default="latent", choices=MODES)
+    p.add_argument(
+        "--text-protocol",
+        default="plume_lite",
+        choices=["plume_lite", *TEXT_PROTOCOLS],
+        help="item texts: plume_lite's (default), or the authors' MMEB-v2 parser strings as "
+        "plume, ume or vlm2vec is fed them",
+    )
     p.add_argument(
         "--steps", type=int_at_least(0), default=None, help="latent steps K (default: the checkpoint's)"
     )
@@ -84,7 +92,9 @@ def _cli(args) -> int:
     if not Path(args.checkpoint).is_dir():
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
     wanted = args.tasks
-    tasks = load_eval_tasks(args.data, tasks=wanted, split=args.split)
+    # the option is passed only when set, so a loader without it reads the default texts
+    texts = {} if args.text_protocol == "plume_lite" else {"text_protocol": args.text_protocol}
+    tasks = load_eval_tasks(args.data, tasks=wanted, split=args.split, **texts)
     missing = sorted(set(wanted or []) - {t.name for t in tasks})
     if missing:
         raise InputError(f"tasks not found in {args.data}: {', '.join(missing)}")
