@@ -4,8 +4,8 @@ the names and eval types of the authors' evaluation YAMLs (RELEASED_CHECKPOINTS.
 The data lives in `mmeb_v2_tasks.json` next to this file (its `_source` line says where
 each field comes from). Names matter because the YAML key is the task name in every
 score file, so a run can only be diffed against the published scores under these names
-(plume_lite's own table in sources.py calls SmthSmthV2 "SSv2" and files it as global; the
-YAML says local: each query ranks its own candidates).
+(sources.py builds its task tables from this registry; SmthSmthV2 is local, as the YAML
+says: each query ranks its own candidates).
 
 Meta-tasks follow the VLM2Vec-V2 paper grouping, which score_file.PAPER_META reads:
 image classification / qa / retrieval / grounding, video classification / qa / retrieval /
