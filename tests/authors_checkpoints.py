@@ -396,3 +396,87 @@ def authors_latent_embed(
             stopped = True
             break
     return F.normalize(rep.float(), dim=-1), not stopped, written
+
+
+# ------------------------------------------------------------------ the baselines, spec §4
+def ume_inputs(processor, item: dict) -> dict:
+    """Batch-1 processor inputs of UME-R1: the collator's template text, nothing appended
+    (spec §2.1, gen mode UME-R1 explicit), media as authors_visuals prepares them."""
+    return dict(
+        processor(text=[authors_prompt(processor, item)], return_tensors="pt", **authors_visuals(item))
+    )
+
+
+@torch.no_grad()
+def ume_explicit_embed(model, processor, item: dict, max_new_tokens: int):
+    """UME-R1's batch-1 gen-mode embedding (spec §4.1): generate with the checkpoint's
+    generation_config and hidden states; j the last generated <gen_emb>; index j+1, or -1
+    when j+1 >= len-1 or there is none; hidden_states[index][-1], the last position.
+    Returns (embedding, generated ids)."""
+    inputs = ume_inputs(processor, item)
+    model.model.rope_deltas = None
+    out = model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        use_cache=True,
+    )
+    written = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+    gen = processor.tokenizer.convert_tokens_to_ids("<gen_emb>")
+    idx = -1
+    for j in range(len(written) - 1, -1, -1):
+        if written[j] == gen:
+            idx = -1 if j + 1 >= len(written) - 1 else j + 1
+            break
+    h = out.hidden_states[idx][-1][0][-1]  # step 0 holds the whole prompt: its last position
+    return F.normalize(h.float(), dim=-1), written
+
+
+@torch.no_grad()
+def ume_disc_embed(model, processor, item: dict):
+    """UME-R1's disc-mode embedding (spec §4.1): one pass, hidden at the last <disc_emb>."""
+    inputs = ume_inputs(processor, item)
+    model.model.rope_deltas = None
+    h = model.model(**inputs).last_hidden_state[0]
+    disc = processor.tokenizer.convert_tokens_to_ids("<disc_emb>")
+    j = int((inputs["input_ids"][0] == disc).nonzero().flatten()[-1])
+    return F.normalize(h[j].float(), dim=-1)
+
+
+def vlm2vec_image(img: Image.Image) -> Image.Image:
+    """TIGER's image preparation (spec §4.2): RGB; under 28 px on a side -> 56x56."""
+    img = img.convert("RGB")
+    return img.resize((56, 56)) if min(img.size) < 28 else img
+
+
+@torch.no_grad()
+def vlm2vec_embed(model, processor, text: str, image=None, frames=None, positions: str = "1d"):
+    """VLM2Vec-V2's batch-1 embedding (spec §4.2): the raw string T, no template, bare
+    pads; the image (or the frame list, padded to even) as given; positions arange on all
+    three axes ("1d") or transformers' own ("hf"); the last token's final hidden, L2-normalised.
+    The processor's bounds are the caller's to set ([3136, 1003520] in the harness)."""
+    kwargs = {}
+    if image is not None:
+        kwargs["images"] = [vlm2vec_image(image)]
+    if frames is not None:
+        frames = [f.convert("RGB") for f in frames]
+        kwargs["videos"] = [frames + frames[-1:] if len(frames) % 2 else frames]
+    enc = dict(processor(text=[text], return_tensors="pt", **kwargs))
+    names = (
+        "input_ids",
+        "attention_mask",
+        "pixel_values",
+        "image_grid_thw",
+        "pixel_values_videos",
+        "video_grid_thw",
+    )
+    args = {k: enc[k] for k in names if k in enc}
+    if positions == "1d":
+        S = enc["input_ids"].shape[1]
+        args["position_ids"] = torch.arange(S).view(1, 1, S).expand(3, 1, S)
+    else:
+        args["mm_token_type_ids"] = enc["mm_token_type_ids"]
+    model.model.rope_deltas = None
+    h = model.model(**args).last_hidden_state[0, -1]
+    return F.normalize(h.float(), dim=-1)
