@@ -27,7 +27,7 @@ from plume_lite.authors_media import AUTHORS_PIXELS
 from plume_lite.errors import InputError
 from plume_lite.files import item_kind
 from plume_lite.pixel_budget import set_pixel_budget
-from plume_lite.protocols import authors_prompt_text, blank_image
+from plume_lite.protocols import authors_prompt_text, blank_image, strip_media_tokens
 from plume_lite.tokens import DISC_EMB, prompt_text
 
 ITEM_KEYS = ("instruction", "text", "image", "video", "pdf", "page")
@@ -230,7 +230,10 @@ class ItemBatcher:
     def _user_text(self, item: dict) -> dict:
         for key in ("text", "instruction"):
             if key in item:
-                item[key] = escape_special_tokens(item[key], self.specials)
+                # the authors' collator drops media tokens from T: before escaping, which
+                # would otherwise keep them as plain characters
+                text = strip_media_tokens(item[key]) if self.protocol == "plume" else item[key]
+                item[key] = escape_special_tokens(text, self.specials)
         return item
 
     def __call__(self, items: list, mode: str, device) -> tuple[dict, torch.Tensor]:

@@ -57,12 +57,16 @@ QWEN_VL_MAX_PIXELS = 16384 * 28 * 28
 BLANK_SIZE = 28
 
 
-def authors_text(item: dict) -> str:
-    """T of an item under protocol "plume": instruction and text, media tokens removed, stripped."""
-    text = " ".join(s for s in (item.get("instruction"), item.get("text")) if s)
+def strip_media_tokens(text: str) -> str:
+    """`text` without the media placeholders the authors' collator removes from T."""
     for token in MEDIA_TOKENS:
         text = text.replace(token, "")
-    return text.strip()
+    return text
+
+
+def authors_text(item: dict) -> str:
+    """T of an item under protocol "plume": instruction and text, media tokens removed, stripped."""
+    return strip_media_tokens(" ".join(s for s in (item.get("instruction"), item.get("text")) if s)).strip()
 
 
 def authors_prompt_text(item: dict, instruction_prompt: str, mode: str, kind: str) -> str:

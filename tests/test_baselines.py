@@ -398,3 +398,38 @@ def test_baselines_by_name(folders):
     assert isinstance(load_baseline("ume_r1", folders["ume"], max_new_tokens=3), UmeR1Encoder)
     with pytest.raises(ConfigError, match="baseline must be one of ume_r1, vlm2vec, got 'e5'"):
         load_baseline("e5", folders["ume"])
+
+
+def _eval_args(tmp_path, monkeypatch, *extra):
+    """`plume-lite eval` parsed, on a one-task fake loader that records what it was asked."""
+    import argparse
+    import sys
+    import types
+
+    from plume_lite.data.formats import EvalTask
+    from plume_lite.evaluation import cli as eval_cli
+
+    asked = {}
+    queries = [{"text": "a red circle"}, {"text": "a blue square"}]
+    task = EvalTask("T_cls", "image", "classification", "local", "hit@1", queries, queries, [[0, 1], [1, 0]],
+                    [{0: 1.0}, {1: 1.0}])  # fmt: skip
+    fake = types.ModuleType("plume_lite.data.mmeb")
+    fake.load_eval_tasks = lambda src, tasks=None, split="test", **kw: asked.update(kw) or [task]
+    monkeypatch.setitem(sys.modules, "plume_lite.data.mmeb", fake)
+    parser = argparse.ArgumentParser()
+    eval_cli.add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--data", "x", "--out", str(tmp_path / "e.json"), *extra])
+    return args, asked
+
+
+def test_cli_scores_a_baseline_with_its_own_mode_and_texts(folders, tmp_path, monkeypatch, capsys):
+    baseline = ["--baseline", "vlm2vec", "--checkpoint", str(folders["vlm2vec"])]
+    args, asked = _eval_args(tmp_path, monkeypatch, *baseline)
+    assert args.func(args) == 0
+    assert asked == {"text_protocol": "vlm2vec"}  # the harness's MMEB strings by default
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["setting"]["mode"] == "direct" and "T_cls" in result["tasks"]
+    assert json.loads((tmp_path / "e.vlm2vec.json").read_text())["metadata"]["model_name"] == "vlm2vec"
+    args, _ = _eval_args(tmp_path, monkeypatch, *baseline, "--mode", "latent")
+    with pytest.raises(InputError, match="--baseline vlm2vec runs --mode direct, not latent"):
+        args.func(args)

@@ -129,6 +129,15 @@ def test_the_prompt_is_the_authors_template_rendering(model, kind):
         assert "<|image_pad|><|vision_end|>Find the picture. two blue squares\n<disc_emb>\n" in got
 
 
+def test_media_tokens_in_a_users_text_are_dropped_not_escaped(model):
+    # the authors' collator removes <|image_pad|> / <|video_pad|> from T; escaping them
+    # first (as user text is, elsewhere) would leave them in the prompt as plain characters
+    item = {"image": _image(56, 84), "text": "<|image_pad|>What is left of the blue square?"}
+    got = model.batcher.prompt(model.batcher._user_text(clean_item(item)), "latent")
+    assert got == model.batcher.prompt(clean_item(ITEMS["image"]), "latent")
+    assert "image_pad|>What" not in got
+
+
 @pytest.mark.parametrize("kind", ["text", "image", "video"])
 def test_token_ids_and_pixels_equal_the_authors_inputs(model, kind):
     item = ITEMS[kind]
@@ -186,8 +195,9 @@ def test_mrope_positions_change_an_image_items_embedding(authors_checkpoint, mod
 
 @torch.no_grad()
 def test_authors_positions_start_delta_later_than_mrope(model):
-    # one 32x32 image, 56x56 after the authors' stage-1 resize (image_pipeline=qwen_vl_utils):
-    # an 8x8 grid of 7-px patches, 4x4 after the 2x2 merge: 16 tokens spanning 4 positions
+    # one 32x32 image, 56x56 after the authors' stage-1 resize (image_pipeline=qwen_vl_utils),
+    # which the tiny processor (patch 8, factor 16) rounds to 64: an 8x8 patch grid, 4x4
+    # after the 2x2 merge: 16 tokens spanning 4 positions
     item = {"image": _image(32, 32), "text": "a"}
     inputs, _ = model.batcher([item], "latent", "cpu")
     assert inputs["image_grid_thw"].tolist() == [[1, 8, 8]]

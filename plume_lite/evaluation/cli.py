@@ -6,15 +6,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from plume_lite.arguments import int_at_least, name_list
+from plume_lite.baselines import BASELINES
 from plume_lite.config import MODES
 from plume_lite.data.mmeb_text import TEXT_PROTOCOLS
 from plume_lite.errors import CheckpointError, InputError
 from plume_lite.runtime import DTYPES, resolve_device, resolve_dtype
 
+BASELINE_TEXTS = {"ume_r1": "ume", "vlm2vec": "vlm2vec"}  # the MMEB strings each harness fed
+
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on MMEB-style tasks")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    p.add_argument(
+        "--checkpoint", required=True, help="checkpoint folder (with --baseline: a folder or hub id)"
+    )
+    p.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        default=None,
+        help="score a baseline as its authors ran it (ume_r1: mode explicit or direct; vlm2vec: direct)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int_at_least(1),
+        default=8192,
+        help="ume_r1 explicit mode's generation budget",
+    )
     p.add_argument("--data", required=True, help="data folder or hub id")
     p.add_argument("--tasks", type=name_list, default=None, help="comma-separated task names (default: all)")
     p.add_argument(
@@ -23,13 +40,13 @@ def add_cli(subparsers) -> None:
         choices=["test", "compositional"],
         help="SynthMMEB: the i.i.d. test split (default) or the held-out attribute combinations",
     )
-    p.add_argument("--mode", default="latent", choices=MODES)
+    p.add_argument("--mode", default=None, choices=MODES, help="default: latent (a baseline: its own)")
     p.add_argument(
         "--text-protocol",
-        default="plume_lite",
+        default=None,
         choices=["plume_lite", *TEXT_PROTOCOLS],
         help="item texts: plume_lite's (default), or the authors' MMEB-v2 parser strings as "
-        "plume, ume or vlm2vec is fed them",
+        "plume, ume or vlm2vec is fed them (default with --baseline: the baseline's own)",
     )
     p.add_argument(
         "--steps", type=int_at_least(0), default=None, help="latent steps K (default: the checkpoint's)"
@@ -89,19 +106,32 @@ def _cli(args) -> int:
     from plume_lite.evaluation.protocol import evaluate, markdown
     from plume_lite.model import PlumeModel
 
-    if not Path(args.checkpoint).is_dir():
+    if args.baseline is None and not Path(args.checkpoint).is_dir():
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
     wanted = args.tasks
     # the option is passed only when set, so a loader without it reads the default texts
-    texts = {} if args.text_protocol == "plume_lite" else {"text_protocol": args.text_protocol}
+    text_protocol = args.text_protocol or BASELINE_TEXTS.get(args.baseline, "plume_lite")
+    texts = {} if text_protocol == "plume_lite" else {"text_protocol": text_protocol}
     tasks = load_eval_tasks(args.data, tasks=wanted, split=args.split, **texts)
     missing = sorted(set(wanted or []) - {t.name for t in tasks})
     if missing:
         raise InputError(f"tasks not found in {args.data}: {', '.join(missing)}")
     device = resolve_device(args.device)
-    model = PlumeModel.from_pretrained(
-        args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device)
-    )
+    if args.baseline is not None:
+        from plume_lite.baselines import load_baseline
+
+        extra = {"max_new_tokens": args.max_new_tokens} if args.baseline == "ume_r1" else {}
+        model = load_baseline(
+            args.baseline, args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device), **extra
+        )
+        mode, checkpoint_id = args.mode or model.default_mode, model.checkpoint_id
+        if mode not in model.modes:
+            raise InputError(f"--baseline {args.baseline} runs --mode {' or '.join(model.modes)}, not {mode}")
+    else:
+        model = PlumeModel.from_pretrained(
+            args.checkpoint, device=device, dtype=resolve_dtype(args.dtype, device)
+        )
+        mode, checkpoint_id = args.mode or "latent", checkpoint_fingerprint(args.checkpoint)
     if args.max_pixels is not None:
         from plume_lite.pixel_budget import set_pixel_budget
 
@@ -109,14 +139,14 @@ def _cli(args) -> int:
     result = evaluate(
         model,
         tasks,
-        mode=args.mode,
+        mode=mode,
         steps=args.steps,
         batch_size=args.batch_size,
         out=args.out,
-        checkpoint_id=checkpoint_fingerprint(args.checkpoint),
+        checkpoint_id=checkpoint_id,
         cache_dir=None if args.no_cache else "auto",
     )
-    write_score_file(result, args.out, model_name=Path(args.checkpoint).name)
+    write_score_file(result, args.out, model_name=args.baseline or Path(args.checkpoint).name)
     print(markdown(result), end="")
     return 0
 
