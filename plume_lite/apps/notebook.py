@@ -6,6 +6,12 @@ and their cached evaluations, so every notebook trains and scores each one only 
     model = NB.load("latent")    # trained on first use, then reused from the cache folder
     result = NB.evaluate("latent", steps=4)
 
+On the gpu-2b profile the three checkpoints are the authors' released weights instead
+(`released_ids()`: PLUME-Qwen2-VL-2B, or $PLUME_CHECKPOINT, as latent; UME-R1-2B as explicit;
+VLM2Vec-V2.0 as direct), fetched once into the Hugging Face cache and loaded on CUDA in
+bf16: nothing is trained before a notebook prints its first line, and there is no
+training log to show for them (`training_log` returns None).
+
 The status goes to `logging` (this module's logger) and into the set-up object's repr,
 so a notebook shows it by displaying `NB`, and scripts and tests print nothing.
 """
@@ -27,6 +33,25 @@ from plume_lite.data.synth import default_data
 log = logging.getLogger(__name__)
 
 PROFILES = ("tiny", "gpu-2b")
+RELEASED_PLUME = "CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B"  # the authors' release (issue 11)
+BASELINE_OF_MODE = {"explicit": "ume_r1", "direct": "vlm2vec"}  # plume_lite.baselines names
+
+
+def released_ids() -> dict[str, str]:
+    """The gpu-2b profile's checkpoint of each mode: a hub id or a folder.
+
+    Returns:
+        ``{"latent": $PLUME_CHECKPOINT or RELEASED_PLUME, "explicit": UME-R1-2B's hub id,
+        "direct": VLM2Vec-V2.0's hub id}`` (plume_lite.baselines.HUB_IDS).
+
+    Example:
+        >>> released_ids()["explicit"]
+        'zhibinlan/UME-R1-2B'
+    """
+    from plume_lite.baselines import HUB_IDS
+
+    latent = os.environ.get("PLUME_CHECKPOINT", "").strip() or RELEASED_PLUME
+    return {"latent": latent, **{mode: HUB_IDS[name] for mode, name in BASELINE_OF_MODE.items()}}
 
 
 def hub_reachable(repo_id: str, repo_type: str = "model") -> bool:
@@ -68,6 +93,8 @@ class NotebookSetup:
         overrides: training overrides every notebook shares, so each checkpoint is
             trained once per cache folder.
         fallback: why the profile asked for was not used ("" when it was).
+        released: gpu-2b: mode -> the released checkpoint's hub id or folder
+            (`released_ids()`); empty on tiny, whose checkpoints are trained here.
         started: `time.perf_counter()` at set-up, for `elapsed_s`.
     """
 
@@ -76,14 +103,19 @@ class NotebookSetup:
     dtype: torch.dtype | None
     overrides: tuple
     fallback: str = ""
+    released: dict = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     _tasks: list | None = field(default=None)
+    _folders: dict = field(default_factory=dict)  # mode -> resolved released folder
 
     def __repr__(self) -> str:
-        overrides = ", ".join(self.overrides) or "none"
+        if self.released:
+            shared = "released checkpoints: " + ", ".join(f"{m} {i}" for m, i in self.released.items())
+        else:
+            shared = f"shared training overrides: {', '.join(self.overrides) or 'none'}"
         status = (
             f"profile {self.profile} on {self.device}, torch threads: {torch.get_num_threads()}; "
-            f"cache folder {self.cache_root}; shared training overrides: {overrides}"
+            f"cache folder {self.cache_root}; {shared}"
         )
         return f"{self.fallback}\n{status}" if self.fallback else status
 
@@ -116,7 +148,9 @@ class NotebookSetup:
         return default_data()
 
     def checkpoint(self, mode: str) -> Path:
-        """The folder of the notebooks' trained checkpoint of `mode`, trained if absent.
+        """The folder of the notebooks' checkpoint of `mode`: on tiny the trained one
+        (trained if absent); on gpu-2b the released one (`released`), fetched on first
+        use with `plume_lite.released.resolve_checkpoint` and remembered.
 
         Args:
             mode: ``"latent"`` (PLUME), ``"explicit"`` or ``"direct"``.
@@ -124,37 +158,71 @@ class NotebookSetup:
         Returns:
             The model folder (its training log: `training_log(mode)`).
 
+        Raises:
+            ConfigError: gpu-2b and a mode other than the three.
+            CheckpointError: gpu-2b and the released checkpoint cannot be fetched.
+
         Example:
             >>> model_dir = NB.checkpoint("latent")
         """
-        return default_checkpoint(mode, self.profile, self.overrides)
+        if not self.released:
+            return default_checkpoint(mode, self.profile, self.overrides)
+        self._check_released_mode(mode)
+        if mode not in self._folders:
+            from plume_lite import released
 
-    def training_log(self, mode: str) -> Path:
+            self._folders[mode] = released.resolve_checkpoint(self.released[mode])
+        return self._folders[mode]
+
+    def _check_released_mode(self, mode: str) -> None:
+        if mode not in self.released:
+            from plume_lite.errors import ConfigError
+
+            raise ConfigError(f"mode must be one of {', '.join(self.released)}, got {mode!r}")
+
+    def training_log(self, mode: str) -> Path | None:
         """The `log.jsonl` of the training run that made `checkpoint(mode)`: inside a
         shipped checkpoint's folder, or beside the model folder of a run in the cache.
+
+        Returns:
+            The log's path; None on gpu-2b, whose released checkpoints come without
+            the logs of their training (nothing is fetched then).
 
         Example:
             >>> records = viz.read_log(NB.training_log("latent"))
         """
+        if self.released:
+            self._check_released_mode(mode)
+            log.info("%s: released weights, shipped without a training log", self.released[mode])
+            return None
         folder = self.checkpoint(mode)
         inside = folder / "log.jsonl"
         return inside if inside.exists() else folder.parent / "log.jsonl"
 
     def load(self, mode: str):
-        """The notebooks' trained checkpoint of `mode` on this profile's device.
+        """The notebooks' checkpoint of `mode` on this profile's device.
 
         Args:
             mode: ``"latent"``, ``"explicit"`` or ``"direct"``.
 
         Returns:
-            A PlumeModel in eval mode (trained here first if the cache lacks it).
+            tiny: a PlumeModel in eval mode (trained here first if the cache lacks it).
+            gpu-2b: the released PLUME weights as a PlumeModel for latent; for explicit
+            and direct the baseline encoders UME-R1-2B and VLM2Vec-V2.0
+            (`plume_lite.baselines.load_baseline`, run as their harnesses ran them);
+            on CUDA in bf16.
 
         Example:
             >>> model = NB.load("latent")
         """
         from plume_lite.model import PlumeModel
 
-        return PlumeModel.from_pretrained(self.checkpoint(mode), device=self.device, dtype=self.dtype).eval()
+        folder = self.checkpoint(mode)
+        if self.released and mode in BASELINE_OF_MODE:
+            from plume_lite.baselines import load_baseline
+
+            return load_baseline(BASELINE_OF_MODE[mode], folder, device=self.device, dtype=self.dtype)
+        return PlumeModel.from_pretrained(folder, device=self.device, dtype=self.dtype).eval()
 
     def checkpoint_scores(self, run_dir, tasks, steps: int | None = None) -> list[dict]:
         """Score every training checkpoint a run kept (`save_every`, `keep_checkpoints`)
@@ -331,9 +399,11 @@ class NotebookSetup:
 def setup(profile: str | None = None, plot_theme: bool = True) -> NotebookSetup:
     """Pick the notebooks' profile, device and shared training setting.
 
-    The gpu-2b profile falls back to tiny, saying why in the returned object's repr and
-    in a logged warning, when there is no CUDA GPU or the backbone is neither in the
-    local Hugging Face cache nor reachable on the hub. The tiny profile uses
+    The gpu-2b profile uses the released checkpoints (`released_ids()`). It falls back
+    to tiny, saying why in the returned object's repr and in a logged warning, when
+    there is no CUDA GPU or the released PLUME checkpoint ($PLUME_CHECKPOINT, else
+    RELEASED_PLUME) is neither a local folder, nor in the local Hugging Face cache, nor
+    reachable on the hub. The tiny profile uses
     `runtime.configure_threads()` (one thread unless $PLUME_THREADS says otherwise).
 
     Args:
@@ -352,22 +422,23 @@ def setup(profile: str | None = None, plot_theme: bool = True) -> NotebookSetup:
         profile tiny on cpu, torch threads: 1; cache folder ...; shared training overrides: max_steps=150
     """
     from plume_lite.errors import ConfigError
-    from plume_lite.train.config import PROFILES as TRAIN_PROFILES
 
     profile = profile or os.environ.get("PLUME_PROFILE", "tiny")
     if profile not in PROFILES:
         raise ConfigError(f"PLUME_PROFILE must be 'tiny' or 'gpu-2b', got {profile!r}")
-    fallback = ""
+    fallback, released = "", {}
     if profile == "gpu-2b":
-        hub_id = TRAIN_PROFILES["gpu-2b"]["backbone"]
-        gpu, hub = torch.cuda.is_available(), hub_reachable(hub_id)
+        released = released_ids()
+        source = released["latent"]
+        gpu = torch.cuda.is_available()
+        hub = Path(source).is_dir() or hub_reachable(source)
         if not (gpu and hub):
             fallback = (
-                f"PLUME_PROFILE=gpu-2b needs a CUDA GPU and {hub_id} from the Hugging Face hub "
+                f"PLUME_PROFILE=gpu-2b needs a CUDA GPU and {source} from the Hugging Face hub "
                 f"(GPU: {gpu}, hub or local copy: {hub}); falling back to the tiny profile."
             )
             log.warning(fallback)
-            profile = "tiny"
+            profile, released = "tiny", {}
     if profile == "tiny":
         runtime.configure_threads()  # the tiny model's kernels gain nothing from more threads
     if plot_theme:
@@ -380,6 +451,7 @@ def setup(profile: str | None = None, plot_theme: bool = True) -> NotebookSetup:
         dtype=torch.bfloat16 if profile == "gpu-2b" else None,
         overrides=DEFAULT_OVERRIDES if profile == "tiny" else (),
         fallback=fallback,
+        released=released,
     )
     log.info("%r", nb)
     return nb
