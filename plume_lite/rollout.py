@@ -68,6 +68,9 @@ def rope_positions(vlm, inputs: dict) -> torch.Tensor:
     )
     if _accepts(vlm.get_rope_index, "mm_token_type_ids"):
         kwargs["mm_token_type_ids"] = inputs.get("mm_token_type_ids", torch.zeros_like(ids))
+    if inputs.get("second_per_grid_ts") is not None and _accepts(vlm.get_rope_index, "second_per_grid_ts"):
+        # Qwen2.5-VL spaces a video's temporal positions by the seconds between its frames
+        kwargs["second_per_grid_ts"] = inputs["second_per_grid_ts"]
     positions, _ = vlm.get_rope_index(**kwargs)
     return positions
 

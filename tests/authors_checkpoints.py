@@ -8,6 +8,7 @@ package's code and not from the authors' code. Nothing here imports plume_lite e
     build_authors_checkpoint(out, "plume", sharded=True)
     build_authors_checkpoint(out, "ume")              # UME-R1-2B: <gen_emb>, <disc_emb>, no adapter
     build_authors_checkpoint(out, "vlm2vec")          # VLM2Vec-V2.0 (full weights): no tokens added
+    build_authors_checkpoint(out, "plume", backbone="qwen2_5_vl")   # the same on a tiny Qwen2.5-VL
 
     authors_adapter(state, z, step, context)          # spec §1.3, restated with the authors' names
     authors_prompt(item) / authors_inputs(processor, item)   # spec §2.1
@@ -67,6 +68,13 @@ ROW_SOURCE = {
     "<disc_emb>": "<|object_ref_start|>",
     "<bot>": "<|object_ref_start|>",
 }
+# Qwen2.5-VL's tokenizer has no <|object_ref_*|> rows to copy: PLUME copies from
+# </tool_call> (gen, eot, ct) / <tool_call> (disc, bot) there (spec §3)
+ROW_SOURCE_QWEN25 = {
+    t: "</tool_call>" if s == "<|object_ref_end|>" else "<tool_call>" for t, s in ROW_SOURCE.items()
+}
+QWEN25_TOOL_TOKENS = ["<tool_call>", "</tool_call>"]  # non-special added tokens in Qwen2.5's tokenizer
+BACKBONES = ("qwen2_vl", "qwen2_5_vl")
 ATTENTION_SHARPNESS = 4.0  # q and k scaled: attention logits x16, so positions matter
 VOCAB_PADDING = 9  # extra embedding rows, like Qwen2-VL's 151,936-row matrix over a 151,657 tokenizer
 
@@ -138,6 +146,66 @@ def authors_adapter(state: dict, z, step_id: int, context=None, top_k: int = 2):
 
 
 # ------------------------------------------------------------------ the checkpoint, spec §7 fixture
+def make_qwen25_backbone(seed: int = 0):
+    """(model, processor) of a random tiny Qwen2.5-VL: make_backbone's tokenizer, image
+    and video processors (patch 8, merge 2) in a Qwen2_5_VLProcessor, and the same decoder
+    sizes (D = 128, 2 layers, 4 heads, 2 KV heads) in a Qwen2_5_VLConfig, whose vision
+    tower differs from Qwen2-VL's: RMSNorm + gated SiLU MLP blocks, window attention
+    (window_size 32 px = 2x2 merged tokens per window) except in the full-attention
+    block 1, and a merger to out_hidden_size = D; video temporal positions are spaced by
+    tokens_per_second x second_per_grid_ts (2, as the released Qwen2.5-VL models)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+    from plume_lite.backbone import make_backbone
+
+    base, qwen2 = make_backbone(seed=seed)
+    text = base.config.text_config
+    processor = Qwen2_5_VLProcessor(
+        image_processor=qwen2.image_processor,
+        tokenizer=qwen2.tokenizer,
+        video_processor=qwen2.video_processor,
+        chat_template=qwen2.chat_template,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=text.vocab_size,
+            hidden_size=text.hidden_size,
+            intermediate_size=text.intermediate_size,
+            num_hidden_layers=text.num_hidden_layers,
+            num_attention_heads=text.num_attention_heads,
+            num_key_value_heads=text.num_key_value_heads,
+            max_position_embeddings=4096,
+            rope_parameters=dict(text.rope_parameters),
+            bos_token_id=text.bos_token_id,
+            eos_token_id=text.eos_token_id,
+            pad_token_id=text.pad_token_id,
+            tie_word_embeddings=True,
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=2,
+            out_hidden_size=text.hidden_size,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=32,
+            fullatt_block_indexes=[1],
+            tokens_per_second=2,
+        ),
+        image_token_id=base.config.image_token_id,
+        video_token_id=base.config.video_token_id,
+        vision_start_token_id=base.config.vision_start_token_id,
+        vision_end_token_id=base.config.vision_end_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = text.pad_token_id
+    return model, processor
+
+
 def _rewrite_weights(folder: Path, extra: dict, sharded: bool) -> None:
     """model.safetensors + the adapter tensors, one file or two shards (adapter in shard 2)."""
     path = folder / "model.safetensors"
@@ -166,6 +234,7 @@ def build_authors_checkpoint(
     seed: int = 0,
     latent_tokens: float | None = 8.0,
     legacy_names: bool = True,
+    backbone: str = "qwen2_vl",
 ) -> Path:
     """Write a tiny checkpoint in the authors' layout (spec §7, fixture); return its folder.
 
@@ -175,13 +244,24 @@ def build_authors_checkpoint(
     weights, trainer_state.json, no plume_config.json. ume: the two UME-R1 tokens only,
     no resize, no adapter. vlm2vec: the backbone as it is. `legacy_names=False` saves
     the backbone under transformers 5's own names (model.language_model.*,
-    model.visual.*), which the spec cannot rule out."""
+    model.visual.*), which the spec cannot rule out. `backbone="qwen2_5_vl"` starts from
+    make_qwen25_backbone instead (its tokenizer gains <tool_call> / </tool_call>, the
+    rows PLUME copies from on Qwen2.5-VL)."""
     from plume_lite.backbone import make_backbone
 
     if kind not in ("plume", "ume", "vlm2vec"):
         raise ValueError(f"kind must be plume, ume or vlm2vec, got {kind!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
     out = Path(out_dir)
-    model, processor = make_backbone(seed=seed)
+    if backbone == "qwen2_5_vl":
+        model, processor = make_qwen25_backbone(seed=seed)
+        processor.tokenizer.add_tokens(QWEN25_TOOL_TOKENS)
+        model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+        row_source = ROW_SOURCE_QWEN25
+    else:
+        model, processor = make_backbone(seed=seed)
+        row_source = ROW_SOURCE
     with torch.no_grad():  # sharper attention: random init attends almost uniformly, blind to positions
         for layer in model.model.language_model.layers:
             layer.self_attn.q_proj.weight.mul_(ATTENTION_SHARPNESS)
@@ -200,7 +280,7 @@ def build_authors_checkpoint(
         with torch.no_grad():
             w = model.get_input_embeddings().weight
             for t in tokens:
-                i, src = tok.convert_tokens_to_ids(t), tok.convert_tokens_to_ids(ROW_SOURCE[t])
+                i, src = tok.convert_tokens_to_ids(t), tok.convert_tokens_to_ids(row_source[t])
                 w[i] = w[src] + 0.05 * torch.randn(w.shape[1], generator=g)  # copied, then "trained"
 
     if kind in ("ume", "plume"):
@@ -348,6 +428,7 @@ def authors_latent_embed(
     vlm.rope_deltas = None
     names = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")
     names += ("pixel_values_videos", "video_grid_thw", "mm_token_type_ids")
+    names += ("second_per_grid_ts",)  # Qwen2.5-VL's processor only: the video frames' time spacing
     kwargs = {k: inputs[k] for k in names if k in inputs}
     out = vlm(**kwargs, use_cache=True)  # no position_ids: HF computes M-RoPE
     h = out.last_hidden_state[0]
