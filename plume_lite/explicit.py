@@ -51,3 +51,10 @@ def explicit_encode(model, inputs: dict, anchor_index: torch.Tensor, return_trac
         [{"mode": "explicit", "text": t, "generated_tokens": n} for t, n in texts] if return_trace else []
     )
     return emb, traces
+
+
+def writing_budget(model) -> int:
+    """The most tokens an explicit encoder writes per item: a PlumeModel's
+    `config.max_new_tokens`, or a baseline's own `max_new_tokens` (UME-R1: 8192)."""
+    budget = getattr(model, "max_new_tokens", None)
+    return int(budget if budget is not None else model.config.max_new_tokens)

@@ -27,3 +27,12 @@ def test_tiny_budget_covers_the_longest_explicit_target():
     assert longest > 64  # the old budget did not cover it
     assert config.max_new_tokens >= longest
     assert config.model_kwargs()["max_new_tokens"] == config.max_new_tokens  # the model gets it
+
+
+def test_the_writing_budget_of_a_plume_model_and_of_a_baseline(tiny_model):
+    from types import SimpleNamespace
+
+    from plume_lite.explicit import writing_budget
+
+    assert writing_budget(tiny_model) == tiny_model.config.max_new_tokens
+    assert writing_budget(SimpleNamespace(max_new_tokens=8192)) == 8192  # UME-R1's own budget
