@@ -17,6 +17,16 @@ of the expert weights (and of their gradients) per call: on CPU it is faster at 
 tiny width and slower at 1536 (README numbers). Dropout
 draws other random masks than the per-expert loop (independent per expert either
 way), so a training run with dropout > 0 follows another random path; off by default.
+
+`precision="authors"` (PlumeConfig.adapter_precision) computes as the authors' bf16
+evaluation does under torch.autocast (spec §2.5, D6), written as explicit casts: z,
+the anchor and every weight in bf16; the LayerNorm in float32, its output cast to bf16;
+the router Linear in bf16, its softmax in float32 (the returned gate); the top-k
+probabilities cast to bf16 before they scale the bf16 experts; all sums in bf16,
+grouped as theirs: z + (shared(u) + (p_1 e_1(u) + p_2 e_2(u) + ...)), slots in top-k
+order. The output holds bf16 values, returned in z's dtype. The default "float32"
+computes everything in float32 (safer: no top-k flips on near ties); the two differ by
+about 2e-3 relative (tests/test_adapter_precision.py). `fused` is ignored under "authors".
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PRECISIONS = ("float32", "authors")  # PlumeConfig.ADAPTER_PRECISIONS
 
 
 def expert(dim: int, dropout: float) -> nn.Sequential:
@@ -49,10 +61,14 @@ class TransitionAdapter(nn.Module):
         dropout: float = 0.1,
         step_table_size: int = 32,
         fused: bool = False,
+        precision: str = "float32",
     ):
         super().__init__()
         self.kind, self.num_experts, self.top_k = kind, num_experts, top_k
         self.fused = fused  # a plain attribute: no parameter or buffer, checkpoints unchanged
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision  # a plain attribute too
         if kind == "none":
             return
         self.norm = nn.LayerNorm(dim)
@@ -66,6 +82,8 @@ class TransitionAdapter(nn.Module):
     def forward(self, z: torch.Tensor, step: int, anchor: torch.Tensor | None = None) -> AdapterStep:
         if self.kind == "none":
             return AdapterStep(z, None, None)
+        if self.precision == "authors":
+            return self._authors_forward(z, step, anchor)
         z32 = z.float()
         u = self.norm(z32)
         if self.kind == "mlp":
@@ -85,6 +103,37 @@ class TransitionAdapter(nn.Module):
             expert_out = torch.stack([e(u) for e in self.experts], dim=1)  # [B, E, D]
             out = out + (weights.unsqueeze(-1) * expert_out).sum(1)
         return AdapterStep(out.to(z.dtype), gate, top_i)
+
+    def _authors_forward(self, z: torch.Tensor, step: int, anchor: torch.Tensor | None) -> AdapterStep:
+        """forward() with the authors' bf16 autocast casts (module docstring)."""
+        bf16 = torch.bfloat16
+        zb = z.to(bf16)
+        w = self.norm.weight.to(bf16).float()  # their LayerNorm holds bf16 weights, run in fp32
+        b = self.norm.bias.to(bf16).float()
+        u = F.layer_norm(zb.float(), w.shape, w, b, self.norm.eps).to(bf16)
+        if self.kind == "mlp":
+            return AdapterStep((zb + bf16_expert(self.shared, u)).to(z.dtype), None, None)
+        steer = zb + anchor.to(bf16) if self.kind == "moe" else zb
+        step_vec = self.step_emb.weight[step].to(bf16).expand_as(steer)
+        router = torch.cat([steer, step_vec], dim=-1)
+        logits = F.linear(router, self.router.weight.to(bf16), self.router.bias.to(bf16))
+        gate = torch.softmax(logits.float(), dim=-1)
+        top_p, top_i = gate.topk(self.top_k, dim=-1)
+        expert_out = torch.stack([bf16_expert(e, u) for e in self.experts], dim=1)  # [B, E, D] bf16
+        rows = torch.arange(z.shape[0], device=z.device)
+        mix = torch.zeros_like(u)
+        for slot in range(self.top_k):
+            mix = mix + top_p[:, slot : slot + 1].to(bf16) * expert_out[rows, top_i[:, slot]]
+        out = zb + (bf16_expert(self.shared, u) + mix)
+        return AdapterStep(out.to(z.dtype), gate, top_i)
+
+
+def bf16_expert(block: nn.Sequential, u: torch.Tensor) -> torch.Tensor:
+    """An `expert()` block on bf16 `u` with its weights cast to bf16 (GELU and dropout in bf16)."""
+    fc1, act, drop, fc2 = block
+    h = F.linear(u, fc1.weight.to(u.dtype), fc1.bias.to(u.dtype))
+    h = F.dropout(F.gelu(h, approximate=act.approximate), drop.p, training=drop.training)
+    return F.linear(h, fc2.weight.to(u.dtype), fc2.bias.to(u.dtype))
 
 
 def fused_experts(experts, u: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,9 @@ POSITIONS = ("mrope", "authors")
 # package's loader, or qwen_vl_utils' first resize and the authors' processor bounds
 IMAGE_PIPELINES = ("plume_lite", "qwen_vl_utils")
 FRAME_SAMPLINGS = ("plume_lite", "vlm2vec")  # which frames of a video: this package's, or VLM2Vec's
+# the transition adapter's arithmetic (plume_lite/adapter.py): float32 inside, or the bf16
+# casts of the authors' autocast evaluation (spec §2.5, D6)
+ADAPTER_PRECISIONS = ("float32", "authors")
 # LoRA goes on these language-model projections (the vision tower has other names)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -46,6 +49,7 @@ class PlumeConfig:
     # latent mode: after the forced suffix, greedy-decode up to N tokens until <gen_emb> or
     # EOS and read the last <gen_emb> (the authors' evaluation: 4096); 0 reads the forced one
     post_suffix_decode: int = 0
+    adapter_precision: str = "float32"  # float32 | authors (bf16 casts of the authors' eval)
     # LoRA settings (r, alpha, dropout, targets) once enable_lora() ran; None: full weights
     lora: dict | None = field(default=None)
 
@@ -61,6 +65,10 @@ class PlumeConfig:
             raise ConfigError(f"image_pipeline must be one of {IMAGE_PIPELINES}, got {self.image_pipeline!r}")
         if self.frame_sampling not in FRAME_SAMPLINGS:
             raise ConfigError(f"frame_sampling must be one of {FRAME_SAMPLINGS}, got {self.frame_sampling!r}")
+        if self.adapter_precision not in ADAPTER_PRECISIONS:
+            raise ConfigError(
+                f"adapter_precision must be one of {ADAPTER_PRECISIONS}, got {self.adapter_precision!r}"
+            )
         if not self.backbone.strip():
             raise ConfigError("backbone may not be empty")
         _in_range("step_table_size", self.step_table_size, 1, MAX_STEP_TABLE)

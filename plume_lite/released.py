@@ -67,6 +67,11 @@ ADAPTER_NAMES = (
 # the forced suffix (at most 4096 tokens), qwen_vl_utils' image resize with their
 # processor bounds, and VLM2Vec's frame sampling (plume_lite/authors_media.py).
 # expert_dropout is the main training run's (it only matters when fine-tuning).
+# adapter_precision is not set, so it stays "float32": the spec keeps float32 the
+# default (D6) and lists no precision among the compat settings (§1.4, P0.7 asks only
+# for a bf16 backbone on CUDA). Under bf16 the float32 adapter is ~2e-3 relative from
+# the authors' autocast arithmetic and can flip a near-tie top-k choice; pass
+# adapter_precision="authors" to reproduce their casts bit for bit (plume_lite/adapter.py).
 COMPAT_SETTINGS = {
     "adapter": "moe",
     "top_k": 2,
@@ -340,7 +345,7 @@ def load_authors_checkpoint(cls, folder, dtype=None, source=None, **settings):
         **settings: PlumeConfig fields the weights do not record (latent_steps, top_k,
             adapter="moe_no_anchor" for the authors' context "none", positions, protocol,
             instruction_prompt, max_new_tokens, expert_dropout, image_pipeline,
-            frame_sampling).
+            frame_sampling, adapter_precision).
 
     Raises:
         CheckpointError: a file missing or damaged, an adapter tensor missing, unknown or
