@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from plume_lite.apps.defaults import shipped_checkpoint
@@ -52,6 +53,25 @@ def test_the_demo_model_runs_on_the_device_asked_for(tmp_path):
 
     engine = DemoEngine.from_checkpoint(shipped_checkpoint("latent"), [], tmp_path, device="cpu")
     assert engine.model.device.type == "cpu"
+    assert next(engine.model.parameters()).dtype == torch.float32  # as saved on the CPU
+
+
+def test_on_cuda_the_demo_model_loads_in_bfloat16(tmp_path, monkeypatch):
+    import plume_lite
+    from plume_lite import runtime
+    from plume_lite.apps.demo.engine import DemoEngine
+
+    asked = {}
+
+    def fake_load(folder, device=None, dtype=None):
+        asked.update(device=device, dtype=dtype)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda name: "cuda")  # no GPU needed to check the choice
+    monkeypatch.setattr(plume_lite.PlumeModel, "from_pretrained", fake_load)
+    with pytest.raises(RuntimeError, match="stop here"):
+        DemoEngine.from_checkpoint(shipped_checkpoint("latent"), [], tmp_path)
+    assert asked == {"device": "cuda", "dtype": torch.bfloat16}
 
 
 @pytest.mark.parametrize(
