@@ -87,6 +87,7 @@ class PlumeModel(nn.Module):
             config.top_k,
             config.expert_dropout,
             config.step_table_size,
+            precision=config.adapter_precision,
         )
         media = {"image_pipeline": config.image_pipeline, "frame_sampling": config.frame_sampling}
         self.batcher = ItemBatcher(processor, config.instruction_prompt, config.protocol, **media)

@@ -124,3 +124,13 @@ def test_the_setting_is_validated_and_old_configs_load_the_default(tmp_path):
 def test_the_released_loader_keeps_float32_adapter_numerics():
     # spec D6: "default stays fp32"; the compat settings (§1.4) do not list it
     assert "adapter_precision" not in COMPAT_SETTINGS
+
+
+def test_a_plume_model_runs_the_adapter_precision_of_its_config(tiny_model, tmp_path):
+    from plume_lite import PlumeModel
+
+    assert tiny_model.adapter.precision == "float32"
+    authors = PlumeModel.from_backbone("tiny", adapter_precision="authors")
+    assert authors.adapter.precision == "authors"
+    authors.save_pretrained(tmp_path / "m")
+    assert PlumeModel.from_pretrained(tmp_path / "m").adapter.precision == "authors"
