@@ -48,6 +48,17 @@ def test_settings_come_from_the_environment_and_a_flag_wins(tmp_path):
     assert apply_environment(unset(), {"PLUME_DEVICE": "auto"}).device == "auto"
 
 
+def test_the_gpu_2b_profile_defaults_to_the_released_weights():
+    from plume_lite.apps.defaults import RELEASED_PLUME
+
+    assert apply_environment(unset(), {"PLUME_PROFILE": "gpu-2b"}).checkpoint == RELEASED_PLUME
+    assert apply_environment(unset(), {"PLUME_PROFILE": "tiny"}).checkpoint is None  # the shipped one
+    mine = apply_environment(unset(), {"PLUME_PROFILE": "gpu-2b", "PLUME_CHECKPOINT": "me/mine"})
+    assert mine.checkpoint == "me/mine"  # a checkpoint given wins
+    with pytest.raises(ConfigError, match="PLUME_PROFILE='gpu2b': expected tiny or gpu-2b"):
+        apply_environment(unset(), {"PLUME_PROFILE": "gpu2b"})
+
+
 def test_the_demo_model_runs_on_the_device_asked_for(tmp_path):
     from plume_lite.apps.demo.engine import DemoEngine
 

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERRIDES = ("max_steps=150",)
 SHIPPED = Path(__file__).resolve().parent / "checkpoints"
 GATE_MIN_SCORE = 15.0  # overall SynthMMEB tiny score (%); random embeddings score 9.7
+# the authors' released PLUME weights: the gpu-2b profile's latent checkpoint (notebooks, demo)
+RELEASED_PLUME = "CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B"
 
 
 def shipped_checkpoint(mode: str) -> Path | None:

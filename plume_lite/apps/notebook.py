@@ -27,13 +27,12 @@ from pathlib import Path
 import torch
 
 from plume_lite import runtime
-from plume_lite.apps.defaults import DEFAULT_OVERRIDES, default_checkpoint
+from plume_lite.apps.defaults import DEFAULT_OVERRIDES, RELEASED_PLUME, default_checkpoint
 from plume_lite.data.synth import default_data
 
 log = logging.getLogger(__name__)
 
 PROFILES = ("tiny", "gpu-2b")
-RELEASED_PLUME = "CUDAOUTOFMEMORY/PLUME-Qwen2-VL-2B"  # the authors' release (issue 11)
 BASELINE_OF_MODE = {"explicit": "ume_r1", "direct": "vlm2vec"}  # plume_lite.baselines names
 
 

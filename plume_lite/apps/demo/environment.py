@@ -8,6 +8,9 @@ with no arguments, so what an operator would pass as flags can be set as variabl
     PLUME_MAX_K        the K slider's limit (latent steps), an integer >= 1
     PLUME_DEVICE       where the model runs: auto (CUDA when present, the default), cpu,
                        cuda or cuda:N
+    PLUME_PROFILE      gpu-2b: with no checkpoint given, the authors' released PLUME
+                       weights (as the notebooks' gpu-2b profile); tiny (default): the
+                       shipped tiny checkpoint
 
 A flag given on the command line wins over its variable. A bad value is one
 ConfigError that names the variable (or the flag), checked before anything starts.
@@ -95,4 +98,11 @@ def apply_environment(args, environ=None) -> argparse.Namespace:
             setattr(args, name, CHECKS[name](value))
         except ValueError as e:
             raise ConfigError(f"{source}={str(value)!r}: {e}") from None
+    profile = environ.get("PLUME_PROFILE", "").strip() or "tiny"
+    if profile not in ("tiny", "gpu-2b"):
+        raise ConfigError(f"PLUME_PROFILE={profile!r}: expected tiny or gpu-2b")
+    if profile == "gpu-2b" and getattr(args, "checkpoint", None) is None:
+        from plume_lite.apps.defaults import RELEASED_PLUME
+
+        args.checkpoint = RELEASED_PLUME  # the notebooks' gpu-2b latent model: the authors' weights
     return args
