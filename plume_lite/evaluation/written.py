@@ -5,13 +5,24 @@ Explicit mode writes a rationale, `</think>`, then an answer before it reads
 candidates are plain text (class labels, QA answers), that text is the gold answer, and
 the share of queries whose written answer equals it (stripped, spaces collapsed,
 case-insensitive) tells a wrong writer from a bad embedding.
+
+The released UME-R1 writes on after `</think>`: `<answer>A</answer><gen_emb>` and its
+EOS; its answer is A. A PlumeModel's text stops before `<gen_emb>`, so none of that
+applies to it.
 """
 
 from __future__ import annotations
 
+import re
+
 from plume_lite.curriculum import THINK_END
 from plume_lite.files import item_kind
 from plume_lite.items import item_digest
+from plume_lite.tokens import GEN_EMB
+
+THINK_START = "<think>"
+ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+END_TOKENS = ("<|im_end|>", "<|endoftext|>")  # UME-R1's EOS tokens (Qwen2-VL's chat end and pad)
 
 
 def gold_answers(task, relevance: list[dict]) -> list[set[str]] | None:
@@ -31,10 +42,28 @@ def normalise(text: str) -> str:
 
 
 def written_answer(text: str | None) -> str | None:
-    """The text after the first `</think>`, normalised; None when none was written."""
+    """The text after the first `</think>` up to `<gen_emb>`, inside `<answer>…</answer>`
+    when it has that, without EOS tokens, normalised; None when no `</think>` was written.
+
+    Example:
+        >>> written_answer("<think>two</think><answer>Red </answer><gen_emb><|im_end|>")
+        'red'
+    """
     if text is None or THINK_END not in text:
         return None
-    return normalise(text.split(THINK_END, 1)[1])
+    answer = text.split(THINK_END, 1)[1].split(GEN_EMB, 1)[0]
+    tagged = ANSWER.search(answer)
+    if tagged:
+        answer = tagged.group(1)
+    for token in END_TOKENS:
+        answer = answer.replace(token, "")
+    return normalise(answer)
+
+
+def written_rationale(text: str) -> str:
+    """The text before the first `</think>`, without UME-R1's own `<think>`, stripped."""
+    rationale = text.split(THINK_END, 1)[0].strip()
+    return rationale.removeprefix(THINK_START).strip()
 
 
 class TraceRecorder:
@@ -104,17 +133,15 @@ def written_vs_latent(explicit_result: dict, latent_result: dict, tasks: list) -
 
     Returns:
         Rows {"task", "query", "question" (the query's text, else its instruction),
-        "rationale" (the text written before `</think>`), "written answer" (after it,
-        normalised; None if never closed), "true answer" (the gold answers joined by
-        " | "), "explicit written right", "latent right" (a positive ranked first),
-        "latent rank"}.
+        "rationale" (the text written before `</think>`: `written_rationale`),
+        "written answer" (after it: `written_answer`; None if never closed),
+        "true answer" (the gold answers joined by " | "), "explicit written right",
+        "latent right" (a positive ranked first), "latent rank"}.
 
     Example:
         >>> rows = written_vs_latent(results["explicit"], results["latent"], NB.tasks())
         >>> pd.crosstab([r["explicit written right"] for r in rows], [r["latent right"] for r in rows])
     """
-    from plume_lite.curriculum import THINK_END
-
     rows = []
     for task in tasks:
         explicit_rows = explicit_result["tasks"].get(task.name, {}).get("per_query") or []
@@ -132,7 +159,7 @@ def written_vs_latent(explicit_result: dict, latent_result: dict, tasks: list) -
                     "task": task.name,
                     "query": i,
                     "question": task.queries[i].get("text") or task.queries[i].get("instruction", ""),
-                    "rationale": text.split(THINK_END, 1)[0].strip(),
+                    "rationale": written_rationale(text),
                     "written answer": written_answer(text),
                     "true answer": " | ".join(sorted(golds[i])),
                     "explicit written right": bool(e["written_correct"]),
