@@ -60,12 +60,15 @@ def test_zero_stages():
     assert stages["deepspeed_zero2.yaml"] == 2 and stages["deepspeed_zero3.yaml"] == 3
 
 
-def test_sharded_launches_are_refused_and_the_others_pass():
-    for kind in ("FSDP", "DEEPSPEED"):
-        with pytest.raises(ConfigError, match=f"{kind} launches are not supported yet"):
+def test_deepspeed_and_fsdp1_are_refused_fsdp2_is_sharded_the_others_not():
+    for kind in ("DEEPSPEED", "MEGATRON_LM"):
+        with pytest.raises(ConfigError, match=f"{kind} launches are not supported"):
             refuse_sharded(DistributedType(kind))
+    with pytest.raises(ConfigError, match="FSDP version 1 launches are not supported"):
+        refuse_sharded(DistributedType("FSDP"), fsdp_version=1)
+    assert refuse_sharded(DistributedType("FSDP"), fsdp_version=2) is True
     for kind in ("NO", "MULTI_CPU", "MULTI_GPU"):
-        refuse_sharded(DistributedType(kind))
+        assert refuse_sharded(DistributedType(kind)) is False
 
 
 @pytest.mark.slow

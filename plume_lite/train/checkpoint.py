@@ -16,7 +16,10 @@ kill leaves a hidden leftover, never a half-deleted checkpoint (`clean_leftovers
 removes both kinds). `latest_checkpoint` trusts a folder whose manifest sizes match
 the files on disk (cheap); `verify_checkpoint` and `load_checkpoint` also check every
 sha256, so a file corrupted in place at the same size is never loaded, and
-`resume_point` picks the newest checkpoint that verifies (saying which did not)."""
+`resume_point` picks the newest checkpoint that verifies (saying which did not).
+FSDP launches write step folders of another layout here (sharded_checkpoint.py, format
+SHARDED_FORMAT, nested file names in the manifest); finding, verifying and pruning
+treat both alike."""
 
 from __future__ import annotations
 
@@ -42,7 +45,10 @@ from plume_lite.io import (
 
 FORMAT = "plume_lite-train-checkpoint-2"  # -2: the manifest holds a sha256 of every file
 LEGACY_FORMATS = ("plume_lite-train-checkpoint-1",)  # sizes only: resumed with a logged note
+SHARDED_FORMAT = "plume_lite-train-checkpoint-sharded-1"  # FSDP: sharded_checkpoint.py
+FORMATS = (FORMAT, SHARDED_FORMAT, *LEGACY_FORMATS)
 FILES = ("weights.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json", "manifest.json")
+SHARDED_FILES = ("accelerate", "rng.safetensors", "state.json", "manifest.json")
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 
 
@@ -168,7 +174,7 @@ def _manifest(path: Path) -> dict:
     """The manifest of checkpoint folder `path`, structure checked; CheckpointError otherwise."""
     file = path / "manifest.json"
     manifest = read_json(file)
-    if not isinstance(manifest, dict) or manifest.get("format") not in (FORMAT, *LEGACY_FORMATS):
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise CheckpointError(f"{file}: not a plume_lite training checkpoint manifest (format {got!r})")
     files, sums = manifest.get("files"), manifest.get("sha256", {})
@@ -176,12 +182,26 @@ def _manifest(path: Path) -> dict:
         not isinstance(files, dict)
         or not isinstance(sums, dict)
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in files.values())
-        or any(Path(name).name != name or name in ("", ".", "..") for name in files)
+        or not all(_safe_name(name, nested=manifest["format"] == SHARDED_FORMAT) for name in files)
     ):
         raise CheckpointError(f"{file}: malformed file list")
-    if manifest["format"] == FORMAT and set(sums) != set(files):
+    if manifest["format"] in (FORMAT, SHARDED_FORMAT) and set(sums) != set(files):
         raise CheckpointError(f"{file}: the sha256 list does not cover every file")
     return manifest
+
+
+def _safe_name(name, nested: bool) -> bool:
+    """A file name inside the step folder: no '..', no absolute path; sharded
+    checkpoints hold accelerate's subfolders, the others plain names only."""
+    if not isinstance(name, str) or name in ("", ".", "..") or name.startswith("/"):
+        return False
+    parts = name.split("/")
+    return (nested or len(parts) == 1) and all(part not in ("", ".", "..") for part in parts)
+
+
+def checkpoint_format(path) -> str:
+    """The format named by checkpoint folder `path`'s manifest (CheckpointError if unreadable)."""
+    return _manifest(Path(path))["format"]
 
 
 def is_complete(path) -> bool:
@@ -208,7 +228,7 @@ def verify_checkpoint(path) -> str | None:
             raise CheckpointError(f"{file} is missing")
         if file.stat().st_size != size:
             raise CheckpointError(f"{file} has {file.stat().st_size} bytes, its manifest says {size}")
-    if manifest["format"] != FORMAT:
+    if manifest["format"] in LEGACY_FORMATS:
         return (
             f"{path.name} was written without checksums (format {manifest['format']}); "
             "only its sizes were checked"
@@ -227,10 +247,11 @@ def is_ours(path) -> bool:
     manifest = path / "manifest.json"
     if manifest.exists():
         try:
-            return json.loads(manifest.read_bytes()).get("format") in (FORMAT, *LEGACY_FORMATS)
+            return json.loads(manifest.read_bytes()).get("format") in FORMATS
         except (OSError, ValueError, AttributeError):
             pass  # a damaged manifest: judge by the file names
-    return all(entry.name in FILES for entry in path.iterdir())
+    names = {entry.name for entry in path.iterdir()}
+    return names <= set(FILES) or names <= set(SHARDED_FILES)
 
 
 def clean_checkpoint_leftovers(root) -> list[str]:
@@ -322,6 +343,11 @@ def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0, verify: bo
         verify_checkpoint(path)
     elif not is_complete(path):
         raise CheckpointError(f"{path} is not a complete training checkpoint")
+    if checkpoint_format(path) == SHARDED_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by an FSDP launch (each process's shard); resume it with "
+            "configs/accelerate/fsdp.yaml, not with one process or DDP"
+        )
     state = read_json(path / "state.json")
     weights = _tensors(path / "weights.safetensors")
     params = dict(model.named_parameters())
@@ -352,12 +378,7 @@ def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0, verify: bo
         opt_tensors = _tensors(path / "optimizer.safetensors")
         optimizer.load_state_dict(unflatten(state["optimizer"], opt_tensors))
         scheduler.load_state_dict(unflatten(state["scheduler"], {}))
-        rng = _tensors(path / "rng.safetensors")
-        ranks = len(state["rng"])
-        r = rank if rank < ranks else 0  # fewer processes saved than now: reuse rank 0's
-        set_rng_state(
-            state["rng"][r], {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith(f"rank{r}.")}
-        )
+        restore_rng(path, state["rng"], rank)
     except CheckpointError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
@@ -366,6 +387,14 @@ def load_checkpoint(path, model, optimizer, scheduler, rank: int = 0, verify: bo
             f"({type(e).__name__}: {one_line(e)})"
         ) from None
     return state
+
+
+def restore_rng(path: Path, meta: list, rank: int) -> None:
+    """Set this process's generators from checkpoint `path`'s rng.safetensors and the
+    per-rank `meta` of its state.json."""
+    rng = _tensors(path / "rng.safetensors")
+    r = rank if rank < len(meta) else 0  # fewer processes saved than now: reuse rank 0's
+    set_rng_state(meta[r], {k.split(".", 1)[1]: v for k, v in rng.items() if k.startswith(f"rank{r}.")})
 
 
 def _tensors(path) -> dict:

@@ -8,7 +8,8 @@ accelerate runs the loop on CPU, one GPU, or several processes (`accelerate laun
 with DDP, FSDP or DeepSpeed). Output folder:
 
     train_config.json/.yaml   the resolved config      log.jsonl     one line per step
-    checkpoints/step_*/       see checkpoint.py        summary.json  written at the end
+    checkpoints/step_*/       see checkpoint.py (FSDP: sharded_checkpoint.py)
+    summary.json              written at the end
     model/                    PlumeModel.save_pretrained of the final weights
 """
 
@@ -43,6 +44,7 @@ from plume_lite.train.checkpoint import (
 )
 from plume_lite.train.config import RESUME_FREE, TrainConfig
 from plume_lite.train.grad_cache import grad_cache_step
+from plume_lite.train.sharded_checkpoint import load_sharded_checkpoint, save_sharded_checkpoint
 from plume_lite.train.step import TrainStep
 
 FIXED_STAGE = Stage(index=0, ratio=0.0, n_latent=0, drop_answer=False, m=0)  # explicit / direct
@@ -51,23 +53,30 @@ LOCK = ".train.lock"  # fcntl.flock'ed by the main process for the whole run
 OUTPUTS = ("train_config.json", "train_config.yaml", "log.jsonl", "summary.json", "model")
 
 
-# accelerate distributed types that shard the weights or optimizer state across processes
-SHARDED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+# accelerate distributed types whose engine owns the optimizer, clipping and state files
+REFUSED = ("DEEPSPEED", "MEGATRON_LM")
 
 
-def refuse_sharded(distributed_type) -> None:
-    """ConfigError for a sharded launch (FSDP, DeepSpeed): plume_lite's own checkpoint
-    saves the main process's full weights and optimizer state, right for one process
-    and DDP, but under sharding each process holds only its shard, so it would save a
-    fraction of the state. Those launches need accelerator.save_state/load_state
-    (not written yet: nothing in CI can run them)."""
+def refuse_sharded(distributed_type, fsdp_version: int | None = None) -> bool:
+    """True for an FSDP2 launch (checkpoints through accelerator.save_state, see
+    sharded_checkpoint.py), False for one process / DDP (plume_lite's own checkpoint).
+
+    ConfigError for DeepSpeed / Megatron-LM: their engine takes over the optimizer, the
+    gradient clipping and the checkpoint files, deepspeed is not installed here, and no
+    such launch was ever run; and for FSDP1, which was not tested (FSDP2 was)."""
     name = getattr(distributed_type, "value", str(distributed_type))
-    if name in SHARDED:
+    if name in REFUSED:
         raise ConfigError(
-            f"{name} launches are not supported yet: plume_lite's checkpoints hold the main "
-            "process's full weights and optimizer state, which sharding splits across processes; "
-            "launch with configs/accelerate/ddp.yaml"
+            f"{name} launches are not supported: their engine owns the optimizer, clipping and "
+            "checkpoints, and none was ever run with plume_lite; launch with "
+            "configs/accelerate/fsdp.yaml (FSDP2) or ddp.yaml"
         )
+    if name == "FSDP" and fsdp_version != 2:
+        raise ConfigError(
+            f"FSDP version {fsdp_version} launches are not supported (only FSDP2 was tested): "
+            "set fsdp_version: 2 as configs/accelerate/fsdp.yaml does"
+        )
+    return name == "FSDP"
 
 
 class TrainingDiverged(PlumeError):
@@ -309,7 +318,8 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     )  # direct mode skips the adapter
     if accelerator.num_processes != launched:
         raise ConfigError(f"launched {launched} processes but accelerate set up {accelerator.num_processes}")
-    refuse_sharded(accelerator.distributed_type)
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    sharded = refuse_sharded(accelerator.distributed_type, getattr(plugin, "fsdp_version", None))
     main = accelerator.is_main_process
     if main:
         cleaned = _clean_leftovers(out_dir)
@@ -361,15 +371,20 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
     )
     step_module, optimizer = accelerator.prepare(step_module, optimizer)
     plume = accelerator.unwrap_model(step_module).model
+    if sharded:  # FSDP2 replaced the parameters by sharded ones (the optimizer's too)
+        params = [p for p in step_module.parameters() if p.requires_grad]
 
     curriculum = Curriculum(
         config.latent_steps, enabled=config.curriculum, ratios=STAGE_RATIOS[config.first_stage :]
     )
     start, prev_stage, resumed_from = 0, None, None
-    if resume_from is not None:
+    if resume_from is not None and sharded:
+        state = load_sharded_checkpoint(accelerator, resume_from, scheduler, accelerator.process_index)
+    elif resume_from is not None:
         state = load_checkpoint(
             resume_from, plume, optimizer, scheduler, accelerator.process_index, verify=False
         )  # resume_point verified it just now
+    if resume_from is not None:
         try:
             sampler.load_state_dict(state["sampler"])
             start, prev_stage, resumed_from = state["step"], state["stage_index"], str(resume_from)
@@ -417,6 +432,8 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
         grad_norm = (
             accelerator.clip_grad_norm_(params, config.grad_clip) if config.grad_clip > 0 else torch.zeros(())
         )
+        if sharded and hasattr(grad_norm, "full_tensor"):  # FSDP2: a DTensor of the global norm
+            grad_norm = grad_norm.full_tensor()
         values = _reduce(accelerator, {**sums, "grad_norm": torch.as_tensor(grad_norm).float()})
         # fp16's loss scaler overflows now and then: it skips that update by itself
         checked = {k: v for k, v in values.items() if k != "grad_norm" or config.precision != "fp16"}
@@ -448,7 +465,9 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
         if main and (step + 1) % config.log_every == 0:
             with open(out_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-        if (step + 1) % config.save_every == 0 or step + 1 == stop:
+        if sharded and ((step + 1) % config.save_every == 0 or step + 1 == stop):
+            _save_sharded(accelerator, gather_object, ckpt_root, step + 1, scheduler, sampler, stage, config)
+        elif (step + 1) % config.save_every == 0 or step + 1 == stop:
             _save(
                 accelerator,
                 gather_object,
@@ -470,7 +489,9 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
         bar.close()
 
     finished = stop == config.max_steps
-    if main and finished:
+    if sharded and finished:
+        _save_gathered(accelerator, step_module, config, out_dir / "model")
+    elif main and finished:
         plume.save_pretrained(out_dir / "model")
     accelerator.wait_for_everyone()
     summary = _summary(
@@ -501,24 +522,42 @@ def _reduce(accelerator, values: dict) -> dict:
     return dict(zip(keys, stacked.tolist()))
 
 
+def _extras(sampler, stage, config) -> dict:
+    """The JSON state a checkpoint keeps besides tensors: sampler position, stage, mode."""
+    return {
+        "sampler": sampler.state_dict(),
+        "stage_index": stage.index,
+        "stage": {"ratio": stage.ratio, "n_latent": stage.n_latent, "drop_answer": stage.drop_answer},
+        "mode": config.mode,
+    }
+
+
 def _save(accelerator, gather_object, root, step, model, optimizer, scheduler, sampler, stage, config):
     rngs = gather_object([rng_state()])  # every process's generators, in rank order
     if accelerator.is_main_process:
-        save_checkpoint(
-            root,
-            step,
-            model,
-            optimizer,
-            scheduler,
-            {
-                "sampler": sampler.state_dict(),
-                "stage_index": stage.index,
-                "stage": {"ratio": stage.ratio, "n_latent": stage.n_latent, "drop_answer": stage.drop_answer},
-                "mode": config.mode,
-            },
-            rngs,
-        )
+        save_checkpoint(root, step, model, optimizer, scheduler, _extras(sampler, stage, config), rngs)
         prune_checkpoints(root, config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _save_sharded(accelerator, gather_object, root, step, scheduler, sampler, stage, config):
+    rngs = gather_object([rng_state()])
+    save_sharded_checkpoint(accelerator, root, step, scheduler, _extras(sampler, stage, config), rngs)
+    if accelerator.is_main_process:
+        prune_checkpoints(root, config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _save_gathered(accelerator, step_module, config: TrainConfig, path: Path) -> None:
+    """PlumeModel.save_pretrained of the FSDP-sharded weights: every process sends its
+    shards (accelerator.get_state_dict), the main process loads the full state into an
+    unsharded copy of the model and saves that."""
+    full = accelerator.get_state_dict(step_module)  # the whole state on the main process only
+    if accelerator.is_main_process:
+        copy = build_model(config)
+        prefix = "model."  # TrainStep holds the PlumeModel as .model
+        copy.load_state_dict({k.removeprefix(prefix): v for k, v in full.items()}, strict=True)
+        copy.save_pretrained(path)
     accelerator.wait_for_everyone()
 
 
