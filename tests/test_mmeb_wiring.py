@@ -229,7 +229,10 @@ def test_eval_cli_takes_a_text_protocol():
     parser = argparse.ArgumentParser()
     eval_cli.add_cli(parser.add_subparsers(dest="command"))
     base = ["eval", "--checkpoint", "c", "--data", "d", "--out", "o.json"]
-    assert parser.parse_args(base).text_protocol == "plume_lite"
+    assert parser.parse_args(base).text_protocol is None  # decided with --baseline:
+    assert eval_cli.effective_text_protocol(None, None) == "plume_lite"
+    assert eval_cli.effective_text_protocol(None, "ume_r1") == "ume"  # the harness's own strings
+    assert eval_cli.effective_text_protocol("plume", "ume_r1") == "plume"  # asked for wins
     assert parser.parse_args([*base, "--text-protocol", "vlm2vec"]).text_protocol == "vlm2vec"
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--text-protocol", "authors"])

@@ -15,6 +15,12 @@ from plume_lite.runtime import DTYPES, resolve_device, resolve_dtype
 BASELINE_TEXTS = {"ume_r1": "ume", "vlm2vec": "vlm2vec"}  # the MMEB strings each harness fed
 
 
+def effective_text_protocol(text_protocol: str | None, baseline: str | None) -> str:
+    """The item texts `eval` builds: the one asked for, else the baseline's own, else
+    this package's."""
+    return text_protocol or BASELINE_TEXTS.get(baseline, "plume_lite")
+
+
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on MMEB-style tasks")
     p.add_argument(
@@ -110,7 +116,7 @@ def _cli(args) -> int:
         raise CheckpointError(f"checkpoint folder not found: {args.checkpoint}")
     wanted = args.tasks
     # the option is passed only when set, so a loader without it reads the default texts
-    text_protocol = args.text_protocol or BASELINE_TEXTS.get(args.baseline, "plume_lite")
+    text_protocol = effective_text_protocol(args.text_protocol, args.baseline)
     texts = {} if text_protocol == "plume_lite" else {"text_protocol": text_protocol}
     tasks = load_eval_tasks(args.data, tasks=wanted, split=args.split, **texts)
     missing = sorted(set(wanted or []) - {t.name for t in tasks})
