@@ -83,6 +83,9 @@ def test_on_cuda_the_demo_model_loads_in_bfloat16(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         DemoEngine.from_checkpoint(shipped_checkpoint("latent"), [], tmp_path)
     assert asked == {"device": "cuda", "dtype": torch.bfloat16}
+    with pytest.raises(RuntimeError, match="stop here"):
+        DemoEngine.from_checkpoint(shipped_checkpoint("latent"), [], tmp_path, dtype="float32")
+    assert asked == {"device": "cuda", "dtype": torch.float32}  # --dtype float32 wins
 
 
 @pytest.mark.parametrize(
@@ -234,3 +237,16 @@ def test_text_queries_alone_or_beside_an_upload(media_files):
         load_query(None, 1, "an instruction alone", "  ")
     with pytest.raises(MediaError, match=f"the text query is .* keep it under {MAX_QUERY_TEXT_CHARS}"):
         load_query(None, 1, "", "x" * (MAX_QUERY_TEXT_CHARS + 1))
+
+
+def test_the_demo_command_passes_device_and_dtype_to_the_app(monkeypatch):
+    from plume_lite.apps.demo import cli, server
+
+    got = {}
+    monkeypatch.setattr(server, "build_app", lambda checkpoint, **kw: got.update(kw) or "app")
+    monkeypatch.setattr(server, "launch", lambda demo, **kw: got.update(launched=demo))
+    args = cli.add_arguments(argparse.ArgumentParser()).parse_args(["--device", "cpu", "--dtype", "bfloat16"])
+    assert cli.run(args) == 0
+    assert (got["device"], got["dtype"], got["launched"]) == ("cpu", "bfloat16", "app")
+    with pytest.raises(SystemExit):  # not a dtype
+        cli.add_arguments(argparse.ArgumentParser()).parse_args(["--dtype", "int8"])

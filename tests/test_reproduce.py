@@ -103,3 +103,16 @@ def test_reproduce_quick_end_to_end_and_resume(tmp_path, capsys):
     again = json.loads((out / "results.json").read_text())
     assert [r["readouts"] for r in again["runs"]] == [r["readouts"] for r in report["runs"]]
     assert {p: p.stat().st_mtime_ns for p in written} == stamps  # nothing trained or scored again
+
+
+def test_readouts_load_in_the_dtype_asked_for():
+    import torch
+
+    from plume_lite.experiments.reproduce import eval_dtype
+
+    assert eval_dtype("auto", "tiny", "cuda") is None  # the tiny profile scores in float32 everywhere
+    assert eval_dtype("auto", "gpu-2b", "cuda") == torch.bfloat16
+    assert eval_dtype("auto", "gpu-2b", "cpu") is None
+    assert eval_dtype("float16", "tiny", "cpu") == torch.float16
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        eval_dtype("int8", "tiny", "cpu")

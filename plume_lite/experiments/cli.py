@@ -7,6 +7,7 @@ from pathlib import Path
 
 from plume_lite.arguments import int_at_least, int_list, name_list
 from plume_lite.errors import InputError
+from plume_lite.runtime import DTYPES
 
 
 def add_cli(subparsers) -> None:
@@ -27,6 +28,12 @@ def add_reproduce(subparsers) -> None:
     p.add_argument("--profile", default="tiny", choices=["tiny", "gpu-2b"])
     p.add_argument("--data", default=None, help="training data folder or hub id (default: SynthMMEB tiny)")
     p.add_argument("--eval-data", default=None, help="evaluation data (default: the same as --data)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="readouts' weights dtype (default auto: float32 for tiny, bfloat16 on CUDA for gpu-2b)",
+    )
     p.add_argument(
         "--runs", type=name_list, default=None, help="only these runs of the plan (and the runs they need)"
     )
@@ -49,6 +56,7 @@ def _reproduce(args) -> int:
         eval_data=args.eval_data,
         workers=args.workers,
         only=args.runs,
+        dtype=args.dtype,
         settings=tuple(args.settings),
     )
     print((Path(args.out) / "tables.md").read_text())

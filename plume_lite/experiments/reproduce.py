@@ -104,11 +104,13 @@ def _readout_entry(result: dict) -> dict:
     }
 
 
-def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, progress) -> dict:
+def run_job(
+    run: Run, done: dict, root, data, eval_data, profile, extra, quick, progress, dtype="auto"
+) -> dict:
     """Train one run of the plan (unless its model exists) and evaluate its readouts."""
     from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
-    from plume_lite.runtime import resolve_device, resolve_dtype, using_threads
+    from plume_lite.runtime import resolve_device, using_threads
     from plume_lite.train.config import resolve_config
     from plume_lite.train.loop import train
 
@@ -139,9 +141,8 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
     readouts = {}
     with using_threads(1):
         device = resolve_device("auto")
-        # the tiny profile scores in float32 wherever it runs; a GPU profile in bf16 on CUDA
-        dtype = None if profile == "tiny" else resolve_dtype("auto", device)
-        model = PlumeModel.from_pretrained(model_dir, device=device, dtype=dtype).eval()
+        model = PlumeModel.from_pretrained(model_dir, device=device, dtype=eval_dtype(dtype, profile, device))
+        model.eval()
         for r in run.readouts:
             for split in ("test", "compositional") if r.compositional else ("test",):
                 out = run_dir / (f"eval-{r.name}.json" if split == "test" else f"eval-{r.name}-{split}.json")
@@ -164,6 +165,16 @@ def run_job(run: Run, done: dict, root, data, eval_data, profile, extra, quick, 
         "train_cpu_seconds": cpu_file_seconds(cpu_file),
         "seconds": time.time() - started,
     }
+
+
+def eval_dtype(name: str, profile: str, device: str):
+    """The dtype readouts load a run's model in: `name` ("auto": the tiny profile in
+    float32 wherever it runs, a GPU profile in bfloat16 on CUDA)."""
+    from plume_lite.runtime import resolve_dtype
+
+    if name == "auto":
+        return None if profile == "tiny" else resolve_dtype("auto", device)
+    return resolve_dtype(name, device)
 
 
 def cpu_file_seconds(path: Path) -> float:
@@ -209,6 +220,7 @@ def reproduce(
     workers: int = WORKERS,
     only: list | None = None,
     settings: tuple = (),
+    dtype: str = "auto",
 ) -> dict:
     """`only`: the plan's runs to train and read (with the runs they need); `settings`:
     `key=value` training settings for every run, after the chain's own (a control such as
@@ -223,6 +235,7 @@ def reproduce(
     extra = (CHAIN_OVERRIDES if profile == "tiny" else ()) + (QUICK_OVERRIDES if quick else ())
     extra += tuple(settings)
     resolve_config(profile, mode="latent", overrides=extra)  # a wrong key fails here, not in a worker
+    eval_dtype(dtype, profile, "cpu")  # so does a wrong dtype
     runs = plan_runs(seeds, QUICK_BUDGET if quick else DEFAULT_BUDGET)
     if only:
         runs = select_runs(runs, only)
@@ -244,6 +257,7 @@ def reproduce(
         profile=profile,
         extra=extra,
         quick=quick,
+        dtype=dtype,
         progress=progress and workers <= 1,  # bars from two processes would interleave
     )
     efficiency = measure_efficiency(root, repeats=1 if quick else 3)
@@ -255,6 +269,7 @@ def reproduce(
             "data": str(data),
             "eval_data": str(eval_data or data),
             "overrides": list(extra),
+            "dtype": dtype,
             "runs": [r.name for r in runs],
             "workers": workers,
         },

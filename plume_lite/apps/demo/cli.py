@@ -28,6 +28,7 @@ from plume_lite.apps.demo.server import MAX_FILE_SIZE
 from plume_lite.arguments import file_size, int_at_least
 from plume_lite.config import MODES
 from plume_lite.errors import PlumeError
+from plume_lite.runtime import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,12 @@ def add_arguments(parser):
         default=None,
         help="where the model runs: auto (CUDA when present), cpu, cuda, cuda:N "
         "(default: $PLUME_DEVICE, else auto)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="the weights' dtype (default auto: bfloat16 on CUDA, as saved on the CPU)",
     )
     parser.add_argument(
         "--host",
@@ -135,6 +142,7 @@ def run(args) -> int:
         prefetch=args.prefetch,
         max_steps=args.max_k,
         device=args.device,
+        dtype=args.dtype,
     )
     launch(demo, host=args.host, port=args.port, max_file_size=args.max_file_size)
     return 0

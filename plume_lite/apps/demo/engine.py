@@ -141,15 +141,17 @@ class DemoEngine:
         self.add_items(corpus_items)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint, corpus_items, cache_dir, device=None, **kwargs) -> "DemoEngine":
+    def from_checkpoint(
+        cls, checkpoint, corpus_items, cache_dir, device=None, dtype=None, **kwargs
+    ) -> "DemoEngine":
         """The engine of a checkpoint folder, its model on `device` (None/"auto": CUDA when
-        present, else the CPU): in bfloat16 on CUDA (a 2B checkpoint's evaluation dtype),
-        as saved on the CPU."""
+        present, else the CPU), in `dtype` (None/"auto": bfloat16 on CUDA, a 2B checkpoint's
+        evaluation dtype, as saved on the CPU)."""
         from plume_lite import PlumeModel
         from plume_lite.runtime import resolve_device, resolve_dtype
 
         device = resolve_device(device)
-        model = PlumeModel.from_pretrained(checkpoint, device=device, dtype=resolve_dtype("auto", device))
+        model = PlumeModel.from_pretrained(checkpoint, device=device, dtype=resolve_dtype(dtype, device))
         engine = cls(model, corpus_items, cache_dir, checkpoint_fingerprint(checkpoint), **kwargs)
         engine.checkpoint_path = str(checkpoint)
         return engine

@@ -64,6 +64,7 @@ def build_app(
     max_steps: int | None = None,
     examples: bool | None = None,
     device: str | None = None,
+    dtype: str | None = None,
 ) -> gr.Blocks:
     """The demo as a gr.Blocks, its start-up running in the background.
 
@@ -75,6 +76,7 @@ def build_app(
     prefetch      modes embedded afterwards in the background (others: on first use)
     max_steps     the K limit (default engine.MAX_STEPS; the checkpoint's step table caps it)
     device        where the model runs: "auto"/None = CUDA when present, "cpu", "cuda:N"
+    dtype         the weights' dtype: "auto"/None = bfloat16 on CUDA, as saved on the CPU
     examples      clickable SynthMMEB examples on the page; None = with the default corpus
                   only (their files are made in cache_dir/examples before the page is built)
     wait          block until ready (raises if start-up failed)
@@ -103,6 +105,7 @@ def build_app(
         log=log,
         max_steps=max_steps,
         device=device,
+        dtype=dtype,
     )
     if examples is None:
         examples = corpus is None

@@ -68,9 +68,10 @@ class Startup:
         log=True,
         max_steps: int | None = None,
         device: str | None = None,
+        dtype: str | None = None,
     ):
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.device = device
+        self.device, self.dtype = device, dtype
         self.corpus = corpus
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.warm = [m for m in warm if m in MODES]
@@ -217,6 +218,7 @@ class Startup:
             batch_size=self.batch_size,
             max_steps=self.max_steps,
             device=self.device,
+            dtype=self.dtype,
         )
         for mode in self.warm:
 
