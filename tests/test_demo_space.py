@@ -243,6 +243,9 @@ def test_the_demo_command_passes_device_and_dtype_to_the_app(monkeypatch):
     from plume_lite.apps.demo import cli, server
 
     got = {}
+    # run() sets up logging to this test's stderr when none is set: not here, or later
+    # tests' background threads would log to a closed stream
+    monkeypatch.setattr(cli.logging, "basicConfig", lambda **kw: None)
     monkeypatch.setattr(server, "build_app", lambda checkpoint, **kw: got.update(kw) or "app")
     monkeypatch.setattr(server, "launch", lambda demo, **kw: got.update(launched=demo))
     args = cli.add_arguments(argparse.ArgumentParser()).parse_args(["--device", "cpu", "--dtype", "bfloat16"])
