@@ -141,11 +141,7 @@ def save_checkpoint(root, step: int, model, optimizer, scheduler, state: dict, r
         opt_tensors: dict = {}
         opt_struct = flatten(optimizer.state_dict(), opt_tensors, "opt")
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        rng_tensors, rng_meta = {}, []
-        for rank, (meta, tensors) in enumerate(rng_per_rank):
-            rng_meta.append(meta)
-            rng_tensors.update({f"rank{rank}.{k}": v.cpu().contiguous() for k, v in tensors.items()})
-        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        rng_meta = save_rng(tmp, rng_per_rank)
         body = dict(
             state,
             format=FORMAT,
@@ -156,18 +152,35 @@ def save_checkpoint(root, step: int, model, optimizer, scheduler, state: dict, r
             frozen_checksum=frozen_checksum(model),
         )
         (tmp / "state.json").write_text(json.dumps(body, indent=1))
-        files = sorted(f for f in tmp.iterdir())
-        (tmp / "manifest.json").write_text(
-            json.dumps(
-                {
-                    "format": FORMAT,
-                    "step": step,
-                    "files": {f.name: f.stat().st_size for f in files},
-                    "sha256": {f.name: sha256_file(f) for f in files},
-                }
-            )
-        )
+        write_manifest(tmp, FORMAT, step)
     return path
+
+
+def save_rng(folder: Path, rng_per_rank: list) -> list:
+    """Write every process's RNG tensors to `folder`/rng.safetensors (keys `rank<i>.<name>`);
+    return their JSON parts, in rank order."""
+    rng_tensors, rng_meta = {}, []
+    for rank, (meta, tensors) in enumerate(rng_per_rank):
+        rng_meta.append(meta)
+        rng_tensors.update({f"rank{rank}.{k}": v.cpu().contiguous() for k, v in tensors.items()})
+    save_file(rng_tensors, str(folder / "rng.safetensors"))
+    return rng_meta
+
+
+def write_manifest(folder: Path, fmt: str, step: int) -> None:
+    """`folder`/manifest.json: the size and sha256 of every file below it (by relative path)."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    names = {f: f.relative_to(folder).as_posix() for f in files}
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": fmt,
+                "step": step,
+                "files": {names[f]: f.stat().st_size for f in files},
+                "sha256": {names[f]: sha256_file(f) for f in files},
+            }
+        )
+    )
 
 
 def _manifest(path: Path) -> dict:

@@ -22,22 +22,21 @@ verifying and pruning are checkpoint.py's; only writing and loading differ."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from safetensors.torch import save_file
-
 from plume_lite.errors import CheckpointError
-from plume_lite.io import one_line, read_json, sha256_file
+from plume_lite.io import one_line, read_json, replace_dir
 from plume_lite.train.checkpoint import (
     SHARDED_FORMAT,
     checkpoint_format,
     flatten,
     restore_rng,
+    save_rng,
     step_dir,
     unflatten,
+    write_manifest,
 )
 
 STATE = "accelerate"  # the subfolder accelerator.save_state writes
@@ -71,11 +70,7 @@ def save_sharded_checkpoint(accelerator, root, step: int, scheduler, state: dict
 def _finish(tmp: Path, path: Path, step: int, scheduler, state: dict, rng_per_rank: list) -> None:
     for pickled in (tmp / STATE).glob("random_states_*.pkl"):  # never pickle: rng.safetensors has them
         pickled.unlink()
-    rng_tensors, rng_meta = {}, []
-    for rank, (meta, tensors) in enumerate(rng_per_rank):
-        rng_meta.append(meta)
-        rng_tensors.update({f"rank{rank}.{k}": v.cpu().contiguous() for k, v in tensors.items()})
-    save_file(rng_tensors, str(tmp / "rng.safetensors"))
+    rng_meta = save_rng(tmp, rng_per_rank)
     body = dict(
         state,
         format=SHARDED_FORMAT,
@@ -85,26 +80,8 @@ def _finish(tmp: Path, path: Path, step: int, scheduler, state: dict, rng_per_ra
         processes=len(rng_per_rank),
     )
     (tmp / "state.json").write_text(json.dumps(body, indent=1))
-    files = sorted(f for f in tmp.rglob("*") if f.is_file())
-    names = {f: f.relative_to(tmp).as_posix() for f in files}
-    (tmp / "manifest.json").write_text(
-        json.dumps(
-            {
-                "format": SHARDED_FORMAT,
-                "step": step,
-                "files": {names[f]: f.stat().st_size for f in files},
-                "sha256": {names[f]: sha256_file(f) for f in files},
-            }
-        )
-    )
-    if path.exists():  # a damaged checkpoint of this step that the resume skipped
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+    write_manifest(tmp, SHARDED_FORMAT, step)
+    replace_dir(tmp, path)  # over a damaged checkpoint of this step that the resume skipped
 
 
 def load_sharded_checkpoint(accelerator, path, scheduler, rank: int) -> dict:
