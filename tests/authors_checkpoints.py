@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -325,6 +325,15 @@ def read_backbone_tensors(folder) -> dict:
 
 
 # ------------------------------------------------------------------ the eval inputs, spec §2.1 and §2.3
+def scene_image(w: int, h: int, seed: int = 0) -> Image.Image:
+    """A small test picture: a red ellipse (shifted by `seed`) and a blue rectangle on grey."""
+    img = Image.new("RGB", (w, h), (235, 235, 235))
+    d = ImageDraw.Draw(img)
+    d.ellipse([4 + seed, 6, w // 2 + seed, h - 8], fill=(200, 40, 40))
+    d.rectangle([w // 2, 4, w - 4, h // 2], fill=(30, 60, 210))
+    return img
+
+
 def smart_resize(h: int, w: int, factor: int = 28, min_pixels: int = 3136, max_pixels: int = 12845056):
     """qwen_vl_utils' stage-1 size rule (spec §2.3), written from its description."""
     h_bar, w_bar = max(factor, round(h / factor) * factor), max(factor, round(w / factor) * factor)

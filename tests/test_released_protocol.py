@@ -24,8 +24,8 @@ from authors_checkpoints import (
     blank_image,
     build_authors_checkpoint,
     read_authors_adapter,
+    scene_image,
 )
-from PIL import Image, ImageDraw
 
 from plume_lite import InputError, PlumeModel
 from plume_lite.adapter import TransitionAdapter
@@ -36,21 +36,13 @@ from plume_lite.rollout import run_prefix
 TOL = 1e-5
 
 
-def _image(w, h, seed=0):
-    img = Image.new("RGB", (w, h), (235, 235, 235))
-    d = ImageDraw.Draw(img)
-    d.ellipse([4 + seed, 6, w // 2 + seed, h - 8], fill=(200, 40, 40))
-    d.rectangle([w // 2, 4, w - 4, h // 2], fill=(30, 60, 210))
-    return img
-
-
 # media sized as fixed points of qwen_vl_utils' first resize (multiples of 28), so the
 # package (which has no such resize yet, P0.6) and the reference see the same pixels;
 # 8 frames, so both sample every frame
 ITEMS = {
     "text": {"text": "two blue squares  ", "instruction": "  Find the picture."},
-    "image": {"image": _image(56, 84), "text": "What is left of the blue square?"},
-    "video": {"video": [_image(56, 56, i) for i in range(8)], "instruction": "Which object moved?"},
+    "image": {"image": scene_image(56, 84), "text": "What is left of the blue square?"},
+    "video": {"video": [scene_image(56, 56, i) for i in range(8)], "instruction": "Which object moved?"},
 }
 
 
@@ -132,7 +124,7 @@ def test_the_prompt_is_the_authors_template_rendering(model, kind):
 def test_media_tokens_in_a_users_text_are_dropped_not_escaped(model):
     # the authors' collator removes <|image_pad|> / <|video_pad|> from T; escaping them
     # first (as user text is, elsewhere) would leave them in the prompt as plain characters
-    item = {"image": _image(56, 84), "text": "<|image_pad|>What is left of the blue square?"}
+    item = {"image": scene_image(56, 84), "text": "<|image_pad|>What is left of the blue square?"}
     got = model.batcher.prompt(model.batcher._user_text(clean_item(item)), "latent")
     assert got == model.batcher.prompt(clean_item(ITEMS["image"]), "latent")
     assert "image_pad|>What" not in got
@@ -198,7 +190,7 @@ def test_authors_positions_start_delta_later_than_mrope(model):
     # one 32x32 image, 56x56 after the authors' stage-1 resize (image_pipeline=qwen_vl_utils),
     # which the tiny processor (patch 8, factor 16) rounds to 64: an 8x8 patch grid, 4x4
     # after the 2x2 merge: 16 tokens spanning 4 positions
-    item = {"image": _image(32, 32), "text": "a"}
+    item = {"image": scene_image(32, 32), "text": "a"}
     inputs, _ = model.batcher([item], "latent", "cpu")
     assert inputs["image_grid_thw"].tolist() == [[1, 8, 8]]
     _, authors = run_prefix(model.vlm, inputs, positions="authors")

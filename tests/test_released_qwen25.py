@@ -17,8 +17,8 @@ from authors_checkpoints import (
     build_authors_checkpoint,
     read_authors_adapter,
     read_backbone_tensors,
+    scene_image,
 )
-from PIL import Image, ImageDraw
 from safetensors import safe_open
 from safetensors.torch import save_file
 from test_released_load import package_key
@@ -30,19 +30,11 @@ from plume_lite.rollout import rope_positions
 TOL = 1e-5
 
 
-def _image(w, h, seed=0):
-    img = Image.new("RGB", (w, h), (235, 235, 235))
-    d = ImageDraw.Draw(img)
-    d.ellipse([4 + seed, 6, w // 2 + seed, h - 8], fill=(200, 40, 40))
-    d.rectangle([w // 2, 4, w - 4, h // 2], fill=(30, 60, 210))
-    return img
-
-
 # sizes fixed by qwen_vl_utils' first resize (multiples of 28); 8 frames: all are sampled
 ITEMS = {
     "text": {"text": "two blue squares  ", "instruction": "  Find the picture."},
-    "image": {"image": _image(56, 84), "text": "What is left of the blue square?"},
-    "video": {"video": [_image(56, 56, i) for i in range(8)], "instruction": "Which object moved?"},
+    "image": {"image": scene_image(56, 84), "text": "What is left of the blue square?"},
+    "video": {"video": [scene_image(56, 56, i) for i in range(8)], "instruction": "Which object moved?"},
 }
 
 
