@@ -37,8 +37,7 @@ TOL = 1e-5
 
 
 # media sized as fixed points of qwen_vl_utils' first resize (multiples of 28), so the
-# package (which has no such resize yet, P0.6) and the reference see the same pixels;
-# 8 frames, so both sample every frame
+# first resize leaves their pixels as they are; 8 frames, so every frame is sampled
 ITEMS = {
     "text": {"text": "two blue squares  ", "instruction": "  Find the picture."},
     "image": {"image": scene_image(56, 84), "text": "What is left of the blue square?"},
