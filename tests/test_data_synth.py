@@ -349,3 +349,16 @@ def test_cli_synth_and_data_show(tmp_path, capsys, synth):
         assert name in text
     assert cli.main(["data", "show", str(tmp_path / "nowhere")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_train_pairs_sets_the_training_size_and_keeps_the_test_split(tmp_path):
+    from plume_lite.data.synth import read_manifest
+
+    small = read_manifest(make_synth(tmp_path / "a", size="tiny", tasks=["img_cls_colorshape"]))
+    one = ["img_cls_colorshape"]
+    big = read_manifest(make_synth(tmp_path / "b", size="tiny", tasks=one, train_pairs=300))
+    assert small["tasks"][0]["n_train"] == 120 and big["tasks"][0]["n_train"] == 300
+    assert big["tasks"][0]["n_test_queries"] == small["tasks"][0]["n_test_queries"]
+    assert big["train_pairs"] == 300 and "--train-pairs 300" in big["command"]
+    with pytest.raises(DataError, match="train_pairs must be a positive integer"):
+        make_synth(tmp_path / "c", tasks=["img_cls_colorshape"], train_pairs=0)

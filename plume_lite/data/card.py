@@ -137,6 +137,8 @@ def generator_command(manifest: dict, all_names: list[str]) -> str:
     names = [e["name"] for e in manifest["tasks"]]
     if names != all_names:
         cmd += f" --tasks {','.join(names)}"
+    if manifest.get("train_pairs") is not None:
+        cmd += f" --train-pairs {manifest['train_pairs']}"
     return cmd
 
 

@@ -24,6 +24,12 @@ def add_cli(subparsers) -> None:
     )
     p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--tasks", type=name_list, default=None, help="only these task names (comma-separated)")
+    p.add_argument(
+        "--train-pairs",
+        type=int_at_least(1),
+        default=None,
+        help="training pairs per task instead of the size's (its test splits unchanged)",
+    )
     p.set_defaults(func=_synth)
 
     d = subparsers.add_parser("data", help="inspect data sources")
@@ -45,7 +51,9 @@ def _synth(args) -> int:
     from plume_lite.data.synth import make_synth, read_manifest
 
     t0 = time.perf_counter()
-    out = make_synth(args.out, size=args.size, seed=args.seed, tasks=args.tasks, verbose=True)
+    out = make_synth(
+        args.out, size=args.size, seed=args.seed, tasks=args.tasks, verbose=True, train_pairs=args.train_pairs
+    )
     m = read_manifest(out)
     n_train = sum(t["n_train"] for t in m["tasks"])
     n_test = sum(t["n_test_queries"] for t in m["tasks"])

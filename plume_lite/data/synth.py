@@ -142,14 +142,28 @@ def _write_task(tmp: Path, spec: TaskSpec, b: Builder) -> dict:
     return entry
 
 
-def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: bool = False) -> Path:
+def make_synth(
+    out_dir,
+    size: str = "tiny",
+    seed: int = 0,
+    tasks=None,
+    verbose: bool = False,
+    train_pairs: int | None = None,
+) -> Path:
     """Generate SynthMMEB into `out_dir` (replaced atomically) and return its path.
 
     size: "tiny" (~1.4k training pairs; 32 test and 32 compositional queries per task),
     "lite" (480 training pairs, 128 + 128 queries per task: the reproduction run's) or
-    "small" (600 training pairs, 64 + 64 queries); tasks: optional subset of task names."""
+    "small" (600 training pairs, 64 + 64 queries); tasks: optional subset of task names;
+    train_pairs: training pairs per task instead of the size's (the evaluation splits stay
+    the size's)."""
     if size not in SIZES:
         raise DataError(f"unknown synth size {size!r}; choose one of {sorted(SIZES)}")
+    sizes = dict(SIZES[size])
+    if train_pairs is not None:
+        if not isinstance(train_pairs, int) or isinstance(train_pairs, bool) or train_pairs < 1:
+            raise DataError(f"train_pairs must be a positive integer, got {train_pairs!r}")
+        sizes["n_train"] = train_pairs
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise DataError(f"seed must be an integer, got {seed!r}")
     specs = all_tasks()
@@ -166,7 +180,7 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
     with atomic_dir(out) as tmp:
         for spec in specs:
             t0 = time.perf_counter()
-            b = Builder(tmp, spec, seed, **SIZES[size])
+            b = Builder(tmp, spec, seed, **sizes)
             spec.build(b)
             entries.append(_write_task(tmp, spec, b))
             if verbose:
@@ -176,6 +190,7 @@ def make_synth(out_dir, size: str = "tiny", seed: int = 0, tasks=None, verbose: 
             "format": FORMAT,
             "size": size,
             "seed": seed,
+            **({"train_pairs": train_pairs} if train_pairs is not None else {}),
             "image_size": [64, 64],
             "page_size": [64, 80],
             "video_frames": 8,
