@@ -181,13 +181,24 @@ def load_visual(item: dict, image_pipeline: str = "plume_lite", frame_sampling: 
     if kind == "text":
         return None, None
     from plume_lite import authors_media, media
+    from plume_lite.media_cache import DECODED, file_key
 
     if kind == "image":
-        return "image", authors_media.load_image(item["image"], image_pipeline)
+        src = item["image"]
+        key = file_key(src, "image", image_pipeline)
+        return "image", DECODED.get_or_load(key, lambda: authors_media.load_image(src, image_pipeline))
     if kind == "pdf":
-        page = media.load_pdf_page(item["pdf"], page=int(item.get("page", 0)))
-        return "image", authors_media.prepare_image(page, image_pipeline)
-    return "video", authors_media.load_video(item["video"], image_pipeline, frame_sampling)
+        page = int(item.get("page", 0))
+        key = file_key(item["pdf"], "pdf", page, image_pipeline)
+        return "image", DECODED.get_or_load(
+            key,
+            lambda: authors_media.prepare_image(media.load_pdf_page(item["pdf"], page=page), image_pipeline),
+        )
+    src = item["video"]
+    key = file_key(src, "video", image_pipeline, frame_sampling)
+    return "video", DECODED.get_or_load(
+        key, lambda: authors_media.load_video(src, image_pipeline, frame_sampling)
+    )
 
 
 def check_aspect(visual, index: int) -> None:

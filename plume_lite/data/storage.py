@@ -6,7 +6,9 @@ json, jsonl). Media paths are stored relative to the data folder and resolved wh
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
 from pathlib import Path
 
 from plume_lite.errors import PlumeError
@@ -269,11 +271,17 @@ def resolve(rel, roots) -> str:
     existing wins, else the first candidate (so a later MediaError names a real place)."""
     if not rel:
         return ""
-    p = Path(rel)
-    if p.is_absolute():
-        return str(p)
-    cands = [Path(r) / p for r in roots if r]
+    if os.path.isabs(rel):
+        return str(Path(rel))
+    # each root is resolved once; the joined path only normalised: a full resolve() per
+    # media file was most of the time spent loading a training table
+    cands = [os.path.normpath(os.path.join(_resolved_root(str(r), os.getcwd()), rel)) for r in roots if r]
     for c in cands:
-        if c.exists():
-            return str(c.resolve())
-    return str(cands[0].resolve()) if cands else str(p.resolve())
+        if os.path.exists(c):
+            return c
+    return cands[0] if cands else str(Path(rel).resolve())
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved_root(root: str, cwd: str) -> str:  # cwd: a relative root depends on it
+    return str(Path(root).resolve())
