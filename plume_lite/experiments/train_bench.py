@@ -12,6 +12,13 @@ both reported (CPU time is the fairer one under contention, with --threads 1).
 `--adapter 128,1536` instead times the MoE adapter alone (forward + backward, train
 mode): the per-expert loop against `fused=True`, interleaved, at those widths.
 
+`--shape 2b --device cuda` times the gpu-2b recipe (LoRA r=16 on the language model,
+vision frozen, bf16) on random weights of Qwen2-VL-2B-Instruct shapes, nothing
+downloaded, with every image and frame sized to 448x448 as the 2B encode benchmark
+does; `--batches 16,32,64` times each batch size in turn and stops at the first that
+runs out of GPU memory; rows then carry the peak GPU memory; `--out FILE` writes
+every row as JSON (atomically).
+
 `--memory VARIANT` runs one step of that variant (after a 2-pair warm-up step) and
 prints the growth of the process's peak RSS during it: run it once per variant, each in
 its own process (the peak never goes down). CPU only; a rough measure (the allocator
@@ -93,6 +100,8 @@ class StepTimer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
+        if self.model.device.type == "cuda":  # the step's kernels, not just their launches
+            torch.cuda.synchronize(self.model.device)
         if record:
             self.wall.append(time.perf_counter() - w0)
             self.cpu.append(time.process_time() - c0)
@@ -111,7 +120,64 @@ class StepTimer:
             "cpu_s_per_step": round(cpu, 4),
             "pairs_per_s": round(batch_size / wall, 2),
             "pairs_per_cpu_s": round(batch_size / cpu, 2),
+            **gpu_memory(self.model.device),
         }
+
+
+def gpu_memory(device) -> dict:
+    """Peak GPU memory since the last reset, in GiB ({} on a CPU)."""
+    if device.type != "cuda":
+        return {}
+    return {"peak_gpu_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)}
+
+
+def build_bench_model(cfg, shape: str, device: str):
+    """The model one timer trains: the profile's (tiny) or random weights of Qwen2-VL-2B
+    shapes under `cfg`'s LoRA / frozen-vision / precision settings (2b)."""
+    from plume_lite.train.loop import build_model
+
+    if shape != "2b":
+        return build_model(cfg).to(device)
+    from plume_lite.backbone import QWEN2VL_2B_SIZES, make_backbone
+    from plume_lite.config import PlumeConfig
+    from plume_lite.model import PlumeModel
+    from plume_lite.pixel_budget import set_pixel_budget
+
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+    with torch.device(device):  # initialised where it runs (a 2B init on a CPU is slow)
+        backbone, processor = make_backbone(dtype=dtype, **QWEN2VL_2B_SIZES)
+    side = 448 * 448  # the 2B encode benchmark's image size; SynthMMEB's 64 px would be 4 tokens
+    set_pixel_budget(processor, min_pixels=side, max_pixels=side)
+    model = PlumeModel(
+        backbone, processor, PlumeConfig.from_dict({"backbone": "random-2b", **cfg.model_kwargs()})
+    )
+    if cfg.lora:
+        model.enable_lora(
+            r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=tuple(cfg.lora_targets)
+        )
+    if cfg.freeze_vision:
+        model.freeze_vision()
+    return model.to(device)
+
+
+def batch_sweep(make_timer, pairs, batches, steps: int, seed: int = 0) -> list[dict]:
+    """One fresh timer per batch size, smallest first; the first size that runs out of GPU
+    memory gets an `out_of_memory` row and ends the sweep."""
+    rows = []
+    for b in batches:
+        timer = make_timer()
+        if timer.model.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(timer.model.device)
+        try:
+            rows.append(compare({"t": timer}, pairs, b, steps, seed=seed)["t"])
+        except torch.OutOfMemoryError:
+            rows.append({"mode": timer.mode, "n_latent": timer.n_latent, "batch": b, "out_of_memory": True})
+            break
+        finally:
+            del timer
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return rows
 
 
 def compare(
@@ -167,18 +233,25 @@ def peak_rss_growth(timer: "StepTimer", pairs: list) -> dict:
 
 def main(argv=None) -> None:
     from plume_lite.train.config import resolve_config
-    from plume_lite.train.loop import build_model, load_pairs
+    from plume_lite.train.loop import load_pairs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="training data folder (not needed with --adapter)")
-    ap.add_argument("--profile", default="tiny")
+    ap.add_argument(
+        "--profile", default=None, help="training profile (default: tiny; gpu-2b with --shape 2b)"
+    )
+    ap.add_argument("--shape", choices=("tiny", "2b"), default="tiny", help="2b: random Qwen2-VL-2B weights")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batches", default=None, help="comma list of batch sizes to sweep, smallest first")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     ap.add_argument("--adapter", default=None, help="comma list of widths: time the adapter alone")
     ap.add_argument("--reps", type=int, default=20, help="timed repetitions per width (--adapter)")
     ap.add_argument("--memory", default=None, metavar="VARIANT", help="peak-RSS growth of one step")
+    ap.add_argument("--out", default=None, help="JSON file for the rows (written atomically)")
     ap.add_argument(
         "--variants",
         default="latent,latent_loop,direct",
@@ -193,27 +266,61 @@ def main(argv=None) -> None:
         return
     if not args.data:
         ap.error("--data is required (except with --adapter)")
-    cfg = resolve_config(args.profile, mode="latent", overrides=[f"latent_steps={args.k}"])
+    profile = args.profile or ("gpu-2b" if args.shape == "2b" else "tiny")
+    cfg = resolve_config(profile, mode="latent", overrides=[f"latent_steps={args.k}", *args.overrides])
     pairs = load_pairs(cfg, args.data)
-    timers = {}
-    for name in [args.memory] if args.memory else args.variants.split(","):
+
+    def make_timer(name):
         mode, *tags = name.split("_")
         unknown = set(tags) - {"loop", "fused", "ckpt"}
         if unknown:
             ap.error(f"variant {name!r}: unknown tag(s) {', '.join(sorted(unknown))} (loop, fused, ckpt)")
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg)
+        model = build_bench_model(cfg, args.shape, args.device)
         model.adapter.fused = "fused" in tags
-        timers[name] = StepTimer(model, mode, args.k, "loop" in tags, checkpoint_prefix="ckpt" in tags)
+        return StepTimer(model, mode, args.k, "loop" in tags, checkpoint_prefix="ckpt" in tags)
+
     if args.memory:
+        timer = make_timer(args.memory)
         sampler = TaskBatchSampler([p.task for p in pairs], args.batch, seed=cfg.seed)
         chunk = [pairs[j] for j in sampler.next_batch()]
         row = {"variant": args.memory, "task": chunk[0].task, "batch": args.batch, "k": args.k}
-        print(json.dumps({**row, **peak_rss_growth(timers[args.memory], chunk)}))
+        print(json.dumps({**row, **peak_rss_growth(timer, chunk)}))
         return
-    rows = compare(timers, pairs, args.batch, args.steps)
+    names = args.variants.split(",")
+    setting = {
+        "shape": args.shape,
+        "profile": profile,
+        "device": args.device,
+        "k": args.k,
+        "steps": args.steps,
+    }
+    if args.batches:
+        batches = [int(b) for b in args.batches.split(",")]
+        rows = {
+            f"{n}@{b}": r
+            for n in names
+            for b, r in zip(batches, sweep_rows(make_timer, n, pairs, batches, args))
+        }
+        ratios = {}
+    else:
+        rows = compare({n: make_timer(n) for n in names}, pairs, args.batch, args.steps)
+        ratios = step_ratios(rows)
     for row in rows.values():
         print(json.dumps(row), flush=True)
+    print(json.dumps(ratios))
+    if args.out:
+        from plume_lite.io import atomic_write_text
+
+        doc = {"setting": setting, "rows": rows, "ratios": ratios, "torch": torch.__version__}
+        atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+
+
+def sweep_rows(make_timer, name, pairs, batches, args) -> list[dict]:
+    return [{"variant": name, **r} for r in batch_sweep(lambda: make_timer(name), pairs, batches, args.steps)]
+
+
+def step_ratios(rows: dict) -> dict:
     ratios = {}
     for key in ("s_per_step", "cpu_s_per_step"):
         if "latent" in rows and "latent_loop" in rows:
@@ -225,7 +332,7 @@ def main(argv=None) -> None:
                 ratios[f"{other}_vs_latent_cost[{key}]"] = round(rows[other][key] / rows["latent"][key], 2)
         if "latent" in rows and "direct" in rows:
             ratios[f"latent_vs_direct_cost[{key}]"] = round(rows["latent"][key] / rows["direct"][key], 2)
-    print(json.dumps(ratios))
+    return ratios
 
 
 if __name__ == "__main__":
