@@ -24,9 +24,11 @@ def data(tmp_path_factory):
     return synth.make_synth(tmp_path_factory.mktemp("tb"), size="tiny", tasks=["img_cls_colorshape"])
 
 
-def test_the_2b_model_is_the_gpu_2b_recipe_on_random_weights(monkeypatch):
+def test_the_2b_model_is_the_gpu_2b_recipe_on_random_weights(monkeypatch, data):
+    from plume_lite.train.loop import load_pairs
+
     monkeypatch.setattr(backbone, "QWEN2VL_2B_SIZES", SMALL_2B)
-    cfg = resolve_config("gpu-2b", mode="latent")
+    cfg = resolve_config("gpu-2b", mode="latent", overrides=["latent_steps=2"])
     model = train_bench.build_bench_model(cfg, "2b", "cpu")
     assert model.lora_enabled and model.config.backbone == "random-2b"
     assert not any(p.requires_grad for p in model.backbone.model.visual.parameters())
@@ -35,6 +37,11 @@ def test_the_2b_model_is_the_gpu_2b_recipe_on_random_weights(monkeypatch):
     assert next(model.backbone.model.language_model.parameters()).dtype == torch.bfloat16
     # every image as large as the encode benchmark's: 64 px SynthMMEB would be 4 tokens
     assert pixel_budget(model.processor) == (448 * 448, 448 * 448)
+    timer = train_bench.StepTimer(model, "latent", 2)  # one bf16 LoRA step runs and moves LoRA weights
+    before = {n: p.detach().clone() for n, p in model.backbone.named_parameters() if p.requires_grad}
+    timer.step(load_pairs(cfg, data)[:2])
+    after = dict(model.backbone.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
 
 
 def test_the_sweep_times_each_batch_and_stops_at_the_first_out_of_memory(data):
