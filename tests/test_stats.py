@@ -196,3 +196,26 @@ def test_compare_table_and_markdown(systems, tmp_path):
     assert table[4].count("n.s.") == 1 and "+0.0 [+0.0, +0.0]" in table[4]
     with pytest.raises(InputError, match="unknown system"):
         stats.compare_table({"base": a}, [("base", "latent")])
+
+
+def test_the_paired_command_prints_the_same_rows_as_compare_table(systems, tmp_path, capsys):
+    from plume_lite.apps.cli import main
+
+    paths = {}
+    for name, runs in zip("ab", systems):
+        paths[name] = []
+        for i, r in enumerate(runs):
+            p = tmp_path / f"{name}{i}.json"
+            p.write_text(json.dumps(r))
+            paths[name].append(str(p))
+    out = tmp_path / "paired.md"
+    args = ["paired", "--system", "a=" + ",".join(paths["a"]), "--system", "b=" + ",".join(paths["b"])]
+    assert main([*args, "--boot", "300", "--out", str(out)]) == 0
+    groups = {"all": list(TASKS), "reasoning": ["count", "chart"]}
+    expected = stats.markdown(
+        stats.compare_table({"a": paths["a"], "b": paths["b"]}, [("a", "b")], groups, 300)
+    )
+    assert capsys.readouterr().out == expected == out.read_text()
+    assert "| a − b | reasoning (2) |" in expected and "a < b" in expected
+    assert main(["paired", "--system", "a=" + paths["a"][0], "--system", "a=x.json"]) == 2
+    assert "given twice" in capsys.readouterr().err

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "plume_lite.train.cli",  # train
     "plume_lite.train.pretrain_cli",  # pretrain
     "plume_lite.evaluation.cli",  # eval
+    "plume_lite.evaluation.paired_cli",  # paired
     "plume_lite.experiments.cli",  # reproduce, bench
     "plume_lite.apps.demo.cli",  # demo
 ]
