@@ -351,7 +351,7 @@ def test_cli_synth_and_data_show(tmp_path, capsys, synth):
     assert "error:" in capsys.readouterr().err
 
 
-def test_train_pairs_sets_the_training_size_and_keeps_the_test_split(tmp_path):
+def test_train_pairs_sets_the_training_size_and_keeps_the_test_size(tmp_path):
     from plume_lite.data.synth import read_manifest
 
     small = read_manifest(make_synth(tmp_path / "a", size="tiny", tasks=["img_cls_colorshape"]))

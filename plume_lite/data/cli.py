@@ -28,7 +28,7 @@ def add_cli(subparsers) -> None:
         "--train-pairs",
         type=int_at_least(1),
         default=None,
-        help="training pairs per task instead of the size's (its test splits unchanged)",
+        help="training pairs per task instead of the size's (test query counts stay; scenes differ)",
     )
     p.set_defaults(func=_synth)
 

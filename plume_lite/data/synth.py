@@ -155,8 +155,8 @@ def make_synth(
     size: "tiny" (~1.4k training pairs; 32 test and 32 compositional queries per task),
     "lite" (480 training pairs, 128 + 128 queries per task: the reproduction run's) or
     "small" (600 training pairs, 64 + 64 queries); tasks: optional subset of task names;
-    train_pairs: training pairs per task instead of the size's (the evaluation splits stay
-    the size's)."""
+    train_pairs: training pairs per task instead of the size's (the evaluation splits keep
+    the size's query counts, not its scenes: one RNG stream per task draws training first)."""
     if size not in SIZES:
         raise DataError(f"unknown synth size {size!r}; choose one of {sorted(SIZES)}")
     sizes = dict(SIZES[size])
