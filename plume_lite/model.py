@@ -271,10 +271,12 @@ class PlumeModel(nn.Module):
                 reference loop of plume_lite.rollout), "static" (a preallocated static
                 KV cache, decoder layers called directly: plume_lite.static_rollout) or
                 "graph" ("static" replayed as one CUDA graph per batch-size and
-                prefix-length bucket; on a CPU it runs as "static"). The results equal
-                "eager" to float rounding (tests/test_static_engine.py). "direct" and
-                "explicit" run as they always do whatever the engine; "static" and
-                "graph" refuse a config with post-suffix decoding (InputError).
+                prefix-length bucket; on a CPU it runs as "static") or "compiled" ("static"
+                through torch.compile, opt-in: each new shape bucket compiles first, 10 s
+                to minutes on a CPU). The results equal "eager" to float rounding
+                (tests/test_static_engine.py). "direct" and "explicit" run as they always
+                do whatever the engine; the fast engines refuse a config with post-suffix
+                decoding (InputError).
 
         Returns:
             torch.Tensor: [N, D] float32 on the CPU, each row of unit L2 norm (D is the
@@ -428,7 +430,9 @@ class PlumeModel(nn.Module):
         if getattr(self, "_engine_key", None) != key:
             from plume_lite.static_rollout import StaticLatentEngine
 
-            self._engine = StaticLatentEngine(self.vlm, self.adapter, use_graph=engine == "graph")
+            self._engine = StaticLatentEngine(
+                self.vlm, self.adapter, use_graph=engine == "graph", use_compile=engine == "compiled"
+            )
             self._engine_key = key
         return self._engine
 

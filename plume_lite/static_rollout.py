@@ -16,6 +16,10 @@ Same computation as the eager loop (which stays the reference):
 4. With `use_graph` on CUDA, step 3 for one (batch, P, K, S) bucket is captured once as a
    torch.cuda.CUDAGraph; later batches copy their inputs into its static buffers, replay
    it, and clone the outputs out. On the CPU, 3 runs eagerly: the same code CI tests.
+5. With `use_compile` (engine="compiled", opt-in), step 3 goes through `torch.compile`
+   (inductor, one compiled graph per shape bucket): on the tiny CPU model it cut a latent
+   encode by ~45 % at batch 1, after a first call that compiles for 10 s to minutes per
+   shape (benchmarks/compile_probe.py, benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import torch
 
 from plume_lite.rollout import Rollout, _cache_kwargs, model_inputs, rope_positions
 
-ENGINES = ("eager", "static", "graph")  # PlumeModel.encode(engine=...); eager: rollout.py
+ENGINES = ("eager", "static", "graph", "compiled")  # PlumeModel.encode(engine=...); eager: rollout.py
+COMPILE_BACKEND = "inductor"  # tests swap in "eager" (dynamo's tracing without code generation)
 PREFIX_BUCKET = 32  # prefix lengths are rounded up to this: fewer graphs, a few masked columns
 MAX_GRAPHS = 8  # captured buckets kept per engine (each holds its own KV buffers)
 
@@ -87,10 +92,14 @@ def additive_masks(prefix_mask: torch.Tensor, P: int, K: int, S: int, dtype):
 class StaticLatentEngine:
     """Latent rollouts on a static cache; `use_graph` replays CUDA graphs (CUDA only)."""
 
-    def __init__(self, vlm, adapter, use_graph: bool = False):
+    def __init__(self, vlm, adapter, use_graph: bool = False, use_compile: bool = False):
         self.vlm, self.adapter = vlm, adapter
         self.lm = vlm.language_model
         self.use_graph = use_graph
+        # static shapes: a new (B, P, K, S) bucket compiles again, as a CUDA graph is captured again
+        self.steps = (
+            torch.compile(self.run_steps, backend=COMPILE_BACKEND, dynamic=False) if use_compile else None
+        )
         # the layers' name for the cache argument, looked up once (inspect is slow per step)
         self.layer_cache_key = next(iter(_cache_kwargs(self.lm.layers[0], None)))
         self.graphs: OrderedDict = OrderedDict()  # bucket -> _CapturedSteps
@@ -135,7 +144,7 @@ class StaticLatentEngine:
             suffix_embeds=self.vlm.get_input_embeddings()(suffix_ids),
         )
         if not graph:
-            outputs = self.run_steps(ColumnWriter(cache), fresh, P, steps)
+            outputs = (self.steps or self.run_steps)(ColumnWriter(cache), fresh, P, steps)
         else:
             if captured is None:
                 captured = self._capture(cache, fresh, P, steps, key)

@@ -72,6 +72,18 @@ def test_graph_engine_runs_as_static_on_a_cpu(tiny_model):
     )
 
 
+def test_compiled_engine_equals_eager_on_a_mixed_batch(tiny_model, media_files, monkeypatch):
+    """engine="compiled" traced by dynamo; the "eager" backend skips inductor's code
+    generation (minutes on a CPU: benchmarks/compile_probe.py measures that)."""
+    from plume_lite import static_rollout
+
+    monkeypatch.setattr(static_rollout, "COMPILE_BACKEND", "eager")
+    tiny_model._engine_key = None  # a fresh engine, built under the patched backend
+    _assert_same(tiny_model, _mixed(media_files), 8, engine="compiled")
+    assert tiny_model._static_engine("compiled").steps is not None
+    tiny_model._engine_key = None
+
+
 def test_unknown_engine_is_a_one_line_input_error(tiny_model):
     with pytest.raises(InputError) as err:
         tiny_model.encode(["a red circle"], engine="turbo")

@@ -86,7 +86,7 @@ def add_bench(subparsers) -> None:
     p.add_argument(
         "--engine",
         default="auto",
-        choices=["auto", "static", "graph", "none"],
+        choices=["auto", "static", "graph", "compiled", "none"],
         help="fast latent engine timed beside the eager loop (auto: graph on CUDA, static on CPU)",
     )
     p.add_argument(
