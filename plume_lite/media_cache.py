@@ -8,15 +8,16 @@ Only regular files are cached, keyed by path, size and mtime (a rewritten file i
 again) and by the media settings; a file that fails to decode is never cached, so it
 fails the same way every time. Values are decoded PIL images shared between callers:
 nothing downstream modifies them in place (the processor copies into arrays).
-`PLUME_MEDIA_CACHE_MB` bounds it (default 512; 0 turns it off); least recently used
-entries go first.
+`PLUME_MEDIA_CACHE_MB` bounds it (default 512; 0 turns it off). Once full it admits
+nothing more and evicts nothing: training epochs and evaluations scan the same files in
+a cycle, where LRU eviction would drop every entry just before its reuse, while a full
+cache keeps serving the share it holds.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 
 from plume_lite.errors import ConfigError
 
@@ -56,29 +57,25 @@ def _nbytes(value) -> int:
 
 class MediaCache:
     def __init__(self):
-        self._entries: OrderedDict = OrderedDict()
+        self._entries: dict = {}
         self._bytes = 0
         self._lock = threading.Lock()  # the demo encodes from several threads
 
     def get_or_load(self, key, load):
-        """`load()`'s value for `key`, decoded once while it stays in the cache. A video's
+        """`load()`'s value for `key`, decoded once if it fitted in the cache. A video's
         frame list is returned as a new list, so a caller's list edits stay its own."""
         budget = budget_bytes()
         if key is None or budget == 0:
             return load()
         with self._lock:
             if key in self._entries:
-                self._entries.move_to_end(key)
                 return _fresh(self._entries[key])
         value = load()  # outside the lock: decoding may take a while
         size = _nbytes(value)
         with self._lock:
-            if size <= budget and key not in self._entries:
+            if self._bytes + size <= budget and key not in self._entries:
                 self._entries[key] = value
                 self._bytes += size
-                while self._bytes > budget:
-                    _, old = self._entries.popitem(last=False)
-                    self._bytes -= _nbytes(old)
         return _fresh(value)
 
     def clear(self) -> None:
