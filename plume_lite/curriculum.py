@@ -30,6 +30,9 @@ from plume_lite.errors import InputError
 STAGE_RATIOS = (0.0, 0.25, 0.5, 0.75, 1.0)
 THINK_END = "</think>"
 READ_POSITIONS = ("after_text", "after_latents")
+# after_latents, not the paper's after_text: measured from a trained U (README §Results,
+# docs/method.md §Deviations); the one default the config, the step and the model share
+DEFAULT_READ_POSITION = "after_latents"
 # a sentence ends at . ! ? (optionally followed by a closing quote/bracket) + space
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+")
 

@@ -20,7 +20,7 @@ from torch import nn
 from plume_lite.adapter import TransitionAdapter, balance_loss
 from plume_lite.backbone import load_backbone
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig
-from plume_lite.curriculum import READ_POSITIONS, place_gen_emb
+from plume_lite.curriculum import DEFAULT_READ_POSITION, READ_POSITIONS, place_gen_emb
 from plume_lite.errors import InputError
 from plume_lite.items import ItemBatcher, as_item, checked_int, is_single_item
 from plume_lite.protocols import post_suffix_decoder
@@ -444,19 +444,22 @@ class PlumeModel(nn.Module):
         n_latent: int,
         mode: str,
         *,
-        read_position: str = "after_text",
+        read_position: str | None = None,
         checkpoint_prefix: bool = False,
     ) -> TrainForward:
         """Teacher-forced forward for the training losses (see plume_lite.train.loop).
 
-        `read_position` (latent mode): "after_text" reads `<gen_emb>` after the suffix
-        text (the paper's layout); "after_latents" reads it right after `<eot></think>\n`,
-        as inference does, with the suffix text predicted after it (curriculum.place_gen_emb).
-        Explicit mode reads after its text only, as its inference does.
+        `read_position` (latent mode): "after_latents" (None: the default,
+        curriculum.DEFAULT_READ_POSITION) reads `<gen_emb>` right after `<eot></think>\n`,
+        as inference does, with the suffix text predicted after it (curriculum.place_gen_emb);
+        "after_text" reads it after the suffix text (the paper's layout). Explicit mode
+        reads after its text only, as its inference does (None gives that).
         `checkpoint_prefix`: recompute the prefix pass in the backward (less memory, same
         results; plume_lite.rollout.run_prefix)."""
         if mode not in MODES:
             raise InputError(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
+        if read_position is None:
+            read_position = DEFAULT_READ_POSITION if mode == "latent" else "after_text"
         if read_position not in READ_POSITIONS:
             raise InputError(
                 f"read_position must be one of {', '.join(READ_POSITIONS)}, got {read_position!r}"

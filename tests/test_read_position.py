@@ -85,15 +85,24 @@ def test_after_latents_reads_where_inference_reads_whatever_text_follows(model, 
 
 def test_after_text_is_the_papers_layout_and_reads_after_the_answer(model, monkeypatch):
     suffixes = ["It is red.</think>red\n", "Two.</think>two\n"]
-    default, texts = _labels_seen(monkeypatch, model, ITEMS, suffixes, 3, "latent")
-    named, _ = _labels_seen(monkeypatch, model, ITEMS, suffixes, 3, "latent", read_position="after_text")
+    paper = dict(read_position="after_text")
+    default, texts = _labels_seen(monkeypatch, model, ITEMS, suffixes, 3, "latent", **paper)
     assert texts == [f"{EOT}{s}{GEN_EMB}" for s in suffixes]
-    assert torch.equal(default.gen_emb, named.gen_emb)
     other, _ = _labels_seen(
-        monkeypatch, model, ITEMS, ["Other.</think>blue\n", "Two.</think>two\n"], 3, "latent"
+        monkeypatch, model, ITEMS, ["Other.</think>blue\n", "Two.</think>two\n"], 3, "latent", **paper
     )
     assert not torch.allclose(other.gen_emb[0], default.gen_emb[0], atol=1e-4)  # it sees the answer
     assert torch.allclose(other.gen_emb[1], default.gen_emb[1], atol=1e-5)  # rows stay independent
+
+
+def test_the_default_is_after_latents_for_latent_and_after_text_for_explicit(model, monkeypatch):
+    suffixes = ["It is red.</think>red\n", "Two.</think>two\n"]
+    default, _ = _labels_seen(monkeypatch, model, ITEMS, suffixes, 3, "latent")
+    named, _ = _labels_seen(monkeypatch, model, ITEMS, suffixes, 3, "latent", read_position="after_latents")
+    assert torch.equal(default.gen_emb, named.gen_emb)
+    _, texts = _labels_seen(monkeypatch, model, ITEMS, suffixes, 0, "explicit")
+    assert texts == [f"{s}{GEN_EMB}" for s in suffixes]  # explicit: after its text, no latents
+    assert TrainConfig().read_position == TrainStep(model, "latent").read_position == "after_latents"
 
 
 def test_bad_read_positions_are_one_line_errors(model):

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from plume_lite.config import LORA_TARGETS, MODES, PlumeConfig, check_keys, check_value
-from plume_lite.curriculum import READ_POSITIONS
+from plume_lite.curriculum import DEFAULT_READ_POSITION, READ_POSITIONS
 from plume_lite.errors import ConfigError
 
 LOGIT_SCALE = 50.0  # InfoNCE temperature τ = 1 / 50 = 0.02
@@ -154,7 +154,7 @@ class TrainConfig:
     # after_latents, a deviation from the paper's after_text: from a trained U it scored
     # +9.3 (main chain) and +27.0 (gate chain) over after_text, 3 seeds, paired CIs
     # excluding 0 (README §Results; docs/method.md §Training objective)
-    read_position: str = "after_latents"
+    read_position: str = DEFAULT_READ_POSITION
     # --- optimisation ---
     max_steps: int = 300  # optimizer steps; curriculum progress = step / max_steps
     batch_size: int = 16  # pairs per process per micro-batch (in-batch negatives)

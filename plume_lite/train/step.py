@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from plume_lite.curriculum import DEFAULT_READ_POSITION
 from plume_lite.train.config import BALANCE_WEIGHT, LOGIT_SCALE
 from plume_lite.train.losses import item_ids, plume_loss
 
@@ -19,7 +20,7 @@ class TrainStep(nn.Module):
         logit_scale: float = LOGIT_SCALE,
         balance_weight: float = BALANCE_WEIGHT,
         mask_duplicates: bool = True,
-        read_position: str = "after_text",
+        read_position: str = DEFAULT_READ_POSITION,
         checkpoint_prefix: bool = False,
     ):
         super().__init__()
