@@ -17,6 +17,7 @@ cache keeps serving the share it holds.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 
 from plume_lite.errors import ConfigError
@@ -45,7 +46,7 @@ def file_key(path, *settings):
         st = os.stat(path)
     except OSError:
         return None
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(st.st_mode):  # a frame folder's mtime misses edits to its frames
         return None
     return (os.path.abspath(path), st.st_size, st.st_mtime_ns, *settings)
 

@@ -9,7 +9,7 @@ Rows cover all tasks and, where there are any, the reasoning tasks."""
 
 from __future__ import annotations
 
-from plume_lite.arguments import name_list
+from plume_lite.arguments import int_at_least, name_list
 from plume_lite.errors import InputError
 
 
@@ -26,7 +26,7 @@ def add_cli(subparsers) -> None:
         "--pair", action="append", default=None, metavar="A,B", help="A - B to test (default: the first two)"
     )
     p.add_argument("--tasks", type=name_list, default=None, help="only these tasks (comma-separated)")
-    p.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
+    p.add_argument("--boot", type=int_at_least(1), default=2000, help="bootstrap replicates")
     p.add_argument("--out", default=None, help="also write the table to this .md file (atomically)")
     p.set_defaults(func=_run)
 
@@ -49,10 +49,10 @@ def _run(args) -> int:
 
     systems = parse_systems(args.system)
     if args.pair:
-        pairs = [tuple(p.split(",")) for p in args.pair]
         bad = [p for p in args.pair if len(p.split(",")) != 2]
         if bad:
             raise InputError(f"--pair {bad[0]!r}: expected A,B")
+        pairs = [tuple(p.split(",")) for p in args.pair]
     elif len(systems) >= 2:
         pairs = [tuple(list(systems)[:2])]
     else:

@@ -222,19 +222,27 @@ def fast_variant(engine: str, device: str) -> str | None:
     return f"latent-{engine}"
 
 
-def load_for_bench(args):
-    """The model to time: a checkpoint, a backbone, or random weights of `args.shape`."""
+def random_2b_model(dtype, device, **settings):
+    """A PlumeModel on random weights of Qwen2-VL-2B-Instruct shapes (nothing downloaded),
+    initialised on `device` (a 2B init on a CPU is slow); `settings`: PlumeConfig fields."""
     from plume_lite.backbone import QWEN2VL_2B_SIZES, make_backbone
     from plume_lite.config import PlumeConfig
+    from plume_lite.model import PlumeModel
+
+    with torch.device(device):
+        backbone, processor = make_backbone(dtype=dtype, **QWEN2VL_2B_SIZES)
+    return PlumeModel(backbone, processor, PlumeConfig.from_dict({**settings, "backbone": "random-2b"}))
+
+
+def load_for_bench(args):
+    """The model to time: a checkpoint, a backbone, or random weights of `args.shape`."""
     from plume_lite.model import PlumeModel
 
     dtype = getattr(torch, args.dtype)
     if args.checkpoint:
         model = PlumeModel.from_pretrained(args.checkpoint, dtype=dtype)
-    elif args.shape == "2b":  # random weights, Qwen2-VL-2B-Instruct shapes: nothing downloaded
-        with torch.device(args.device):  # initialised where it runs (a 2B init on a CPU is slow)
-            backbone, processor = make_backbone(dtype=dtype, **QWEN2VL_2B_SIZES)
-        model = PlumeModel(backbone, processor, PlumeConfig(backbone="random-2b"))
+    elif args.shape == "2b":
+        model = random_2b_model(dtype, args.device)
     else:
         model = PlumeModel.from_backbone(args.backbone, dtype=dtype)
     model.config.max_new_tokens = args.max_new_tokens

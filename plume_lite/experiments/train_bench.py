@@ -134,30 +134,18 @@ def gpu_memory(device) -> dict:
 def build_bench_model(cfg, shape: str, device: str):
     """The model one timer trains: the profile's (tiny) or random weights of Qwen2-VL-2B
     shapes under `cfg`'s LoRA / frozen-vision / precision settings (2b)."""
-    from plume_lite.train.loop import build_model
+    from plume_lite.train.loop import build_model, prepare_for_training
 
     if shape != "2b":
         return build_model(cfg).to(device)
-    from plume_lite.backbone import QWEN2VL_2B_SIZES, make_backbone
-    from plume_lite.config import PlumeConfig
-    from plume_lite.model import PlumeModel
+    from plume_lite.experiments.bench import random_2b_model
     from plume_lite.pixel_budget import set_pixel_budget
 
-    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
-    with torch.device(device):  # initialised where it runs (a 2B init on a CPU is slow)
-        backbone, processor = make_backbone(dtype=dtype, **QWEN2VL_2B_SIZES)
+    dtype = torch.bfloat16 if (cfg.precision == "bf16" and cfg.lora) else torch.float32  # as build_model
+    model = random_2b_model(dtype, device, **cfg.model_kwargs())
     side = 448 * 448  # the 2B encode benchmark's image size; SynthMMEB's 64 px would be 4 tokens
-    set_pixel_budget(processor, min_pixels=side, max_pixels=side)
-    model = PlumeModel(
-        backbone, processor, PlumeConfig.from_dict({"backbone": "random-2b", **cfg.model_kwargs()})
-    )
-    if cfg.lora:
-        model.enable_lora(
-            r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, targets=tuple(cfg.lora_targets)
-        )
-    if cfg.freeze_vision:
-        model.freeze_vision()
-    return model.to(device)
+    set_pixel_budget(model.processor, min_pixels=side, max_pixels=side)
+    return prepare_for_training(model, cfg).to(device)
 
 
 def batch_sweep(make_timer, pairs, batches, steps: int, seed: int = 0) -> list[dict]:
@@ -296,7 +284,10 @@ def main(argv=None) -> None:
         "steps": args.steps,
     }
     if args.batches:
-        batches = [int(b) for b in args.batches.split(",")]
+        try:
+            batches = [int(b) for b in args.batches.split(",")]
+        except ValueError:
+            ap.error(f"--batches {args.batches!r}: expected comma-separated integers, e.g. 32,64")
         rows = {
             f"{n}@{b}": r
             for n in names

@@ -94,6 +94,11 @@ def build_model(config: TrainConfig):
         model = model_from_run(config, dtype)
     else:
         model = PlumeModel.from_backbone(config.backbone, dtype=dtype, **config.model_kwargs())
+    return prepare_for_training(model, config)
+
+
+def prepare_for_training(model, config: TrainConfig):
+    """`model` with the config's LoRA, frozen vision tower and fused experts applied."""
     if config.lora:
         model.enable_lora(
             r=config.lora_r,
