@@ -123,6 +123,30 @@ def test_plume_loss_composition_per_mode():
         plume_loss("latnet", oq, oc)
 
 
+def test_contrastive_weight_scales_only_the_infonce_terms():
+    torch.manual_seed(0)
+    oq, oc = outputs(ce=1.0, bal=0.5), outputs(ce=2.0, bal=0.25)
+    gen, disc = info_nce(oq.gen_emb, oc.gen_emb), info_nce(oq.disc_emb, oc.disc_emb)
+    total, parts = plume_loss("latent", oq, oc, contrastive_weight=0.25)
+    assert total.item() == pytest.approx((3.0 + 0.25 * (gen + disc) + 0.1 * 0.75).item(), rel=1e-6)
+    assert parts["nce_gen"].item() == pytest.approx(gen.item())  # parts are logged unweighted
+    total, _ = plume_loss("explicit", oq, oc, contrastive_weight=0.0)
+    assert total.item() == pytest.approx(3.0)  # the language-model loss alone
+    total.backward()
+    assert oq.gen_emb.grad is None or oq.gen_emb.grad.abs().sum() == 0
+
+
+def test_contrastive_weight_is_checked():
+    from plume_lite.errors import ConfigError
+    from plume_lite.train.config import TrainConfig
+
+    assert TrainConfig(mode="explicit", contrastive_weight=0.0).contrastive_weight == 0.0
+    with pytest.raises(ConfigError, match="contrastive_weight must be >= 0"):
+        TrainConfig(mode="explicit", contrastive_weight=-1.0)
+    with pytest.raises(ConfigError, match="direct mode"):
+        TrainConfig(mode="direct", contrastive_weight=0.0)
+
+
 @pytest.mark.slow
 def test_two_process_gather_equals_single_process(tmp_path):
     """`accelerate launch` two CPU processes (gloo) running this file as a worker."""

@@ -91,6 +91,8 @@ class TrainConfig:
             then "cosine" decay or "constant"; gradient-norm clipping (0: off).
         logit_scale, balance_weight: InfoNCE scale (50, i.e. tau = 0.02) and weight of
             the router's balance term (0.1).
+        contrastive_weight: weight of the InfoNCE terms (1: the paper's loss; 0 in
+            latent or explicit mode: the language-model loss alone, a control).
         mask_duplicates: identical items in a batch are not each other's negatives.
         tasks, train_limit: train on these task names only (None: all) and at most this
             many pairs per task (None: all).
@@ -167,6 +169,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     logit_scale: float = LOGIT_SCALE
     balance_weight: float = BALANCE_WEIGHT
+    contrastive_weight: float = 1.0
     mask_duplicates: bool = True  # identical items in a batch are not negatives
     # --- data ---
     tasks: list[str] | None = None  # None: every training task
@@ -228,6 +231,11 @@ class TrainConfig:
             raise ConfigError(
                 "weight_decay and balance_weight must be >= 0 and logit_scale > 0, got "
                 f"{self.weight_decay}, {self.balance_weight}, {self.logit_scale}"
+            )
+        if self.contrastive_weight < 0 or (self.mode == "direct" and self.contrastive_weight == 0):
+            raise ConfigError(
+                f"contrastive_weight must be >= 0 (and > 0 in direct mode, whose only loss it "
+                f"weights), got {self.contrastive_weight}"
             )
         if not self.lora_targets or (self.tasks is not None and not self.tasks):
             raise ConfigError("lora_targets and tasks may not be empty lists (tasks: null means every task)")

@@ -112,6 +112,7 @@ def grad_cache_step(step_module, batch, chunk: int, backward=None, no_sync=None,
         sides["c"],
         scale=inner.logit_scale,
         balance_weight=inner.balance_weight,
+        contrastive_weight=inner.contrastive_weight,
         **ids,
     )
     total.backward()  # only to the cached leaves: they have no graph behind them

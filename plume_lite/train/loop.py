@@ -373,6 +373,7 @@ def _train_locked(config: TrainConfig, data_dir, out_dir: Path, resume: bool, on
         config.mask_duplicates,
         read_position=config.read_position,
         checkpoint_prefix=config.checkpoint_prefix,
+        contrastive_weight=config.contrastive_weight,
     )
     step_module, optimizer = accelerator.prepare(step_module, optimizer)
     plume = accelerator.unwrap_model(step_module).model

@@ -126,16 +126,19 @@ def plume_loss(
     *,
     scale: float = LOGIT_SCALE,
     balance_weight: float = BALANCE_WEIGHT,
+    contrastive_weight: float = 1.0,
     q_ids=None,
     c_ids=None,
 ):
-    """Total loss and its parts for one batch of (query, positive) training outputs.
+    """Total loss and its parts (unweighted) for one batch of (query, positive) outputs.
 
-    latent   = CE(q) + CE(c) + InfoNCE(gen) + InfoNCE(disc) + w · (balance_q + balance_c)
-    explicit = CE(q) + CE(c) + InfoNCE(gen) + InfoNCE(disc)
-    direct   = InfoNCE(disc)
-    The balance term is the model's batch-level load-balance value, one per rollout
-    (queries and candidates roll out separately), so both are added."""
+    latent   = CE(q) + CE(c) + a · (InfoNCE(gen) + InfoNCE(disc)) + w · (balance_q + balance_c)
+    explicit = CE(q) + CE(c) + a · (InfoNCE(gen) + InfoNCE(disc))
+    direct   = a · InfoNCE(disc)
+    a is `contrastive_weight` (1: the paper's sum; 0: the language-model loss alone, a
+    control for what the contrastive terms cost the written answers). The balance term is
+    the model's batch-level load-balance value, one per rollout (queries and candidates
+    roll out separately), so both are added."""
     parts = {"nce_disc": info_nce(out_q.disc_emb, out_c.disc_emb, scale, q_ids, c_ids)}
     if mode in ("latent", "explicit"):
         parts["ce_q"] = out_q.ce_loss
@@ -143,7 +146,7 @@ def plume_loss(
         parts["nce_gen"] = info_nce(out_q.gen_emb, out_c.gen_emb, scale, q_ids, c_ids)
     elif mode != "direct":
         raise ValueError(f"mode must be latent, explicit or direct, got {mode!r}")
-    total = sum(parts.values())
+    total = sum(v * (contrastive_weight if k.startswith("nce") else 1.0) for k, v in parts.items())
     if mode == "latent":
         parts["balance"] = _as_tensor(out_q.balance_loss, total) + _as_tensor(out_c.balance_loss, total)
         total = total + balance_weight * parts["balance"]

@@ -22,11 +22,13 @@ class TrainStep(nn.Module):
         mask_duplicates: bool = True,
         read_position: str = DEFAULT_READ_POSITION,
         checkpoint_prefix: bool = False,
+        contrastive_weight: float = 1.0,
     ):
         super().__init__()
         self.model = model
         self.mode, self.logit_scale, self.balance_weight = mode, logit_scale, balance_weight
         self.mask_duplicates = mask_duplicates
+        self.contrastive_weight = contrastive_weight
         # only latent mode has a choice: explicit reads after its text, as at inference
         self.read_position = read_position if mode == "latent" else "after_text"
         self.checkpoint_prefix = checkpoint_prefix  # recompute the prefix pass in the backward
@@ -48,7 +50,13 @@ class TrainStep(nn.Module):
             device = out_q.disc_emb.device
             ids = dict(q_ids=item_ids(batch.queries, device), c_ids=item_ids(batch.positives, device))
         total, parts = plume_loss(
-            self.mode, out_q, out_c, scale=self.logit_scale, balance_weight=self.balance_weight, **ids
+            self.mode,
+            out_q,
+            out_c,
+            scale=self.logit_scale,
+            balance_weight=self.balance_weight,
+            contrastive_weight=self.contrastive_weight,
+            **ids,
         )
         return total, parts, router_stats(out_q.gates, out_c.gates, top_k=self.model.config.top_k)
 
