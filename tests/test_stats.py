@@ -219,3 +219,41 @@ def test_the_paired_command_prints_the_same_rows_as_compare_table(systems, tmp_p
     assert "| a − b | reasoning (2) |" in expected and "a < b" in expected
     assert main(["paired", "--system", "a=" + paths["a"][0], "--system", "a=x.json"]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def with_written(result: dict, correct: dict[str, np.ndarray]) -> dict:
+    """`result` with explicit's per-query written answers on the tasks in `correct`."""
+    result = json.loads(json.dumps(result))
+    for name, values in correct.items():
+        task = result["tasks"][name]
+        task["written_answer_accuracy"] = 100.0 * float(np.mean(values))
+        for q, v in zip(task["per_query"], values):
+            q["written_correct"] = bool(v)
+    return result
+
+
+def test_the_paired_command_compares_written_answers_on_the_tasks_that_have_them(tmp_path, capsys):
+    from plume_lite.apps.cli import main
+
+    rng = np.random.default_rng(3)
+    scores = base_scores(rng)
+    a_ok = {"cls": rng.random(128) < 0.4, "count": rng.random(128) < 0.2}
+    b_ok = {"cls": a_ok["cls"] | (rng.random(128) < 0.5), "count": a_ok["count"].copy()}
+    paths = []
+    for name, ok in (("a", a_ok), ("b", b_ok)):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps(with_written(make_result(scores), ok)))
+        paths.append(str(p))
+    assert main(["paired", "--written", "--system", f"a={paths[0]}", "--system", f"b={paths[1]}"]) == 0
+    table = capsys.readouterr().out
+    # the retrieval scores are identical; the written answers are not, on cls only
+    expected = 100.0 * np.mean([np.mean(a_ok[t].astype(float) - b_ok[t]) for t in ("cls", "count")])
+    row = next(line for line in table.splitlines() if "| all (2) |" in line)
+    assert f"{expected:+.1f}".replace("-", "−") in row and "a < b" in row
+    b10 = int((a_ok["cls"] & ~b_ok["cls"]).sum())
+    b01 = int((~a_ok["cls"] & b_ok["cls"]).sum())
+    assert f"({b10}/{b01})" in row
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(make_result(scores)))
+    assert main(["paired", "--written", "--system", f"a={plain}", "--system", f"b={plain}"]) == 2
+    assert "has no written answers" in capsys.readouterr().err

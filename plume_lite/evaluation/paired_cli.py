@@ -5,7 +5,9 @@ of any eval results, outside `reproduce`:
                       --system direct=s0/eval-direct.json,s1/eval-direct.json [--pair latent,direct]
 
 Results of one system are listed in seed order; systems are paired by that position.
-Rows cover all tasks and, where there are any, the reasoning tasks."""
+Rows cover all tasks and, where there are any, the reasoning tasks. With --written the
+value compared is explicit's written answer (right or wrong per query) on the tasks
+that have one, instead of the retrieval score."""
 
 from __future__ import annotations
 
@@ -26,6 +28,11 @@ def add_cli(subparsers) -> None:
         "--pair", action="append", default=None, metavar="A,B", help="A - B to test (default: the first two)"
     )
     p.add_argument("--tasks", type=name_list, default=None, help="only these tasks (comma-separated)")
+    p.add_argument(
+        "--written",
+        action="store_true",
+        help="compare explicit's written-answer accuracy (the tasks with written answers)",
+    )
     p.add_argument("--boot", type=int_at_least(1), default=2000, help="bootstrap replicates")
     p.add_argument("--out", default=None, help="also write the table to this .md file (atomically)")
     p.set_defaults(func=_run)
@@ -58,10 +65,15 @@ def _run(args) -> int:
     else:
         raise InputError("give two --system entries (or a --pair)")
     first = stats.load_result(systems[pairs[0][0]][0])
-    tasks = args.tasks or list(first["tasks"])
+    written = [n for n, t in first["tasks"].items() if "written_answer_accuracy" in t]
+    if args.written and not written:
+        source = systems[pairs[0][0]][0]
+        raise InputError(f"--written: {source} has no written answers (it is not an explicit-mode eval)")
+    tasks = args.tasks or (written if args.written else list(first["tasks"]))
     reasoning = [t for t in stats.reasoning_tasks(first) if t in tasks]
     groups = {"all": tasks, **({"reasoning": reasoning} if reasoning and reasoning != tasks else {})}
-    table = stats.markdown(stats.compare_table(systems, pairs, groups, n_boot=args.boot))
+    field = "written_correct" if args.written else "score"
+    table = stats.markdown(stats.compare_table(systems, pairs, groups, n_boot=args.boot, field=field))
     print(table, end="")
     if args.out:
         atomic_write_text(args.out, table)

@@ -127,6 +127,8 @@ def _per_query(result: dict, name: str, field: str = "score") -> np.ndarray:
     rows = result["tasks"][name].get("per_query")
     if not rows:
         raise InputError(f"task {name}: no per-query results (evaluate with keep_per_query=True)")
+    if any(q.get(field) is None for q in rows):
+        raise InputError(f"task {name}: no per-query {field!r} (written answers: explicit-mode evals only)")
     return np.array([float(q[field]) for q in rows], dtype=np.float64)
 
 
@@ -142,8 +144,9 @@ def _check_pair(a: dict, b: dict, name: str, label: str) -> None:
         raise InputError(f"{label}, task {name}: A and B were scored on different test data ({fa} != {fb})")
 
 
-def _paired_scores(a_runs, b_runs, tasks):
-    """Per task a [seeds, queries] array of A's and of B's per-query scores."""
+def _paired_scores(a_runs, b_runs, tasks, field="score"):
+    """Per task a [seeds, queries] array of A's and of B's per-query `field` (the
+    score, or "written_correct": explicit's written answer was right)."""
     a_runs, b_runs = [load_result(r) for r in a_runs], [load_result(r) for r in b_runs]
     if not a_runs or len(a_runs) != len(b_runs):
         raise InputError(f"need one result per seed for both systems, got {len(a_runs)} and {len(b_runs)}")
@@ -155,8 +158,8 @@ def _paired_scores(a_runs, b_runs, tasks):
         lengths = {len(r["tasks"][n]["per_query"]) for r in a_runs}
         if len(lengths) != 1:  # a task's test set must not change between seeds
             raise InputError(f"task {n}: query counts differ between seeds ({sorted(lengths)})")
-        a[n] = np.stack([_per_query(r, n) for r in a_runs])
-        b[n] = np.stack([_per_query(r, n) for r in b_runs])
+        a[n] = np.stack([_per_query(r, n, field) for r in a_runs])
+        b[n] = np.stack([_per_query(r, n, field) for r in b_runs])
     return names, a, b
 
 
@@ -182,12 +185,15 @@ def _bootstrap(diffs: dict[str, np.ndarray], n_boot: int, seed: int) -> np.ndarr
     return np.concatenate(out)
 
 
-def paired_difference(a_runs, b_runs, tasks=None, n_boot: int = 2000, seed: int = 0) -> PairedDifference:
+def paired_difference(
+    a_runs, b_runs, tasks=None, n_boot: int = 2000, seed: int = 0, field: str = "score"
+) -> PairedDifference:
     """Headline score of A and B (mean over seeds), A - B and its hierarchical paired
-    bootstrap 95 % percentile CI; `tasks`: the tasks averaged (None: all, = "overall")."""
+    bootstrap 95 % percentile CI; `tasks`: the tasks averaged (None: all, = "overall");
+    `field`: the per-query value compared (see _paired_scores)."""
     if not isinstance(n_boot, int) or n_boot < 100:
         raise InputError(f"n_boot must be an integer >= 100, got {n_boot!r}")
-    names, a, b = _paired_scores(a_runs, b_runs, tasks)
+    names, a, b = _paired_scores(a_runs, b_runs, tasks, field)
     ha, hb = headline(a), headline(b)
     boots = _bootstrap({n: a[n] - b[n] for n in names}, n_boot, seed)
     low, high = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
@@ -211,19 +217,21 @@ def binary_tasks(result: dict, tasks=None) -> list[str]:
     return [n for n in names if str(result["tasks"].get(n, {}).get("metric", "")).lower().startswith("hit@")]
 
 
-def mcnemar(a_run, b_run, tasks=None) -> McNemar:
+def mcnemar(a_run, b_run, tasks=None, field: str = "score") -> McNemar:
     """Exact two-sided McNemar test of one seed's A against B, pooled over the hit@K
-    tasks among `tasks` (None: all tasks; ndcg tasks are left out: not 0/1)."""
+    tasks among `tasks` (None: all tasks; ndcg tasks are left out: not 0/1); a `field`
+    other than the score (written_correct) is 0/1 on every task."""
     from scipy.stats import binomtest  # scipy comes with scikit-learn; imported only here
 
     a, b = load_result(a_run), load_result(b_run)
-    names = binary_tasks(a, _task_names([a, b], tasks))
+    names = _task_names([a, b], tasks)
+    names = binary_tasks(a, names) if field == "score" else names
     if not names:
         raise InputError("McNemar needs hit@K tasks (0/1 per query); none among the tasks given")
     b01 = b10 = n = 0
     for name in names:
         _check_pair(a, b, name, "McNemar")
-        sa, sb = _per_query(a, name), _per_query(b, name)
+        sa, sb = _per_query(a, name, field), _per_query(b, name, field)
         if not (np.isin(sa, (0.0, 1.0)).all() and np.isin(sb, (0.0, 1.0)).all()):
             raise InputError(f"task {name}: per-query scores are not 0/1; McNemar needs a hit@K metric")
         b10 += int(((sa == 1) & (sb == 0)).sum())
@@ -242,11 +250,13 @@ def verdict(d: PairedDifference, a: str, b: str) -> str:
     return "n.s."
 
 
-def compare_table(systems: dict, pairs, groups=None, n_boot: int = 2000, seed: int = 0) -> list[dict]:
+def compare_table(
+    systems: dict, pairs, groups=None, n_boot: int = 2000, seed: int = 0, field: str = "score"
+) -> list[dict]:
     """One row per (pair, group): paired difference, CI, verdict and McNemar per seed.
 
     systems: {name: [result per seed]}; pairs: [(a, b), ...]; groups: {label: task names
-    or None for all tasks}, default {"all": None}."""
+    or None for all tasks}, default {"all": None}; field: what is compared per query."""
     groups = {"all": None} if groups is None else groups
     unknown = sorted({s for p in pairs for s in p} - set(systems))
     if unknown:
@@ -255,9 +265,9 @@ def compare_table(systems: dict, pairs, groups=None, n_boot: int = 2000, seed: i
     rows = []
     for a, b in pairs:
         for label, tasks in groups.items():
-            d = paired_difference(loaded[a], loaded[b], tasks, n_boot=n_boot, seed=seed)
-            has_hits = bool(binary_tasks(loaded[a][0], d.tasks))
-            tests = [mcnemar(x, y, d.tasks) for x, y in zip(loaded[a], loaded[b])] if has_hits else []
+            d = paired_difference(loaded[a], loaded[b], tasks, n_boot=n_boot, seed=seed, field=field)
+            has_hits = field != "score" or bool(binary_tasks(loaded[a][0], d.tasks))
+            tests = [mcnemar(x, y, d.tasks, field) for x, y in zip(loaded[a], loaded[b])] if has_hits else []
             rows.append(
                 {"a": a, "b": b, "group": label, "result": d, "verdict": verdict(d, a, b), "mcnemar": tests}
             )
