@@ -128,7 +128,8 @@ def _per_query(result: dict, name: str, field: str = "score") -> np.ndarray:
     if not rows:
         raise InputError(f"task {name}: no per-query results (evaluate with keep_per_query=True)")
     if any(q.get(field) is None for q in rows):
-        raise InputError(f"task {name}: no per-query {field!r} (written answers: explicit-mode evals only)")
+        why = "" if field == "score" else " (written answers come from explicit-mode evals only)"
+        raise InputError(f"task {name}: a query has no {field!r}{why}")
     return np.array([float(q[field]) for q in rows], dtype=np.float64)
 
 

@@ -139,14 +139,16 @@ def plume_loss(
     control for what the contrastive terms cost the written answers). The balance term is
     the model's batch-level load-balance value, one per rollout (queries and candidates
     roll out separately), so both are added."""
+    a = contrastive_weight
     parts = {"nce_disc": info_nce(out_q.disc_emb, out_c.disc_emb, scale, q_ids, c_ids)}
+    total = a * parts["nce_disc"]
     if mode in ("latent", "explicit"):
         parts["ce_q"] = out_q.ce_loss
         parts["ce_c"] = out_c.ce_loss
         parts["nce_gen"] = info_nce(out_q.gen_emb, out_c.gen_emb, scale, q_ids, c_ids)
+        total = total + parts["ce_q"] + parts["ce_c"] + a * parts["nce_gen"]
     elif mode != "direct":
         raise ValueError(f"mode must be latent, explicit or direct, got {mode!r}")
-    total = sum(v * (contrastive_weight if k.startswith("nce") else 1.0) for k, v in parts.items())
     if mode == "latent":
         parts["balance"] = _as_tensor(out_q.balance_loss, total) + _as_tensor(out_c.balance_loss, total)
         total = total + balance_weight * parts["balance"]
