@@ -119,3 +119,48 @@ def test_zero_turns_it_off_and_a_wrong_value_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("PLUME_MEDIA_CACHE_MB", "lots")
     with pytest.raises(ConfigError, match="PLUME_MEDIA_CACHE_MB must be a number"):
         budget_bytes()
+
+
+@pytest.fixture
+def disk(tmp_path):
+    folder = tmp_path / "media-cache"
+    DECODED.use_disk(folder)
+    yield folder
+    DECODED.use_disk(None)
+
+
+def test_the_disk_layer_shares_decodes_between_processes_with_the_same_pixels(media_files, disk, monkeypatch):
+    items = [{"image": media_files["image"]}, {"video": media_files["video"]}, {"pdf": media_files["pdf"]}]
+    first = [load_visual(dict(it))[1] for it in items]
+    assert len(list(disk.glob("*.npy"))) == 3
+    DECODED.clear()  # what a fresh process sees: an empty memory layer, the same folder
+    loads = counting(monkeypatch, authors_media, "load_image") + counting(monkeypatch, authors_media, "load_video")
+    second = [load_visual(dict(it))[1] for it in items]
+    assert loads == []  # none decoded again
+    for a, b in zip(first, second):
+        frames_a, frames_b = (a, b) if isinstance(a, list) else ([a], [b])
+        assert len(frames_a) == len(frames_b)
+        for fa, fb in zip(frames_a, frames_b):
+            assert fb.mode == fa.mode == "RGB" and np.array_equal(np.asarray(fa), np.asarray(fb))
+
+
+def test_a_broken_disk_entry_is_decoded_again_and_replaced(tmp_path, disk, monkeypatch):
+    calls = counting(monkeypatch, authors_media, "load_image")
+    path = write_png(tmp_path / "a.png", (9, 80, 200))
+    load_visual({"image": path})
+    (entry,) = disk.glob("*.npy")
+    entry.write_bytes(entry.read_bytes()[:40])  # truncated, as a killed copy would leave it
+    DECODED.clear()
+    _, img = load_visual({"image": path})
+    assert len(calls) == 2 and img.getpixel((0, 0)) == (9, 80, 200)
+    DECODED.clear()
+    _, again = load_visual({"image": path})
+    assert len(calls) == 2 and np.array_equal(np.asarray(again), np.asarray(img))
+
+
+def test_the_disk_layer_keeps_only_rgb_decodes(disk):
+    cache = MediaCache()
+    cache.use_disk(disk)
+    grey = Image.new("L", (8, 8), 7)
+    assert cache.get_or_load(("grey",), lambda: grey) is grey
+    assert not disk.exists() or not list(disk.glob("*.npy"))

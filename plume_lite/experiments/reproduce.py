@@ -10,6 +10,7 @@ readouts), measures ms/query, and writes results.json, tables.md (with the paire
 bootstrap CIs of evaluation/stats.py) and the accuracy-vs-latency plot. Every run lives
 in its own folder and is reused when finished (training resumes from its checkpoint,
 evaluation skips finished tasks), so an interrupted reproduce continues where it stopped.
+Decoded media are shared between the runs through DIR/media-cache (media_cache.py).
 """
 
 from __future__ import annotations
@@ -104,10 +105,18 @@ def _readout_entry(result: dict) -> dict:
     }
 
 
-def run_job(
+def run_job(run: Run, done: dict, root, **kwargs) -> dict:
+    """Train one run of the plan (unless its model exists) and evaluate its readouts."""
+    from plume_lite.media_cache import DECODED
+
+    # every run decodes the same files: the first to need one decodes it for all
+    with DECODED.using_disk(Path(root) / "media-cache"):
+        return _train_and_read(run, done, root, **kwargs)
+
+
+def _train_and_read(
     run: Run, done: dict, root, data, eval_data, profile, extra, quick, progress, dtype="auto"
 ) -> dict:
-    """Train one run of the plan (unless its model exists) and evaluate its readouts."""
     from plume_lite.evaluation.protocol import evaluate
     from plume_lite.model import PlumeModel
     from plume_lite.runtime import resolve_device, using_threads
