@@ -24,6 +24,22 @@ def test_row_captions_state_order_and_ordinal_positions():
             assert f"The {shape} is the {ORDINALS[i]} shape from the left." in s.target
 
 
+def test_by_shape_ordinals_bind_each_ordinal_to_its_shape_in_a_fixed_order():
+    import random
+
+    from plume_lite.data.scenes import SHAPES
+
+    for seed in range(20):
+        plain, bound = captions.row(random.Random(seed)), captions.row(random.Random(seed), "by_shape")
+        clause = r"The (\w+) is the (\w+) shape from the left\."
+        clauses = re.findall(clause, bound.target)
+        assert sorted(clauses) == sorted(re.findall(clause, plain.target))
+        assert [shape for shape, _ in clauses] == sorted((c[0] for c in clauses), key=SHAPES.index)
+        assert bound.image.tobytes() == plain.image.tobytes()  # the same scene, only the order differs
+    with pytest.raises(ValueError, match="unknown ordinals order"):
+        captions.draw(random.Random(0), "row", ordinals="shuffled")
+
+
 def test_scatter_counts_add_up_and_lookup_answers_follow_the_link():
     import random
 

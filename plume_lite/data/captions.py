@@ -17,7 +17,13 @@ need, in the rationales' own sentence style:
 Scenes come from their own seeded RNG stream ("pretrain:SEED"), never SynthMMEB's
 ("synthmmeb:SEED:TASK"), and are drawn fresh for every sequence, so the corpus shares no
 scene with any SynthMMEB split. The lookups grow from 2 facts to 8 over training, with one
-question per sequence (no elimination shortcut: PRETRAIN_PROBE.md §2)."""
+question per sequence (no elimination shortcut: PRETRAIN_PROBE.md §2).
+
+`ordinals`: the order of a row caption's ordinal clauses. "left_to_right" (the shipped
+backbone's) states them in position order, so the i-th clause's ordinal is the i-th
+word whatever the shape; "by_shape" states them in the fixed order of SHAPES, so each
+ordinal has to be bound to its shape, which left-of's rationale needs ("The diamond is
+the fourth shape from the left")."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from plume_lite.data import scenes
 from plume_lite.data.scenes import COLOR_NAMES, NUMBERS, ORDINALS, SHAPES, article, listing
 
 CAPTION_KINDS = ("single", "row", "scatter", "bars")
+ORDINAL_ORDERS = ("left_to_right", "by_shape")
 KINDS = CAPTION_KINDS + ("lookup",)
 # share of each kind in a batch: mostly images, a quarter text lookups (the probe's mix)
 MIX = {"single": 0.15, "row": 0.25, "scatter": 0.2, "bars": 0.15, "lookup": 0.25}
@@ -77,16 +84,17 @@ def single(rng: random.Random) -> Sample:
     return Sample("single", DESCRIBE, caption, scenes.scene(rng, [obj]))
 
 
-def row(rng: random.Random) -> Sample:
+def row(rng: random.Random, ordinals: str = "left_to_right") -> Sample:
     k = rng.choice([2, 3, 4])
     slots = sorted(rng.sample(range(4), k))
     shp, col = rng.sample(SHAPES, k), rng.sample(COLOR_NAMES, k)
     r = rng.randint(5, 7)
     objs = [(shp[i], col[i], 8 + 16 * slots[i], rng.randint(18, 46), r) for i in range(k)]
+    order = sorted(range(k), key=lambda i: SHAPES.index(shp[i])) if ordinals == "by_shape" else range(k)
     caption = _sentences(
         f"The image shows {NUMBERS[k]} shapes in a row",
         f"From left to right they are {listing([_a(col[i], shp[i]) for i in range(k)])}",
-        *(f"The {shp[i]} is the {ORDINALS[i]} shape from the left" for i in range(k)),
+        *(f"The {shp[i]} is the {ORDINALS[i]} shape from the left" for i in order),
     )
     return Sample("row", DESCRIBE, caption, scenes.scene(rng, objs))
 
@@ -148,10 +156,14 @@ def lookup(rng: random.Random, n_facts: int = 8) -> Sample:
 BUILDERS = {"single": single, "row": row, "scatter": scatter, "bars": bars}
 
 
-def draw(rng: random.Random, kind: str, progress: float = 1.0) -> Sample:
+def draw(rng: random.Random, kind: str, progress: float = 1.0, ordinals: str = "left_to_right") -> Sample:
     """One sample of `kind`; lookups have 2 facts at progress 0 and 8 from progress 0.5."""
+    if ordinals not in ORDINAL_ORDERS:
+        raise ValueError(f"unknown ordinals order {ordinals!r}; choose one of {', '.join(ORDINAL_ORDERS)}")
     if kind == "lookup":
         return lookup(rng, 2 + round(6 * min(1.0, 2 * max(0.0, progress))))
+    if kind == "row":
+        return row(rng, ordinals)
     if kind not in BUILDERS:
         raise ValueError(f"unknown caption kind {kind!r}; choose one of {', '.join(KINDS)}")
     return BUILDERS[kind](rng)
@@ -160,8 +172,9 @@ def draw(rng: random.Random, kind: str, progress: float = 1.0) -> Sample:
 class CaptionStream:
     """The training stream: batch after batch of fresh samples, deterministic per seed."""
 
-    def __init__(self, seed: int = 0, mix: dict | None = None):
+    def __init__(self, seed: int = 0, mix: dict | None = None, ordinals: str = "left_to_right"):
         self.rng = random.Random(f"pretrain:{seed}")
+        self.ordinals = ordinals
         self.mix = dict(mix or MIX)
         self.kinds, self.weights = list(self.mix), list(self.mix.values())
 
@@ -170,12 +183,13 @@ class CaptionStream:
         pads far less (a row caption is 3x a lookup answer) and halves a step's CPU cost,
         but learnt the row shapes much more slowly (README §Pre-trained tiny backbone)."""
         if mixed:
-            return [draw(self.rng, k, progress) for k in self.rng.choices(self.kinds, self.weights, k=size)]
+            kinds = self.rng.choices(self.kinds, self.weights, k=size)
+            return [draw(self.rng, k, progress, self.ordinals) for k in kinds]
         kind = self.rng.choices(self.kinds, self.weights)[0]
-        return [draw(self.rng, kind, progress) for _ in range(size)]
+        return [draw(self.rng, kind, progress, self.ordinals) for _ in range(size)]
 
 
-def held_out(kind: str, n: int, seed: int = 0) -> list[Sample]:
+def held_out(kind: str, n: int, seed: int = 0, ordinals: str = "left_to_right") -> list[Sample]:
     """`n` evaluation samples of `kind` from a stream of their own (not the training one)."""
     rng = random.Random(f"pretrain-eval:{seed}:{kind}")
-    return [draw(rng, kind) for _ in range(n)]
+    return [draw(rng, kind, ordinals=ordinals) for _ in range(n)]

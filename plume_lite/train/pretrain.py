@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from plume_lite.data.captions import CAPTION_KINDS, VOCAB, CaptionStream, Sample, held_out
+from plume_lite.data.captions import CAPTION_KINDS, ORDINAL_ORDERS, VOCAB, CaptionStream, Sample, held_out
+from plume_lite.errors import ConfigError
 from plume_lite.io import atomic_dir, atomic_write_text
 from plume_lite.runtime import using_threads
 
@@ -88,7 +89,9 @@ def generate(model, processor, samples: list[Sample], max_new_tokens: int = 96) 
     ]
 
 
-def caption_gate(model, processor, n: int = 32, seed: int = 0, batch_size: int = 16) -> dict:
+def caption_gate(
+    model, processor, n: int = 32, seed: int = 0, batch_size: int = 16, ordinals: str = "left_to_right"
+) -> dict:
     """Share (%) of held-out samples answered exactly, per kind: the whole caption for the
     image kinds, the linked colour for one-hop lookups (chance 12.5 %)."""
     was_training = model.training
@@ -96,7 +99,7 @@ def caption_gate(model, processor, n: int = 32, seed: int = 0, batch_size: int =
     scores = {}
     try:
         for kind in CAPTION_KINDS + ("lookup",):
-            samples = held_out(kind, n, seed)
+            samples = held_out(kind, n, seed, ordinals)
             right = 0
             for i in range(0, n, batch_size):
                 chunk = samples[i : i + batch_size]
@@ -123,16 +126,20 @@ def pretrain(
     mixed: bool = True,
     init=None,
     command: str = "",
+    ordinals: str = "left_to_right",
 ) -> dict:
     """Pre-train a fresh tiny backbone (`make_backbone(seed)`), or continue the one saved
     at `init` (a previous `pretrain` folder), and save it to `out`.
 
     mixed: every batch mixes the kinds (default); False: one kind per batch (cheaper).
+    ordinals: the order of a row caption's ordinal clauses (captions.ORDINAL_ORDERS).
     Returns the record written as `pretrain.json` (with the `init` folder's record
     under "previous")."""
     from plume_lite.backbone import load_backbone, make_backbone
 
     out = Path(out)
+    if ordinals not in ORDINAL_ORDERS:
+        raise ConfigError(f"--ordinals must be one of {', '.join(ORDINAL_ORDERS)}, got {ordinals!r}")
     with using_threads(threads):
         torch.manual_seed(seed)
         previous = None
@@ -146,7 +153,7 @@ def pretrain(
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         # a continued run draws its own stream, not the first run's samples again
-        stream = CaptionStream(seed if init is None else f"{seed}+{previous['steps']}")
+        stream = CaptionStream(seed if init is None else f"{seed}+{previous['steps']}", ordinals=ordinals)
         log_lines, cpu0, wall0 = [], time.process_time(), time.time()
         for step in range(steps):
             for group in opt.param_groups:
@@ -169,7 +176,7 @@ def pretrain(
                 log_lines.append(json.dumps(line))
                 print(json.dumps(line), flush=True)
         train_cpu = time.process_time() - cpu0
-        gate = caption_gate(model, processor, n=gate_queries, seed=seed)
+        gate = caption_gate(model, processor, n=gate_queries, seed=seed, ordinals=ordinals)
         record = {
             "command": command,
             "seed": seed,
@@ -179,6 +186,7 @@ def pretrain(
             "warmup": warmup,
             "threads": threads,
             "mixed_batches": mixed,
+            "ordinals": ordinals,
             "train_cpu_s": round(train_cpu, 1),
             "wall_s": round(time.time() - wall0, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

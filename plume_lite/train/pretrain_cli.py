@@ -25,6 +25,12 @@ def add_cli(subparsers) -> None:
     p.add_argument(
         "--by-kind", action="store_true", help="one kind per batch (cheaper steps; learns row shapes slower)"
     )
+    p.add_argument(
+        "--ordinals",
+        choices=("left_to_right", "by_shape"),
+        default="left_to_right",
+        help="order of a row caption's ordinal clauses (by_shape: each ordinal bound to its shape)",
+    )
     p.add_argument("--gate-queries", type=int_at_least(1), default=64, help="held-out samples per kind")
     p.set_defaults(func=_run_cli)
 
@@ -44,6 +50,7 @@ def _run_cli(args) -> int:
         mixed=not args.by_kind,
         init=args.init,
         command=command,
+        ordinals=args.ordinals,
     )
     gate = ", ".join(f"{k} {v}" for k, v in record["gate"]["exact_match"].items())
     print(f"pre-trained {record['steps']} steps in {record['train_cpu_s']} CPU-s; exact match %: {gate}")
