@@ -17,7 +17,9 @@ vision frozen, bf16) on random weights of Qwen2-VL-2B-Instruct shapes, nothing
 downloaded, with every image and frame sized to 448x448 as the 2B encode benchmark
 does; `--batches 16,32,64` times each batch size in turn and stops at the first that
 runs out of GPU memory; rows then carry the peak GPU memory; `--out FILE` writes
-every row as JSON (atomically).
+every row as JSON (atomically). `--media-cache DIR` reads decoded media through the disk
+layer of media_cache.py; time one variant per process with it (variants in one process
+share the memory layer, so the first one decodes for all).
 
 `--memory VARIANT` runs one step of that variant (after a 2-pair warm-up step) and
 prints the growth of the process's peak RSS during it: run it once per variant, each in
@@ -241,6 +243,12 @@ def main(argv=None) -> None:
     ap.add_argument("--memory", default=None, metavar="VARIANT", help="peak-RSS growth of one step")
     ap.add_argument("--out", default=None, help="JSON file for the rows (written atomically)")
     ap.add_argument(
+        "--media-cache",
+        default=None,
+        metavar="DIR",
+        help="share decoded media through DIR (media_cache.py), as reproduce's runs do",
+    )
+    ap.add_argument(
         "--variants",
         default="latent,latent_loop,direct",
         help="comma list of latent, latent_loop, direct, explicit, latent_fused, latent_ckpt",
@@ -254,6 +262,10 @@ def main(argv=None) -> None:
         return
     if not args.data:
         ap.error("--data is required (except with --adapter)")
+    if args.media_cache:
+        from plume_lite.media_cache import DECODED
+
+        DECODED.use_disk(args.media_cache)
     profile = args.profile or ("gpu-2b" if args.shape == "2b" else "tiny")
     cfg = resolve_config(profile, mode="latent", overrides=[f"latent_steps={args.k}", *args.overrides])
     pairs = load_pairs(cfg, args.data)
