@@ -23,7 +23,9 @@ question per sequence (no elimination shortcut: PRETRAIN_PROBE.md §2).
 backbone's) states them in position order, so the i-th clause's ordinal is the i-th
 word whatever the shape; "by_shape" states them in the fixed order of SHAPES, so each
 ordinal has to be bound to its shape, which left-of's rationale needs ("The diamond is
-the fourth shape from the left")."""
+the fourth shape from the left"). `neighbours`: also state, for every shape but the
+leftmost, the shape just left of it ("The shape just left of the diamond is the orange
+square"), in the same order: left-of's last step as a fact of the scene."""
 
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def single(rng: random.Random) -> Sample:
     return Sample("single", DESCRIBE, caption, scenes.scene(rng, [obj]))
 
 
-def row(rng: random.Random, ordinals: str = "left_to_right") -> Sample:
+def row(rng: random.Random, ordinals: str = "left_to_right", neighbours: bool = False) -> Sample:
     k = rng.choice([2, 3, 4])
     slots = sorted(rng.sample(range(4), k))
     shp, col = rng.sample(SHAPES, k), rng.sample(COLOR_NAMES, k)
@@ -95,6 +97,11 @@ def row(rng: random.Random, ordinals: str = "left_to_right") -> Sample:
         f"The image shows {NUMBERS[k]} shapes in a row",
         f"From left to right they are {listing([_a(col[i], shp[i]) for i in range(k)])}",
         *(f"The {shp[i]} is the {ORDINALS[i]} shape from the left" for i in order),
+        *(
+            f"The shape just left of the {shp[i]} is the {col[i - 1]} {shp[i - 1]}"
+            for i in (order if neighbours else ())
+            if i > 0
+        ),
     )
     return Sample("row", DESCRIBE, caption, scenes.scene(rng, objs))
 
@@ -156,14 +163,20 @@ def lookup(rng: random.Random, n_facts: int = 8) -> Sample:
 BUILDERS = {"single": single, "row": row, "scatter": scatter, "bars": bars}
 
 
-def draw(rng: random.Random, kind: str, progress: float = 1.0, ordinals: str = "left_to_right") -> Sample:
+def draw(
+    rng: random.Random,
+    kind: str,
+    progress: float = 1.0,
+    ordinals: str = "left_to_right",
+    neighbours: bool = False,
+) -> Sample:
     """One sample of `kind`; lookups have 2 facts at progress 0 and 8 from progress 0.5."""
     if ordinals not in ORDINAL_ORDERS:
         raise ValueError(f"unknown ordinals order {ordinals!r}; choose one of {', '.join(ORDINAL_ORDERS)}")
     if kind == "lookup":
         return lookup(rng, 2 + round(6 * min(1.0, 2 * max(0.0, progress))))
     if kind == "row":
-        return row(rng, ordinals)
+        return row(rng, ordinals, neighbours)
     if kind not in BUILDERS:
         raise ValueError(f"unknown caption kind {kind!r}; choose one of {', '.join(KINDS)}")
     return BUILDERS[kind](rng)
@@ -172,9 +185,15 @@ def draw(rng: random.Random, kind: str, progress: float = 1.0, ordinals: str = "
 class CaptionStream:
     """The training stream: batch after batch of fresh samples, deterministic per seed."""
 
-    def __init__(self, seed: int = 0, mix: dict | None = None, ordinals: str = "left_to_right"):
+    def __init__(
+        self,
+        seed: int = 0,
+        mix: dict | None = None,
+        ordinals: str = "left_to_right",
+        neighbours: bool = False,
+    ):
         self.rng = random.Random(f"pretrain:{seed}")
-        self.ordinals = ordinals
+        self.ordinals, self.neighbours = ordinals, neighbours
         self.mix = dict(mix or MIX)
         self.kinds, self.weights = list(self.mix), list(self.mix.values())
 
@@ -184,12 +203,14 @@ class CaptionStream:
         but learnt the row shapes much more slowly (README §Pre-trained tiny backbone)."""
         if mixed:
             kinds = self.rng.choices(self.kinds, self.weights, k=size)
-            return [draw(self.rng, k, progress, self.ordinals) for k in kinds]
+            return [draw(self.rng, k, progress, self.ordinals, self.neighbours) for k in kinds]
         kind = self.rng.choices(self.kinds, self.weights)[0]
-        return [draw(self.rng, kind, progress, self.ordinals) for _ in range(size)]
+        return [draw(self.rng, kind, progress, self.ordinals, self.neighbours) for _ in range(size)]
 
 
-def held_out(kind: str, n: int, seed: int = 0, ordinals: str = "left_to_right") -> list[Sample]:
+def held_out(
+    kind: str, n: int, seed: int = 0, ordinals: str = "left_to_right", neighbours: bool = False
+) -> list[Sample]:
     """`n` evaluation samples of `kind` from a stream of their own (not the training one)."""
     rng = random.Random(f"pretrain-eval:{seed}:{kind}")
-    return [draw(rng, kind, ordinals=ordinals) for _ in range(n)]
+    return [draw(rng, kind, ordinals=ordinals, neighbours=neighbours) for _ in range(n)]

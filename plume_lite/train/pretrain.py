@@ -90,7 +90,13 @@ def generate(model, processor, samples: list[Sample], max_new_tokens: int = 96) 
 
 
 def caption_gate(
-    model, processor, n: int = 32, seed: int = 0, batch_size: int = 16, ordinals: str = "left_to_right"
+    model,
+    processor,
+    n: int = 32,
+    seed: int = 0,
+    batch_size: int = 16,
+    ordinals: str = "left_to_right",
+    neighbours: bool = False,
 ) -> dict:
     """Share (%) of held-out samples answered exactly, per kind: the whole caption for the
     image kinds, the linked colour for one-hop lookups (chance 12.5 %)."""
@@ -99,7 +105,7 @@ def caption_gate(
     scores = {}
     try:
         for kind in CAPTION_KINDS + ("lookup",):
-            samples = held_out(kind, n, seed, ordinals)
+            samples = held_out(kind, n, seed, ordinals, neighbours)
             right = 0
             for i in range(0, n, batch_size):
                 chunk = samples[i : i + batch_size]
@@ -127,12 +133,14 @@ def pretrain(
     init=None,
     command: str = "",
     ordinals: str = "left_to_right",
+    neighbours: bool = False,
 ) -> dict:
     """Pre-train a fresh tiny backbone (`make_backbone(seed)`), or continue the one saved
     at `init` (a previous `pretrain` folder), and save it to `out`.
 
     mixed: every batch mixes the kinds (default); False: one kind per batch (cheaper).
-    ordinals: the order of a row caption's ordinal clauses (captions.ORDINAL_ORDERS).
+    ordinals: the order of a row caption's ordinal clauses (captions.ORDINAL_ORDERS);
+    neighbours: row captions also name the shape just left of each shape.
     Returns the record written as `pretrain.json` (with the `init` folder's record
     under "previous")."""
     from plume_lite.backbone import load_backbone, make_backbone
@@ -153,7 +161,8 @@ def pretrain(
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         # a continued run draws its own stream, not the first run's samples again
-        stream = CaptionStream(seed if init is None else f"{seed}+{previous['steps']}", ordinals=ordinals)
+        corpus = dict(ordinals=ordinals, neighbours=neighbours)
+        stream = CaptionStream(seed if init is None else f"{seed}+{previous['steps']}", **corpus)
         log_lines, cpu0, wall0 = [], time.process_time(), time.time()
         for step in range(steps):
             for group in opt.param_groups:
@@ -176,7 +185,7 @@ def pretrain(
                 log_lines.append(json.dumps(line))
                 print(json.dumps(line), flush=True)
         train_cpu = time.process_time() - cpu0
-        gate = caption_gate(model, processor, n=gate_queries, seed=seed, ordinals=ordinals)
+        gate = caption_gate(model, processor, n=gate_queries, seed=seed, **corpus)
         record = {
             "command": command,
             "seed": seed,
@@ -187,6 +196,7 @@ def pretrain(
             "threads": threads,
             "mixed_batches": mixed,
             "ordinals": ordinals,
+            "neighbours": neighbours,
             "train_cpu_s": round(train_cpu, 1),
             "wall_s": round(time.time() - wall0, 1),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

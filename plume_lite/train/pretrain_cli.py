@@ -31,6 +31,11 @@ def add_cli(subparsers) -> None:
         default="left_to_right",
         help="order of a row caption's ordinal clauses (by_shape: each ordinal bound to its shape)",
     )
+    p.add_argument(
+        "--neighbours",
+        action="store_true",
+        help="row captions also name the shape just left of each shape (left-of's last step)",
+    )
     p.add_argument("--gate-queries", type=int_at_least(1), default=64, help="held-out samples per kind")
     p.set_defaults(func=_run_cli)
 
@@ -51,6 +56,7 @@ def _run_cli(args) -> int:
         init=args.init,
         command=command,
         ordinals=args.ordinals,
+        neighbours=args.neighbours,
     )
     gate = ", ".join(f"{k} {v}" for k, v in record["gate"]["exact_match"].items())
     print(f"pre-trained {record['steps']} steps in {record['train_cpu_s']} CPU-s; exact match %: {gate}")
