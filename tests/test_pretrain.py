@@ -40,6 +40,17 @@ def test_by_shape_ordinals_bind_each_ordinal_to_its_shape_in_a_fixed_order():
         captions.draw(random.Random(0), "row", ordinals="shuffled")
 
 
+def test_neighbour_clauses_name_the_shape_just_left_of_every_shape_but_the_leftmost():
+    import random
+
+    for seed in range(20):
+        s = captions.row(random.Random(seed), "by_shape", neighbours=True)
+        listed = re.search(r"From left to right they are (.*?)\. The", s.target).group(1)
+        objects = re.findall(r"(?:a|an) (\w+ \w+)", listed)
+        said = dict(re.findall(r"The shape just left of the (\w+) is the (\w+ \w+)\.", s.target))
+        assert said == {objects[i].split()[1]: objects[i - 1] for i in range(1, len(objects))}
+
+
 def test_scatter_counts_add_up_and_lookup_answers_follow_the_link():
     import random
 
