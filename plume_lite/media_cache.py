@@ -19,7 +19,8 @@ in each was a third of a direct training step (MP4 frames above all). With a fol
 (`DECODED.use_disk(folder)`, `with DECODED.using_disk(folder)` or PLUME_MEDIA_CACHE_DIR),
 an RGB decode is kept there as raw uint8 pixels (`.npy`, written atomically) under a
 hash of its key; reading it back gives the same pixels as the decode. A file there that
-does not read back is decoded again and replaced. The folder is not bounded: give it a run's own folder.
+does not read back is decoded again and replaced. The folder is not bounded: give it a
+run's own folder.
 """
 
 from __future__ import annotations

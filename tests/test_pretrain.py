@@ -40,6 +40,15 @@ def test_by_shape_ordinals_bind_each_ordinal_to_its_shape_in_a_fixed_order():
         captions.draw(random.Random(0), "row", ordinals="shuffled")
 
 
+def test_an_unknown_ordinals_order_fails_before_anything_is_built(tmp_path):
+    from plume_lite.errors import ConfigError
+    from plume_lite.train.pretrain import pretrain
+
+    with pytest.raises(ConfigError, match="--ordinals must be one of left_to_right, by_shape"):
+        pretrain(tmp_path / "bb", steps=1, ordinals="shuffled")
+    assert not (tmp_path / "bb").exists()
+
+
 def test_neighbour_clauses_name_the_shape_just_left_of_every_shape_but_the_leftmost():
     import random
 

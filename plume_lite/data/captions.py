@@ -91,6 +91,8 @@ def row(rng: random.Random, ordinals: str = "left_to_right", neighbours: bool = 
     slots = sorted(rng.sample(range(4), k))
     shp, col = rng.sample(SHAPES, k), rng.sample(COLOR_NAMES, k)
     r = rng.randint(5, 7)
+    if ordinals not in ORDINAL_ORDERS:
+        raise ValueError(f"unknown ordinals order {ordinals!r}; choose one of {', '.join(ORDINAL_ORDERS)}")
     objs = [(shp[i], col[i], 8 + 16 * slots[i], rng.randint(18, 46), r) for i in range(k)]
     order = sorted(range(k), key=lambda i: SHAPES.index(shp[i])) if ordinals == "by_shape" else range(k)
     caption = _sentences(
@@ -171,8 +173,6 @@ def draw(
     neighbours: bool = False,
 ) -> Sample:
     """One sample of `kind`; lookups have 2 facts at progress 0 and 8 from progress 0.5."""
-    if ordinals not in ORDINAL_ORDERS:
-        raise ValueError(f"unknown ordinals order {ordinals!r}; choose one of {', '.join(ORDINAL_ORDERS)}")
     if kind == "lookup":
         return lookup(rng, 2 + round(6 * min(1.0, 2 * max(0.0, progress))))
     if kind == "row":

@@ -27,9 +27,9 @@ def add_cli(subparsers) -> None:
     )
     p.add_argument(
         "--ordinals",
-        choices=("left_to_right", "by_shape"),
         default="left_to_right",
-        help="order of a row caption's ordinal clauses (by_shape: each ordinal bound to its shape)",
+        help="order of a row caption's ordinal clauses: left_to_right (the shipped backbone's) or "
+        "by_shape (each ordinal bound to its shape)",
     )
     p.add_argument(
         "--neighbours",
