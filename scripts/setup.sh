@@ -18,5 +18,8 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     pip install "${torch_reqs[@]}"
   fi
 fi
-pip install -e ".[media,notebooks,demo,dev]"
+# The rest at the versions the demo pins (demo_app/requirements.txt): the tests check the
+# pins against what is installed, so a new release upstream cannot turn a clean clone red.
+grep -E '^[A-Za-z0-9_.-]+==' demo_app/requirements.txt | grep -vE '^(torch|torchvision)==' > .venv/pins.txt
+pip install -e ".[media,notebooks,demo,dev]" -c .venv/pins.txt
 .venv/bin/python -c "import plume_lite, torch, torchvision, transformers; print('plume_lite ready: torch', torch.__version__, '| transformers', transformers.__version__)"
