@@ -43,8 +43,9 @@ from plume_lite.runtime import cache_root
 log = logging.getLogger(__name__)
 
 # 2: parquet tables with `datasets` features and a dataset card; 3: an i.i.d. `test` split
-# and a held-out-combination `compositional` split (2 had only the held-out one, as `test`)
-FORMAT = "synthmmeb/3"
+# and a held-out-combination `compositional` split (2 had only the held-out one, as `test`);
+# 4: left-of's rationale names its anchor ("just left of the diamond", not "of it")
+FORMAT = "synthmmeb/4"
 # n_train pairs per task, n_test / n_compositional queries per task and split (global tasks
 # are capped by their combinations), n_cands = candidates per local query
 SIZES = {

@@ -122,7 +122,8 @@ def _leftof_sample(rng):
             f"The image shows {NUMBERS[k]} shapes in a row",
             f"From left to right they are {listing([_a(col[i], shp[i]) for i in range(k)])}",
             f"The {anchor} is the {ORDINALS[j]} shape from the left",
-            f"The shape just left of it is the {_obj(col[j - 1], shp[j - 1])}",
+            # the anchor named, not "it": the row captions state this step in these words
+            f"The shape just left of the {anchor} is the {_obj(col[j - 1], shp[j - 1])}",
             f"So the answer is {ans}",
         ),
     )
