@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+# pip's own exit status decides (pipefail): a failed install stops setup; the filter's "no
+# line left" does not
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }
 # torch first. Default: the pinned build these machines carry on disk (on x86_64 a CUDA
 # build, which also runs on the CPU). Another build: PLUME_TORCH (pip requirements) and
 # PLUME_TORCH_INDEX (an index URL, e.g. PyTorch's CPU-only wheel index, for a CPU-only
